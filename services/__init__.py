@@ -1,0 +1,1 @@
+"""barometre: live barometer of French local governments on social networks."""

@@ -1,0 +1,1 @@
+"""The api service: stateless FastAPI over ClickHouse (rankings, presence, history, alerts, dashboard)."""

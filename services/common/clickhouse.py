@@ -1,0 +1,49 @@
+"""The ClickHouse store: how every service gets a client.
+
+Services only ever speak ClickHouse's HTTP interface (``http://`` or ``https://`` DSNs), so the same code
+runs against the local chDB endpoint (``infra/clickhouse``) and a real ClickHouse server or cluster.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+
+from services.common.settings import Settings
+
+
+class ClickHouseConfigError(ValueError):
+    """The configured ClickHouse URL is not one services can use."""
+
+
+def parse_url(url: str) -> tuple[str, int, bool]:
+    """Split an ``http(s)://host:port`` URL into (host, port, secure); anything else is refused."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ClickHouseConfigError(
+            f"BAROMETRE_CLICKHOUSE_URL must be an http:// or https:// URL, got {url!r}"
+        )
+    secure = parts.scheme == "https"
+    return parts.hostname, parts.port or (8443 if secure else 8123), secure
+
+
+def make_client(settings: Settings, *, database: str | None = "", **kwargs: Any) -> Client:
+    """A clickhouse-connect HTTP client for the configured server.
+
+    ``database=""`` (the default) means the application database from settings; ``None`` means the
+    server's default database, which is what migrations need before the application database exists.
+    """
+    host, port, secure = parse_url(settings.clickhouse_url)
+    db = settings.clickhouse_database if database == "" else database
+    return clickhouse_connect.get_client(
+        host=host,
+        port=port,
+        secure=secure,
+        username=settings.clickhouse_user,
+        password=settings.clickhouse_password.get_secret_value(),
+        database=db or None,
+        **kwargs,
+    )
