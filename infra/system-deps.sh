@@ -7,7 +7,7 @@
 set -euo pipefail
 want=("java:openjdk-17-jre-headless" "mvn:maven")
 if [ "${1:-run}" = "test" ]; then
-  want+=("kcat:kcat" "docker-compose:docker-compose" "curl:curl")
+  want+=("kcat:kcat" "docker-compose:docker-compose" "curl:curl" "promtool:prometheus")
 fi
 missing=()
 for pair in "${want[@]}"; do
