@@ -201,7 +201,7 @@ def test_published_ports(compose: dict[str, Any]) -> None:
 
 def test_kafka_is_a_single_kraft_node_with_internal_and_external_listeners(compose: dict[str, Any]) -> None:
     kafka = _service(compose, "kafka")
-    assert kafka["image"] == "apache/kafka:4.1.1"
+    assert kafka["image"] == "apache/kafka:4.3.1"
     env = _environment(kafka)
     assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
     assert env["CLUSTER_ID"], "KRaft needs a cluster id to format its storage"
