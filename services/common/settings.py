@@ -5,6 +5,7 @@ Build it once at start-up with :func:`get_settings` and pass it down; nothing el
 
 from __future__ import annotations
 
+from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 
@@ -26,10 +27,17 @@ class Settings(BaseSettings):
 
     kafka_bootstrap: str = "127.0.0.1:9092"
     kafka_heap: str = "512m"
+    # Topics barometre creates (parallelism of scoring = partitions; replication 3 on a real cluster).
+    kafka_partitions: int = 6
+    # Prepended to every topic name (empty in production: the contract's names). Lets several
+    # barometre instances, or test runs, share one Kafka cluster without seeing each other's events.
+    kafka_topic_prefix: str = Field(default="", pattern=r"^[A-Za-z0-9._-]{0,100}$")
+    kafka_replication: int = 1
 
     # Services only ever speak HTTP to ClickHouse, so a real server can replace the local endpoint.
     clickhouse_url: str = "http://127.0.0.1:8123"
-    clickhouse_database: str = "barometre"
+    # An identifier (it is written into SQL as a table qualifier), never a value from a request.
+    clickhouse_database: str = Field(default="barometre", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
     clickhouse_user: str = "default"
     clickhouse_password: SecretStr = SecretStr("")
 
@@ -45,6 +53,46 @@ class Settings(BaseSettings):
     bootstrap_token: SecretStr | None = None
 
     log_level: str = "INFO"
+
+    # --- Platform pollers (services.ingest.sources.pollers). Base URLs are settings so that tests, proxies
+    # and mirrors can stand in for the platforms.
+    bluesky_api_url: str = "https://public.api.bsky.app"  # the public AppView: no authentication
+    # Where a Mastodon account is looked up: "{instance}" becomes the account's own server (user@instance),
+    # which knows its figures first-hand; a URL without "{instance}" sends every lookup to one server.
+    mastodon_url_template: str = "https://{instance}"
+    facebook_graph_url: str = "https://graph.facebook.com"
+    # The last Graph API version that serves several pages per request (GET /?ids=...); see
+    # facebook_batch_size for versions and apps without it.
+    facebook_graph_version: str = "v25.0"
+    facebook_token: SecretStr | None = None  # a page or system-user token; the Facebook poller needs one
+    # Pages per Graph request (the API's maximum is 50). 1 asks for each page on its own (GET /{id}),
+    # for apps or Graph versions without multi-id requests.
+    facebook_batch_size: int = Field(default=50, ge=1, le=50)
+    # Facebook's usage headers give the share of a rate limit used, in percent: above the first
+    # threshold requests are spaced out, above the second they pause.
+    facebook_usage_slowdown_percent: float = 75.0
+    facebook_usage_pause_percent: float = 90.0
+    facebook_slowdown_interval_seconds: float = 5.0
+    # The pause when Facebook does not say when access returns (estimated_time_to_regain_access).
+    facebook_usage_pause_seconds: float = 300.0
+    youtube_api_url: str = "https://www.googleapis.com"
+    youtube_api_key: SecretStr | None = None  # a YouTube Data API v3 key; the YouTube poller needs one
+    # After "quotaExceeded", YouTube polling stops until the daily quota resets (midnight, Pacific time),
+    # or for this many seconds when set (a project whose quota resets otherwise).
+    youtube_quota_pause_seconds: float | None = None
+    poller_timeout_seconds: float = Field(default=10.0, gt=0)
+    poller_max_attempts: int = Field(default=4, ge=1)  # per request, the first included
+    poller_backoff_seconds: float = Field(default=1.0, ge=0)  # first back-off; doubles at each retry
+    poller_backoff_max_seconds: float = Field(default=60.0, ge=0)
+    # The longest pause a poll waits through; a longer one (a spent daily quota, a long Retry-After)
+    # ends the poll for the accounts it holds up, reported as failures, and the next poll resumes.
+    poller_max_wait_seconds: float = Field(default=300.0, ge=0)
+    poller_concurrency: int = Field(default=4, ge=1)  # Mastodon servers polled at the same time
+    poller_user_agent: str = "barometre/0.1 (public audience figures of French local governments)"
+
+    def topic(self, topic: StrEnum) -> str:
+        """The Kafka name of ``topic`` (a services.common.names.Topic) for this instance."""
+        return self.kafka_topic_prefix + topic.value
 
 
 @lru_cache(maxsize=1)

@@ -1,0 +1,26 @@
+"""Platform pollers: read the public figures of registered accounts from each platform's API and turn
+them into AccountSnapshot events (``source = "poller:<name>"``).
+
+- ``base``: the interface (:class:`AccountRef`, :class:`Poller`, :class:`PollResult`) and the HTTP
+  machinery every poller shares (retries, back-off, rate limits);
+- ``ratelimit``: the platforms' rate-limit headers, and the limiter that waits for them;
+- ``errors``: why an account could not be polled, and why a poll stopped;
+- ``bluesky``, ``mastodon``, ``facebook``, ``youtube``: one module per platform;
+- ``runner``: poll a list of accounts across platforms.
+"""
+
+from services.ingest.sources.pollers.base import AccountRef, Poller, PollFailure, PollResult
+from services.ingest.sources.pollers.errors import FailureReason, PollerConfigError
+from services.ingest.sources.pollers.runner import configured_platforms, open_pollers, poll_accounts
+
+__all__ = [
+    "AccountRef",
+    "FailureReason",
+    "PollFailure",
+    "PollResult",
+    "Poller",
+    "PollerConfigError",
+    "configured_platforms",
+    "open_pollers",
+    "poll_accounts",
+]

@@ -1,0 +1,481 @@
+"""The poller interface: which accounts to poll (:class:`AccountRef`), what a poll returns
+(:class:`PollResult`), and :class:`Poller`, the base every platform poller extends.
+
+The base owns what all platforms share, so each platform module is only about its API:
+
+- one ``httpx.AsyncClient`` per poller, with timeouts and a User-Agent;
+- :meth:`Poller._request`, the one way a poller sends a request: it waits for the rate limiter, reads
+  the response's rate-limit headers (:meth:`Poller._observe`), decides whether the response is usable,
+  worth retrying or a failure (:meth:`Poller._classify`), and retries with exponential back-off and
+  jitter on 429, 408, 5xx, timeouts and connection errors, a bounded number of times. Other 4xx are
+  never retried: asking again will not make a missing account appear;
+- :meth:`Poller.poll`, which turns an interruption (refused token, spent quota, a pause longer than a
+  poll may wait) into a failure for every account not polled yet, so nothing is silently left out
+  and what was polled before the interruption is kept;
+- building snapshots through :class:`~services.common.events.AccountSnapshot`, so every figure is
+  validated by the contract, and a platform answer that breaks it is a reported failure.
+
+Clock, sleep and the random source of the jitter are injected, so tests run without waiting.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import json
+import logging
+import random as _random
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, ClassVar, Self
+
+import httpx
+from pydantic import ValidationError
+
+from services.common.events import (
+    AccountSnapshot,
+    account_id_from_handle,
+    check_entity_id,
+    describe_validation_error,
+    normalise_account_id,
+)
+from services.common.names import AccountStatus, Platform, SourceKind, normalise_platform
+from services.common.settings import Settings
+from services.ingest.sources.pollers.errors import (
+    FailureReason,
+    Interrupted,
+    RequestFailed,
+)
+from services.ingest.sources.pollers.ratelimit import (
+    Clock,
+    RateLimiter,
+    Sleep,
+    parse_retry_after,
+    read_budget,
+)
+
+log = logging.getLogger(__name__)
+
+# How much of an error body goes into a failure's detail: enough to read the platform's message.
+_DETAIL_LENGTH = 300
+
+
+def utc_now() -> datetime:
+    """The system clock, as an aware UTC datetime."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRef:
+    """One registered account to poll.
+
+    ``lookup`` is what the platform's API is asked for: the id part of ``account_id``, which is the
+    platform's stable id when one is known (a Bluesky DID, a Facebook page id, a YouTube channel id)
+    and otherwise the lower-cased handle (contract, "Account"). Snapshots always carry ``account_id``
+    as registered, even when the platform answers with a stable id, so an account's history is never
+    split between two ids.
+    """
+
+    account_id: str
+    platform: Platform
+    lookup: str
+    entity_id: str | None = None
+    handle: str | None = None
+
+    @classmethod
+    def create(
+        cls,
+        platform: Platform | str,
+        *,
+        account_id: str | None = None,
+        handle: str | None = None,
+        entity_id: str | None = None,
+    ) -> AccountRef:
+        """A reference from the accounts file's columns; ``account_id`` wins over ``handle``.
+
+        Raises ValueError (with the contract's message) for an unknown platform, a malformed id, an
+        ``account_id`` of another platform, or neither an id nor a handle.
+        """
+        resolved = platform if isinstance(platform, Platform) else normalise_platform(platform)
+        handle = (handle.strip() or None) if handle is not None else None
+        if account_id:
+            normalised = normalise_account_id(account_id)
+            if normalised.partition(":")[0] != resolved.value:
+                raise ValueError(f"account_id {account_id!r} is not a {resolved.value} account")
+        elif handle:
+            normalised = account_id_from_handle(resolved, handle)
+        else:
+            raise ValueError("an account needs an account_id or a handle")
+        if entity_id is not None:
+            check_entity_id(entity_id)
+        return cls(
+            account_id=normalised,
+            platform=resolved,
+            lookup=normalised.partition(":")[2],
+            entity_id=entity_id,
+            handle=handle,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PollFailure:
+    """An account that could not be polled, and why (``detail`` is for people: logs, the CLI)."""
+
+    account_id: str
+    platform: Platform
+    reason: FailureReason
+    detail: str
+
+
+@dataclass
+class PollResult:
+    """What one poll of one platform produced: snapshots, and a failure for every other account.
+
+    Every account handed to :meth:`Poller.poll` ends up in exactly one of the two lists. ``stopped``
+    says why the poller stopped early (refused token, spent quota), in words meant for the operator.
+    """
+
+    platform: Platform
+    source: str | None  # poller:<name>; None when no poller could take the platform's accounts
+    snapshots: list[AccountSnapshot] = field(default_factory=list)
+    failures: list[PollFailure] = field(default_factory=list)
+    stopped: str | None = None
+
+    def fail(self, ref: AccountRef, reason: FailureReason, detail: str) -> None:
+        """Record that ``ref`` could not be polled."""
+        self.failures.append(PollFailure(ref.account_id, ref.platform, reason, detail))
+
+    def answered(self) -> set[str]:
+        """Account ids that already have a snapshot or a failure."""
+        return {s.account_id for s in self.snapshots} | {f.account_id for f in self.failures}
+
+
+@dataclass(frozen=True)
+class Retry:
+    """The response (or the lack of one) is worth another attempt, after ``delay`` seconds if the
+    platform said how long (Retry-After, a quota pause), else after exponential back-off."""
+
+    reason: FailureReason
+    detail: str
+    delay: float | None = None
+
+
+@dataclass(frozen=True)
+class Fail:
+    """The request failed and asking again will not help: its accounts fail with ``reason``."""
+
+    reason: FailureReason
+    detail: str
+
+
+Outcome = Retry | Fail | None  # None: the response is usable
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How many attempts a request gets, and how long to wait between them."""
+
+    max_attempts: int = 4
+    base_delay: float = 1.0
+    max_delay: float = 60.0
+
+    def backoff(self, attempt: int, draw: float) -> float:
+        """The wait after failed attempt ``attempt`` (1-based), with ``draw`` in [0, 1) as jitter.
+
+        "Equal jitter": half the exponential delay is fixed, the other half random, so pollers that
+        failed together do not retry in step, yet no retry comes immediately after a failure.
+        """
+        ceiling = min(self.max_delay, self.base_delay * 2.0 ** (attempt - 1))
+        return ceiling / 2 + ceiling / 2 * draw
+
+
+def json_object(response: httpx.Response) -> dict[str, Any] | None:
+    """The response's body if it is a JSON object, else None."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def describe_response(response: httpx.Response) -> str:
+    """``HTTP 404 Not Found: <the platform's message>``, short enough for a log line."""
+    text = f"HTTP {response.status_code} {response.reason_phrase}".rstrip()
+    message = _error_message(response)
+    if message:
+        text += f": {message}"
+    return text
+
+
+def _error_message(response: httpx.Response) -> str:
+    try:
+        body: Any = response.json()
+    except ValueError:
+        return response.text.strip()[:_DETAIL_LENGTH]
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict):  # Graph API, Google APIs: {"error": {"message": ...}}
+            error = error.get("message") or error
+        message = body.get("message")
+        parts = [str(part) for part in (error, message) if part]
+        if parts:
+            return ": ".join(parts)[:_DETAIL_LENGTH]
+    return json.dumps(body)[:_DETAIL_LENGTH]
+
+
+class Poller(abc.ABC):
+    """Reads the public figures of accounts on one platform; subclasses implement :meth:`_poll`.
+
+    A poller owns an HTTP client: use it as an async context manager, or call :meth:`aclose`.
+    """
+
+    name: ClassVar[str]
+    platform: ClassVar[Platform]
+    # Pollers that send a secret in a header of their own (an API key) set this to False: httpx drops
+    # Authorization on a redirect to another host, but not other headers.
+    follow_redirects: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock = utc_now,
+        sleep: Sleep = asyncio.sleep,
+        random: Callable[[], float] = _random.random,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self._clock = clock
+        self._random = random
+        self._limiter = RateLimiter(clock=clock, sleep=sleep, max_wait=settings.poller_max_wait_seconds)
+        self._policy = RetryPolicy(
+            max_attempts=settings.poller_max_attempts,
+            base_delay=settings.poller_backoff_seconds,
+            max_delay=settings.poller_backoff_max_seconds,
+        )
+        self._client = client or httpx.AsyncClient(
+            timeout=httpx.Timeout(settings.poller_timeout_seconds),
+            headers={"User-Agent": settings.poller_user_agent, "Accept": "application/json"},
+            follow_redirects=self.follow_redirects,
+        )
+
+    @property
+    def source(self) -> str:
+        """The ``source`` of this poller's snapshots: ``poller:<name>``."""
+        return f"{SourceKind.POLLER.value}:{self.name}"
+
+    async def aclose(self) -> None:
+        """Close the HTTP client."""
+        await self._client.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def poll(self, accounts: Sequence[AccountRef], now: datetime) -> PollResult:
+        """Poll ``accounts``; every one comes back as a snapshot or a failure, never as an exception.
+
+        A poller that cannot go on (refused credentials, a spent quota, a bug) stops early: the accounts
+        it did not reach fail with the reason, ``stopped`` says why, and what was read is kept.
+
+        ``now`` is the snapshots' ``observed_at``: the instant of this polling round, so one round's
+        snapshots line up and a round published twice yields the same event ids.
+        """
+        if now.tzinfo is None:
+            raise ValueError("now must be an aware datetime")
+        result = PollResult(platform=self.platform, source=self.source)
+        refs: list[AccountRef] = []
+        seen: set[str] = set()
+        for ref in accounts:
+            if ref.account_id in seen:
+                continue  # one observation per account and instant: a duplicate would be the same event
+            seen.add(ref.account_id)
+            if ref.platform is not self.platform:
+                result.fail(ref, FailureReason.UNSUPPORTED, f"not a {self.platform.value} account")
+            else:
+                refs.append(ref)
+        reason, detail = FailureReason.INTERNAL_ERROR, "the poller gave no answer for this account"
+        try:
+            await self._poll(refs, now, result)
+        except Interrupted as exc:
+            log.error("%s poller stopped: %s", self.name, exc.message)
+            result.stopped = exc.message
+            reason, detail = exc.reason, exc.message
+        except Exception:
+            # A bug, not the platform: the snapshots already read are kept, the rest is reported.
+            log.exception("%s poller failed", self.name)
+            result.stopped = f"the {self.name} poller failed (see the log)"
+            reason, detail = FailureReason.INTERNAL_ERROR, result.stopped
+        answered = result.answered()
+        for ref in refs:
+            if ref.account_id not in answered:
+                result.fail(ref, reason, detail)
+        return result
+
+    @abc.abstractmethod
+    async def _poll(self, accounts: Sequence[AccountRef], now: datetime, result: PollResult) -> None:
+        """Add a snapshot or a failure to ``result`` for each of ``accounts`` (all of this platform).
+
+        May raise :class:`Interrupted`: the accounts not answered yet then fail with its reason.
+        """
+
+    # --- Requests.
+
+    async def _request(
+        self,
+        url: str,
+        *,
+        key: str,
+        params: Mapping[str, str | Sequence[str]] | None = None,
+        headers: Mapping[str, str] | None = None,
+        accept: Collection[int] = (),
+    ) -> httpx.Response:
+        """GET ``url`` under the rate limit of ``key``, retrying what is worth retrying.
+
+        Returns a 2xx response, or one whose status is in ``accept`` (the caller reads those itself,
+        such as Bluesky's 400 for a suspended account). Raises :class:`RequestFailed` when the request
+        failed for good, :class:`Interrupted` when polling must stop.
+        """
+        last: Retry | None = None
+        for attempt in range(1, self._policy.max_attempts + 1):
+            await self._limiter.acquire(key)
+            outcome = await self._attempt(url, key, params, headers, accept)
+            if isinstance(outcome, httpx.Response):
+                return outcome
+            if isinstance(outcome, Fail):
+                raise RequestFailed(outcome.reason, outcome.detail)
+            last = outcome
+            if outcome.delay is not None:
+                # A pause the platform asked for applies to every request to this host, and is kept
+                # even after the last attempt so that the next request waits too.
+                self._limiter.pause(key, outcome.delay, outcome.reason, outcome.detail)
+            elif attempt < self._policy.max_attempts:
+                delay = self._policy.backoff(attempt, self._random())
+                self._limiter.pause(key, delay, outcome.reason, outcome.detail)
+            log.info("%s: attempt %d on %s failed: %s", self.name, attempt, key, outcome.detail)
+        assert last is not None  # the loop ran at least once: max_attempts >= 1
+        raise RequestFailed(
+            last.reason, f"{last.detail} (gave up after {self._policy.max_attempts} attempts)"
+        )
+
+    async def _attempt(
+        self,
+        url: str,
+        key: str,
+        params: Mapping[str, str | Sequence[str]] | None,
+        headers: Mapping[str, str] | None,
+        accept: Collection[int],
+    ) -> httpx.Response | Retry | Fail:
+        """One request: the usable response, or what to do about its failure."""
+        try:
+            response = await self._client.get(url, params=params, headers=headers)
+        except httpx.TimeoutException as exc:
+            return Retry(FailureReason.UNREACHABLE, f"timed out ({type(exc).__name__})")
+        except httpx.TransportError as exc:
+            return Retry(FailureReason.UNREACHABLE, f"connection failed ({type(exc).__name__}: {exc})")
+        self._observe(response, key)
+        if response.status_code in accept:
+            return response
+        outcome = self._classify(response)
+        return response if outcome is None else outcome
+
+    def _observe(self, response: httpx.Response, key: str) -> None:
+        """Read the rate-limit headers of any response, success or not, into the limiter.
+
+        The IETF draft's ``RateLimit-*`` (Bluesky) and the older ``X-RateLimit-*`` (Mastodon) are both
+        read here; platforms with their own headers (Facebook) extend this.
+        """
+        now = self._clock()
+        for prefix in ("RateLimit-", "X-RateLimit-"):
+            budget = read_budget(response.headers, now, prefix)
+            if budget is not None:
+                self._limiter.observe_budget(
+                    key,
+                    remaining=budget.remaining,
+                    limit=budget.limit,
+                    reset_at=budget.reset_at,
+                    source=f"{prefix}Remaining",
+                )
+                return
+
+    def _classify(self, response: httpx.Response) -> Outcome:
+        """Usable (None), worth retrying, or failed: by status, for platforms without error codes of
+        their own. 429 and 408 are retried (honouring ``Retry-After``), 5xx too, other 4xx never."""
+        status = response.status_code
+        if 200 <= status < 300:
+            return None
+        retry_after = parse_retry_after(response.headers.get("Retry-After"), self._clock())
+        detail = describe_response(response)
+        if status == httpx.codes.TOO_MANY_REQUESTS:
+            return Retry(FailureReason.RATE_LIMITED, detail, delay=retry_after)
+        if status == httpx.codes.REQUEST_TIMEOUT:
+            return Retry(FailureReason.UNREACHABLE, detail, delay=retry_after)
+        if status >= 500:
+            return Retry(FailureReason.HTTP_ERROR, detail, delay=retry_after)
+        return Fail(FailureReason.HTTP_ERROR, detail)
+
+    # --- Snapshots.
+
+    def _record(
+        self,
+        result: PollResult,
+        ref: AccountRef,
+        now: datetime,
+        *,
+        followers: object,
+        following: object = None,
+        posts_total: object = None,
+        status: AccountStatus = AccountStatus.ACTIVE,
+        handle: str | None = None,
+    ) -> None:
+        """Add the snapshot of ``ref`` to ``result``, validated by the contract's model.
+
+        Figures are passed as the platform sent them: a string, a negative or a missing count is the
+        model's to refuse, and becomes an ``invalid_response`` failure rather than a wrong figure.
+        """
+        data: dict[str, object] = {
+            "account_id": ref.account_id,
+            "platform": self.platform.value,
+            "observed_at": now,
+            "followers": followers,
+            "status": status.value,
+            "source": self.source,
+        }
+        optional = {
+            "entity_id": ref.entity_id,
+            "handle": handle or ref.handle,
+            "following": following,
+            "posts_total": posts_total,
+        }
+        data.update({name: value for name, value in optional.items() if value is not None})
+        try:
+            snapshot = AccountSnapshot.model_validate(data)
+        except ValidationError as exc:
+            result.fail(ref, FailureReason.INVALID_RESPONSE, describe_validation_error(exc))
+        else:
+            result.snapshots.append(snapshot)
+
+    def _record_gone(
+        self,
+        result: PollResult,
+        ref: AccountRef,
+        now: datetime,
+        status: AccountStatus,
+        handle: str | None = None,
+    ) -> None:
+        """A snapshot saying the platform reports the account ``deleted`` or ``suspended``.
+
+        Its figures are 0 because the platform shows no audience for it any more; ``status`` is what
+        tells the alerts (``account_gone``) and presence that the account is gone.
+        """
+        self._record(result, ref, now, followers=0, status=status, handle=handle)
+
+
+def chunks(items: Sequence[AccountRef], size: int) -> list[Sequence[AccountRef]]:
+    """``items`` in consecutive batches of at most ``size``."""
+    return [items[i : i + size] for i in range(0, len(items), size)]
