@@ -5,15 +5,19 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from services.common.settings import Settings
 
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
+
 
 def _settings(**overrides: object) -> Settings:
     values = {k: v for k, v in overrides.items() if v is not None}
-    return Settings(**values)  # type: ignore[arg-type]  # pydantic validates the overrides
+    return Settings.model_validate(values)
 
 
 def _logging(settings: Settings) -> None:
@@ -46,24 +50,141 @@ def run(data_dir: Path | None, no_simulator: bool) -> None:
 
 @main.command()
 def migrate() -> None:
-    """Apply pending ClickHouse migrations (and record them)."""
-    from services.common import migrations
+    """Apply pending ClickHouse migrations and load the shipped entity registry."""
+    from services.common.bootstrap import prepare_database
+    from services.common.migrations import MigrationError
+
+    settings = _settings()
+    _logging(settings)
+    try:
+        click.echo(prepare_database(settings).summary())
+    except MigrationError as exc:
+        click.echo(f"barometre migrate: {exc}", err=True)
+        sys.exit(1)
+
+
+@main.group()
+def token() -> None:
+    """API tokens."""
+
+
+@token.command("create")
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    required=True,
+    type=click.Choice(["ingest", "alerts:write", "admin"]),
+    help="What the token allows (repeat for several).",
+)
+@click.option("--description", default="", help="A note to tell tokens apart.")
+def token_create(scopes: tuple[str, ...], description: str) -> None:
+    """Create a token and print it (it is stored only as a hash: keep it)."""
+    from services.common.clickhouse import make_client
+    from services.common.tokens import Scope, create_token
+
+    settings = _settings()
+    client = make_client(settings)
+    try:
+        click.echo(
+            create_token(client, settings.clickhouse_database, {Scope(s) for s in scopes}, description)
+        )
+    finally:
+        client.close()
+
+
+def _report_bad(kind: str, bad: list[tuple[int, str]], path: Path) -> None:
+    for line, reason in bad:
+        click.echo(f"{path}:{line}: {reason}", err=True)
+
+
+@main.command("import")
+@click.argument("kind", type=click.Choice(["entities", "accounts", "panel", "snapshots"]))
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--panel", "panel_name", default=None, help="Panel of rows without one (panel files).")
+@click.option("--wait", is_flag=True, help="Return once everything imported is visible through the API.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: when on a terminal).")
+def import_(kind: str, file: Path, panel_name: str | None, wait: bool, progress: bool | None) -> None:
+    """Import FILE: entities, accounts or panel CSV, or snapshots (JSON Lines or CSV).
+
+    Good rows are imported, every bad row is reported with its line number and reason, and the exit
+    status is 1 when any row was bad.
+    """
     from services.common.clickhouse import make_client
 
     settings = _settings()
     _logging(settings)
-    client = make_client(settings, database=None)
+    db = settings.clickhouse_database
+    client = make_client(settings)
     try:
-        done = migrations.migrate(client, settings.clickhouse_database)
-    except migrations.MigrationError as exc:
-        click.echo(f"barometre migrate: {exc}", err=True)
-        sys.exit(1)
+        if kind == "snapshots":
+            bad_count = _import_snapshots(settings, client, file, wait, progress)
+        else:
+            bad_count = _import_reference(kind, client, db, file, panel_name)
     finally:
         client.close()
-    if done:
-        click.echo("applied: " + ", ".join(done))
+    sys.exit(1 if bad_count else 0)
+
+
+def _import_reference(kind: str, client: Client, db: str, file: Path, panel_name: str | None) -> int:
+    from services.common import reference, registry
+    from services.common.names import DEFAULT_PANEL
+
+    known = registry.known_entity_ids(client, db)
+    version = registry.user_version()
+    if kind == "entities":
+        good_e, bad = reference.collect(reference.parse_entities_csv(file))
+        registry.write_entities(client, db, [e for _, e in good_e], source="import", version=version)
+        count = len(good_e)
+    elif kind == "accounts":
+        good_a, bad = reference.collect(reference.parse_accounts_csv(file, known_entities=known))
+        registry.write_accounts(client, db, [a for _, a in good_a], version)
+        count = len(good_a)
     else:
-        click.echo("up to date")
+        good_p, bad = reference.collect(
+            reference.parse_panel_csv(file, default_panel=panel_name or DEFAULT_PANEL, known_entities=known)
+        )
+        registry.write_panel(client, db, [m for _, m in good_p], version)
+        count = len(good_p)
+    _report_bad(kind, bad, file)
+    click.echo(f"{kind}: {count} imported, {len(bad)} refused")
+    return len(bad)
+
+
+def _import_snapshots(
+    settings: Settings, client: Client, file: Path, wait: bool, progress: bool | None
+) -> int:
+    from services.common.kafka import ensure_topics
+    from services.ingest.importer import import_snapshots
+    from services.ingest.known import StaticRegistry
+    from services.ingest.publisher import ProducerTuning, Publisher, PublishError
+
+    registry = StaticRegistry.load(client, settings.clickhouse_database)
+    ensure_topics(settings)
+    publisher = Publisher(settings, tuning=ProducerTuning(max_block_ms=30_000), client_id="barometre-import")
+
+    def on_reject(line: int, reason: str) -> None:
+        click.echo(f"{file}:{line}: {reason}", err=True)
+
+    show = sys.stderr.isatty() if progress is None else progress
+    try:
+        report = import_snapshots(file, publisher, registry, on_reject, progress=show)
+    except PublishError as exc:
+        click.echo(f"barometre import: Kafka did not take the snapshots: {exc}", err=True)
+        sys.exit(2)
+    finally:
+        publisher.close()
+    click.echo(
+        f"snapshots: {report.lines} lines, {report.published} published, {report.rejected} refused "
+        f"in {report.seconds:.1f}s ({report.rate:,.0f} lines/s)"
+    )
+    if wait and report.end_offsets:
+        from services.ingest.wait import wait_until_consumed
+
+        click.echo("waiting until the scoring worker has written everything to ClickHouse…")
+        wait_until_consumed(settings, report.end_offsets)
+        click.echo("visible through the API")
+    return report.rejected
 
 
 def _serve(app_path: str, host: str, port: int, settings: Settings) -> None:

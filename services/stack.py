@@ -26,7 +26,8 @@ from urllib.parse import urlsplit
 import httpx
 
 from services.common import migrations
-from services.common.clickhouse import make_client, parse_url
+from services.common.bootstrap import prepare_database
+from services.common.clickhouse import parse_url
 from services.common.settings import Settings
 
 log = logging.getLogger("barometre.run")
@@ -251,14 +252,10 @@ class Stack:
         return parts
 
     def _migrate(self) -> None:
-        client = make_client(self.settings, database=None)
         try:
-            done = migrations.migrate(client, self.settings.clickhouse_database)
+            log.info("%s", prepare_database(self.settings).summary())
         except migrations.MigrationError as exc:
             raise StackError(str(exc)) from exc
-        finally:
-            client.close()
-        log.info("migrations: %s", ", ".join(done) if done else "up to date")
 
     def start(self) -> None:
         """Start every part; on any failure stop what was started and raise StackError."""

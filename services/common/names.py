@@ -175,6 +175,10 @@ class Topic(StrEnum):
     ALERTS = "alerts.v1"
 
 
+# The scoring worker's Faust app id, which is also its Kafka consumer group: `import --wait` reads the
+# group's committed offsets, which the worker commits only after its ClickHouse writes succeeded.
+SCORING_CONSUMER_GROUP: Final = "barometre-scoring"
+
 # The ``schema`` field of each event type: name and major version.
 ACCOUNT_SNAPSHOT_SCHEMA: Final = "account_snapshot/1"
 DEAD_LETTER_SCHEMA: Final = "dead_letter/1"

@@ -37,6 +37,14 @@ HTTP_DURATION = Histogram(
 )
 
 
+class ApiError(Exception):
+    """An error a route raises to answer ``{"error": {"code", "message"}}`` with ``status``."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers
+
+
 def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
     return {"error": {"code": code, "message": message}}
 
@@ -59,6 +67,10 @@ def _route_template(request: Request) -> str:
 
 def install(app: FastAPI, service: str, checks: Mapping[str, ReadinessCheck], timeout: float = 2.0) -> None:
     """Add JSON error handlers, request metrics and the operational routes to ``app``."""
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(error_body(exc.code, exc.message), status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

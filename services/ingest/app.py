@@ -1,20 +1,177 @@
-"""The ingest application factory."""
+"""The ingest application: ``POST /v1/snapshots`` validates snapshots and publishes them to Kafka.
+
+The answer ``{"accepted", "rejected": [{"index", "error"}]}`` is sent only after Kafka acknowledged every
+accepted snapshot (acks=all); if Kafka cannot take them the answer is ``503`` with ``Retry-After`` and
+nothing is reported accepted. Resending is safe: event ids make duplicates count once downstream.
+"""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Annotated
+
+from clickhouse_connect.driver.client import Client
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import Counter, Histogram
 
 from services.common import web
-from services.common.kafka import check_kafka
+from services.common.clickhouse import make_client
+from services.common.kafka import check_kafka, ensure_topics
+from services.common.names import SourceKind
 from services.common.settings import Settings
+from services.common.tokens import Scope, TokenVerifier
+from services.ingest import validation
+from services.ingest.known import KnownRegistry
+from services.ingest.publisher import Publisher, PublishError
+
+log = logging.getLogger(__name__)
+
+MAX_ITEMS = 10_000
+MAX_BODY_BYTES = 64 * 1024 * 1024
+RETRY_AFTER_S = 5
+
+SNAPSHOTS = Counter(
+    "barometre_ingest_snapshots_total", "Snapshots received over HTTP, by result.", ["result"]
+)
+PUBLISH_SECONDS = Histogram(
+    "barometre_ingest_publish_seconds",
+    "Time for Kafka to acknowledge one request's snapshots.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+
+_bearer = HTTPBearer(auto_error=False)
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """Build the ingest application for ``settings``."""
-    app = FastAPI(title="barometre ingest", version="1")
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(web.error_body(code, message), status_code=status, headers=headers)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    publisher: Publisher | None = None,
+    known: KnownRegistry | None = None,
+    verifier: TokenVerifier | None = None,
+) -> FastAPI:
+    """Build the ingest application; collaborators can be given (tests), else built from ``settings``."""
+
+    def client() -> Client:
+        return make_client(settings)
+
+    publisher = publisher or Publisher(settings)
+    known = known or KnownRegistry(client, settings.clickhouse_database)
+    verifier = verifier or TokenVerifier(settings, client)
+
+    async def prepare_kafka() -> None:
+        # In the background, so the service starts (and /readyz explains) while Kafka is down.
+        delay = 1.0
+        while True:
+            try:
+                created = await asyncio.to_thread(ensure_topics, settings)
+                if created:
+                    log.info("created topics %s", ", ".join(created))
+                return
+            except Exception as exc:
+                log.warning("could not ensure Kafka topics (retrying in %.0fs): %s", delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            await known.reload()
+        except Exception as exc:  # readiness reports it; the background refresh keeps trying
+            log.warning("could not load the registry yet: %s", exc)
+        tasks = [asyncio.create_task(prepare_kafka()), asyncio.create_task(known.run())]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.to_thread(publisher.close)
+
+    app = FastAPI(title="barometre ingest", version="1", lifespan=lifespan)
+
+    async def require_ingest(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> None:
+        if credentials is None:
+            raise web.ApiError(
+                401,
+                "unauthorized",
+                "a bearer token with the ingest scope is needed",
+                {"WWW-Authenticate": "Bearer"},
+            )
+        scopes = await verifier.scopes(credentials.credentials)
+        if not scopes:
+            raise web.ApiError(
+                401, "unauthorized", "unknown or revoked token", {"WWW-Authenticate": "Bearer"}
+            )
+        if Scope.INGEST not in scopes and Scope.ADMIN not in scopes:
+            raise web.ApiError(403, "forbidden", "this token does not have the ingest scope")
+
+    @app.post(
+        "/v1/snapshots",
+        tags=["ingest"],
+        summary="Publish account snapshots (JSON array or JSON Lines, at most 10,000)",
+        dependencies=[Depends(require_ingest)],
+    )
+    async def post_snapshots(request: Request) -> JSONResponse:
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
+            return _error(413, "payload_too_large", f"the body exceeds {MAX_BODY_BYTES} bytes")
+        body = await request.body()
+        if len(body) > MAX_BODY_BYTES:
+            return _error(413, "payload_too_large", f"the body exceeds {MAX_BODY_BYTES} bytes")
+        try:
+            items = list(validation.split_body(body))
+        except validation.BodyError as exc:
+            return _error(400, "bad_request", str(exc))
+        if len(items) > MAX_ITEMS:
+            return _error(
+                413, "payload_too_large", f"{len(items)} snapshots in one request; at most {MAX_ITEMS}"
+            )
+        now = datetime.now(UTC)
+        accepted, rejected = await asyncio.to_thread(
+            validation.check, items, now, known, SourceKind.PUSH.value
+        )
+        if any(r.registry_miss for r in rejected) and await known.reload_after_miss():
+            accepted, rejected = await asyncio.to_thread(
+                validation.check, items, now, known, SourceKind.PUSH.value
+            )
+        records = [(s.account_id.encode(), s.to_event_bytes()) for s in accepted]
+        try:
+            with PUBLISH_SECONDS.time():
+                await asyncio.to_thread(publisher.publish, records)
+        except PublishError as exc:
+            log.warning("publish failed (%d acknowledged): %s", exc.acknowledged, exc)
+            return _error(
+                503,
+                "kafka_unavailable",
+                f"Kafka did not take the snapshots ({exc}); nothing was accepted, send them again",
+                {"Retry-After": str(RETRY_AFTER_S)},
+            )
+        SNAPSHOTS.labels("accepted").inc(len(accepted))
+        SNAPSHOTS.labels("rejected").inc(len(rejected))
+        return JSONResponse(
+            {
+                "accepted": len(accepted),
+                "rejected": [{"index": r.index, "error": r.error} for r in rejected],
+            }
+        )
 
     async def kafka() -> None:
         await check_kafka(settings.kafka_bootstrap)
 
-    web.install(app, "ingest", {"kafka": kafka})
+    async def registry_loaded() -> None:
+        if known.loaded_at is None:
+            await known.reload()
+
+    web.install(app, "ingest", {"kafka": kafka, "registry": registry_loaded})
     return app

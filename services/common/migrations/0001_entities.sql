@@ -3,16 +3,17 @@
 --
 -- ORDER BY entity_id: every lookup is by id (entity pages, joins from accounts and rollups), and the
 -- table is small (~37,000 rows), so no partitioning: one part set, merged quickly.
--- ReplacingMergeTree(version): re-importing the reference data or a user's file replaces a row by id
--- instead of duplicating it; the highest version wins (read with FINAL or argMax).
+-- ReplacingMergeTree(version): re-loading the reference data or a user's file replaces a row by id
+-- instead of duplicating it; the highest version wins (read with FINAL). Shipped rows carry the
+-- registry's build number, user imports a nanosecond timestamp, so a user's override always wins.
 -- migrate:up
 CREATE TABLE IF NOT EXISTS {db}.entities (
     entity_id String,
     name String,
     category LowCardinality(String),
-    population UInt32,
-    departement LowCardinality(String),
-    region LowCardinality(String),
+    population Nullable(UInt32),
+    departement LowCardinality(Nullable(String)),
+    region LowCardinality(Nullable(String)),
     -- 'insee' for the shipped registry, 'import' for rows a user imported
     source LowCardinality(String),
     version UInt64

@@ -1,0 +1,100 @@
+"""The registry in ClickHouse: entities (shipped + imported), registered accounts, named panels.
+
+Written by ``barometre migrate`` (the shipped INSEE registry) and ``barometre import
+entities|accounts|panel``; read by ingest to validate snapshots and by the api to name and filter.
+These are reference tables, not events, so the command line writes them directly.
+
+Versions make every write a replacement, never a blind duplicate: shipped rows carry
+:data:`REFERENCE_VERSION`, user rows a nanosecond timestamp, so a user's override always wins and
+re-loading the shipped registry never undoes it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+
+from clickhouse_connect.driver.client import Client
+
+from services.common.reference import AccountRecord, Entity, PanelMember, load_entities
+
+# Bump when services/common/reference/registry/entities.csv.gz changes, so migrate reloads it.
+REFERENCE_VERSION = 1
+_BATCH = 50_000
+
+
+def user_version() -> int:
+    """The version of a row a user writes now: later writes win."""
+    return time.time_ns()
+
+
+def _entity_row(e: Entity, source: str, version: int) -> list[object]:
+    return [e.entity_id, e.name, e.category.value, e.population, e.departement, e.region, source, version]
+
+
+_ENTITY_COLUMNS = [
+    "entity_id",
+    "name",
+    "category",
+    "population",
+    "departement",
+    "region",
+    "source",
+    "version",
+]
+
+
+def write_entities(client: Client, db: str, entities: Iterable[Entity], *, source: str, version: int) -> int:
+    """Insert (or replace by id) ``entities``; return how many rows were written."""
+    rows = [_entity_row(e, source, version) for e in entities]
+    for start in range(0, len(rows), _BATCH):
+        client.insert(f"{db}.entities", rows[start : start + _BATCH], column_names=_ENTITY_COLUMNS)
+    return len(rows)
+
+
+def load_reference(client: Client, db: str) -> int:
+    """Load the shipped registry unless this version is already there; return rows written (0 if none)."""
+    entities = load_entities()
+    present = client.command(
+        f"SELECT count() FROM {db}.entities WHERE source = 'insee' AND version = {{v:UInt64}}",
+        parameters={"v": REFERENCE_VERSION},
+    )
+    if int(present) >= len(entities):  # type: ignore[arg-type]  # command returns the scalar here
+        return 0
+    return write_entities(client, db, entities, source="insee", version=REFERENCE_VERSION)
+
+
+def write_accounts(client: Client, db: str, records: Iterable[AccountRecord], version: int) -> int:
+    """Register (or re-register) official accounts."""
+    rows = [[r.account_id, r.platform.value, r.entity_id, r.handle, r.url, 0, version] for r in records]
+    cols = ["account_id", "platform", "entity_id", "handle", "url", "deleted", "version"]
+    for start in range(0, len(rows), _BATCH):
+        client.insert(f"{db}.accounts", rows[start : start + _BATCH], column_names=cols)
+    return len(rows)
+
+
+def write_panel(client: Client, db: str, members: Iterable[PanelMember], version: int) -> int:
+    """Add entities to named panels."""
+    rows = [[m.panel, m.entity_id, 0, version] for m in members]
+    for start in range(0, len(rows), _BATCH):
+        client.insert(
+            f"{db}.panels",
+            rows[start : start + _BATCH],
+            column_names=["panel", "entity_id", "removed", "version"],
+        )
+    return len(rows)
+
+
+def known_entity_ids(client: Client, db: str) -> set[str]:
+    """Every entity id in the registry (shipped and imported)."""
+    result = client.query(f"SELECT DISTINCT entity_id FROM {db}.entities")
+    return {str(r[0]) for r in result.result_rows}
+
+
+def registered_accounts(client: Client, db: str) -> Mapping[str, str]:
+    """account_id → entity_id of every registered, not deleted, account."""
+    result = client.query(
+        f"SELECT account_id, argMax(entity_id, version), argMax(deleted, version) "
+        f"FROM {db}.accounts GROUP BY account_id"
+    )
+    return {str(r[0]): str(r[1]) for r in result.result_rows if not r[2]}
