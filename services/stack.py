@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from infra.process import die_with_parent
 from services.common import migrations
 from services.common.bootstrap import prepare_database
 from services.common.clickhouse import parse_url
@@ -183,6 +184,8 @@ class ServicePart:
             stderr=subprocess.STDOUT,
             env=_service_env(self.settings),
             start_new_session=True,  # Ctrl-C reaches the stack, which stops services in order
+            # and if the stack itself is killed, its services get SIGTERM rather than living on.
+            preexec_fn=die_with_parent(signal.SIGTERM),
         )
         logfile.close()
         deadline = time.monotonic() + self.timeout

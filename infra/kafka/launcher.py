@@ -26,7 +26,6 @@ from __future__ import annotations
 import atexit
 import base64
 import contextlib
-import ctypes
 import fcntl
 import hashlib
 import json
@@ -40,11 +39,13 @@ import threading
 import time
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from types import TracebackType
 from typing import IO
+
+from infra.process import die_with_parent
 
 __all__ = [
     "CONTROLLER_PORT_OFFSET",
@@ -260,31 +261,9 @@ def _remove_old_jars(libs: Path) -> None:
 # Child processes must not outlive us
 # --------------------------------------------------------------------------------------------------
 
-_PR_SET_PDEATHSIG = 1
 _live_clusters: set[KafkaCluster] = set()
 _live_lock = threading.Lock()
 _atexit_registered = False
-
-
-def _kill_me_with_parent_factory() -> Callable[[], None] | None:
-    """A preexec_fn asking Linux to SIGKILL the child when the process that started it dies.
-
-    This covers the crashes that atexit cannot (SIGKILL of Python, a segfault). SIGKILL rather than
-    SIGTERM because nobody is left to wait for a clean shutdown, and Kafka recovers from unclean ones.
-    Linux ties this to the *thread* that forked, so it is only used from the main thread (see _spawn).
-    """
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-    except OSError:
-        return None
-    parent = os.getpid()
-
-    def preexec() -> None:
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent:  # the parent died before prctl took effect
-            os._exit(1)
-
-    return preexec
 
 
 def _stop_live_clusters() -> None:
@@ -658,7 +637,7 @@ class KafkaCluster:
             # Own session: a Ctrl-C in the terminal reaches Python alone, which then stops the nodes
             # through stop() (clean shutdown, SIGKILL fallback) rather than racing the JVMs' own handlers.
             start_new_session=True,
-            preexec_fn=_kill_me_with_parent_factory() if main_thread else None,
+            preexec_fn=die_with_parent(signal.SIGKILL) if main_thread else None,
         )
         self._procs[node] = proc
         self._consoles[node] = console

@@ -32,10 +32,8 @@ def _topics(bootstrap: str, timeout_s: float) -> set[str]:
     ms = int(timeout_s * 1000)
     consumer = KafkaConsumer(
         bootstrap_servers=_split(bootstrap),
-        request_timeout_ms=max(ms, 1000) + 1000,
-        api_version_auto_timeout_ms=ms,
-        connections_max_idle_ms=max(ms, 1000) + 2000,
-        metadata_max_age_ms=ms,
+        request_timeout_ms=max(ms, 1000),
+        bootstrap_timeout_ms=max(ms, 1000),
     )
     try:
         return set(consumer.topics())
