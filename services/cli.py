@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -106,7 +107,15 @@ def _report_bad(kind: str, bad: list[tuple[int, str]], path: Path) -> None:
 @click.option("--panel", "panel_name", default=None, help="Panel of rows without one (panel files).")
 @click.option("--wait", is_flag=True, help="Return once everything imported is visible through the API.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when on a terminal).")
-def import_(kind: str, file: Path, panel_name: str | None, wait: bool, progress: bool | None) -> None:
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Processes validating and publishing snapshots (default: the number of CPUs, at most 4).",
+)
+def import_(
+    kind: str, file: Path, panel_name: str | None, wait: bool, progress: bool | None, workers: int | None
+) -> None:
     """Import FILE: entities, accounts or panel CSV, or snapshots (JSON Lines or CSV).
 
     Good rows are imported, every bad row is reported with its line number and reason, and the exit
@@ -120,7 +129,7 @@ def import_(kind: str, file: Path, panel_name: str | None, wait: bool, progress:
     client = make_client(settings)
     try:
         if kind == "snapshots":
-            bad_count = _import_snapshots(settings, client, file, wait, progress)
+            bad_count = _import_snapshots(settings, client, file, wait, progress, workers)
         else:
             bad_count = _import_reference(kind, client, db, file, panel_name)
     finally:
@@ -154,7 +163,7 @@ def _import_reference(kind: str, client: Client, db: str, file: Path, panel_name
 
 
 def _import_snapshots(
-    settings: Settings, client: Client, file: Path, wait: bool, progress: bool | None
+    settings: Settings, client: Client, file: Path, wait: bool, progress: bool | None, workers: int | None
 ) -> int:
     from services.common.kafka import ensure_topics
     from services.ingest.importer import import_snapshots
@@ -170,7 +179,15 @@ def _import_snapshots(
 
     show = sys.stderr.isatty() if progress is None else progress
     try:
-        report = import_snapshots(file, publisher, registry, on_reject, progress=show)
+        report = import_snapshots(
+            file,
+            publisher,
+            registry,
+            on_reject,
+            progress=show,
+            workers=workers or min(os.cpu_count() or 1, 4),
+            settings=settings,
+        )
     except PublishError as exc:
         click.echo(f"barometre import: Kafka did not take the snapshots: {exc}", err=True)
         sys.exit(2)

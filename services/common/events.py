@@ -338,8 +338,9 @@ class AccountSnapshot(ContractModel):
     _exclude_none: ClassVar[bool] = True
 
     schema_version: Literal["account_snapshot/1"] = Field(default=ACCOUNT_SNAPSHOT_SCHEMA, alias="schema")
-    # Never empty once validated: derived by _derive_event_id when absent. The default only keeps a
-    # "field required" from joining the real errors when derivation fails on a bad account_id.
+    # Never empty once validated: derived in _check_consistency when absent (an explicit "" or null is
+    # refused by the pattern). Derived after the fields are parsed, so account_id and observed_at are
+    # parsed once: this is the hot path of ingest and scoring.
     event_id: EventId = ""
     account_id: Annotated[str, BeforeValidator(_account_id)]
     platform: Annotated[Platform, BeforeValidator(_platform)]
@@ -356,19 +357,6 @@ class AccountSnapshot(ContractModel):
     status: AccountStatus = AccountStatus.ACTIVE
     source: Annotated[Source | None, NotNull] = None
 
-    @model_validator(mode="before")
-    @classmethod
-    def _derive_event_id(cls, data: Any) -> Any:
-        # Only when the key is absent: an explicit null is refused, as by the schema.
-        if isinstance(data, dict) and "event_id" not in data:
-            try:
-                account_id = normalise_account_id(_require_str(data["account_id"], "account_id"))
-                observed_at = _timestamp(data["observed_at"])
-            except (KeyError, ValueError):
-                return data  # the field validators report what is wrong
-            return {**data, "event_id": derive_event_id(account_id, observed_at)}
-        return data
-
     @model_validator(mode="after")
     def _check_consistency(self, info: ValidationInfo) -> Self:
         prefix = self.account_id.partition(":")[0]
@@ -376,6 +364,9 @@ class AccountSnapshot(ContractModel):
             raise ValueError(
                 f"account_id {self.account_id!r} belongs to platform {prefix!r}, not {self.platform.value!r}"
             )
+        if not self.event_id:
+            # The model is frozen; setting the derived field once, during validation, is the exception.
+            object.__setattr__(self, "event_id", derive_event_id(self.account_id, self.observed_at))
         now = info.context.get("now") if isinstance(info.context, dict) else None
         if now is not None:
             check_not_future(self, now)

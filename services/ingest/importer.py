@@ -7,15 +7,19 @@ reason). The report counts what was published; the command exits non-zero when a
 
 from __future__ import annotations
 
+import multiprocessing
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
+from multiprocessing.pool import AsyncResult
 from pathlib import Path
 from typing import IO, TypeVar
 
 from services.common.names import SourceKind
+from services.common.settings import Settings
 from services.ingest import validation
 from services.ingest.publisher import Publisher
 from services.ingest.sources.files import detect_format, open_binary, read_snapshots
@@ -82,6 +86,38 @@ class _Progress:
             self.bar.close()
 
 
+# State of an import worker process: its own producer and its copy of the registry.
+_worker: tuple[Publisher, validation.Registry] | None = None
+
+
+def _init_worker(settings: Settings, registry: validation.Registry) -> None:
+    global _worker
+    # Each chunk is flushed and acknowledged before its result returns, so nothing is pending when the
+    # pool ends the process; there is nothing to close on the way out.
+    _worker = (Publisher(settings, client_id="barometre-import"), registry)
+
+
+ChunkResult = tuple[int, int, list[tuple[int, str]], dict[int, int]]
+
+
+def _process_chunk(
+    chunk: list[tuple[int, bytes | dict[str, object] | validation.Rejection]],
+    now: datetime,
+    publisher: Publisher,
+    registry: validation.Registry,
+) -> ChunkResult:
+    accepted, rejected = validation.check(chunk, now, registry, SourceKind.IMPORT.value)
+    ends = publisher.publish([(s.account_id.encode(), s.to_event_bytes()) for s in accepted])
+    return len(chunk), len(accepted), [(r.index, r.error) for r in rejected], ends
+
+
+def _process_in_worker(
+    chunk: list[tuple[int, bytes | dict[str, object] | validation.Rejection]], now: datetime
+) -> ChunkResult:
+    assert _worker is not None, "worker not initialised"
+    return _process_chunk(chunk, now, *_worker)
+
+
 def import_snapshots(
     path: Path,
     publisher: Publisher,
@@ -89,27 +125,57 @@ def import_snapshots(
     on_reject: Callable[[int, str], None],
     *,
     progress: bool = False,
+    workers: int = 1,
+    settings: Settings | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> ImportReport:
-    """Validate and publish every line of ``path``; bad lines go to ``on_reject(line, reason)``."""
+    """Validate and publish every line of ``path``; bad lines go to ``on_reject(line, reason)``.
+
+    With ``workers > 1`` (and ``settings`` to build their producers), chunks are validated and published
+    by that many processes, a bounded number of chunks in flight; reports still come in file order.
+    """
     fmt = detect_format(path)
     report = ImportReport()
     start = time.perf_counter()
+
+    def account(result: ChunkResult) -> None:
+        lines, published, rejected, ends = result
+        for line, reason in rejected:
+            on_reject(line, reason)
+        for partition, offset in ends.items():
+            report.end_offsets[partition] = max(report.end_offsets.get(partition, 0), offset)
+        report.lines += lines
+        report.published += published
+        report.rejected += len(rejected)
+
     with path.open("rb") as raw:
         bar = _Progress(raw, path.stat().st_size, progress)
         stream = open_binary(path) if path.suffix == ".gz" else raw
+        chunks = _chunks(read_snapshots(stream, fmt), CHUNK)
         try:
-            for chunk in _chunks(read_snapshots(stream, fmt), CHUNK):
-                accepted, rejected = validation.check(chunk, now(), registry, SourceKind.IMPORT.value)
-                for r in rejected:
-                    on_reject(r.index, r.error)
-                ends = publisher.publish([(s.account_id.encode(), s.to_event_bytes()) for s in accepted])
-                for partition, offset in ends.items():
-                    report.end_offsets[partition] = max(report.end_offsets.get(partition, 0), offset)
-                report.lines += len(chunk)
-                report.published += len(accepted)
-                report.rejected += len(rejected)
-                bar.update(report.lines, report.published, report.rejected, time.perf_counter() - start)
+            if workers <= 1 or settings is None:
+                for chunk in chunks:
+                    account(_process_chunk(chunk, now(), publisher, registry))
+                    bar.update(report.lines, report.published, report.rejected, time.perf_counter() - start)
+            else:
+                ctx = multiprocessing.get_context("fork")
+                with ctx.Pool(workers, initializer=_init_worker, initargs=(settings, registry)) as pool:
+                    pending: deque[AsyncResult[ChunkResult]] = deque()
+                    for chunk in chunks:
+                        pending.append(pool.apply_async(_process_in_worker, (chunk, now())))
+                        # Bounded: a multi-GB file never has more than 2 chunks per worker in memory.
+                        while len(pending) >= 2 * workers:
+                            account(pending.popleft().get())
+                            bar.update(
+                                report.lines, report.published, report.rejected, time.perf_counter() - start
+                            )
+                    while pending:
+                        account(pending.popleft().get())
+                        bar.update(
+                            report.lines, report.published, report.rejected, time.perf_counter() - start
+                        )
+                    pool.close()
+                    pool.join()
         finally:
             bar.close()
             if stream is not raw:
