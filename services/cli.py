@@ -27,7 +27,9 @@ def _logging(settings: Settings) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     # kafka-python narrates every connection at INFO; its warnings and errors are what matter here.
-    logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLogger().level))
+    # So does httpx for every request (the pollers log their own failures).
+    for noisy in ("kafka", "httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -204,6 +206,83 @@ def _import_snapshots(
         wait_until_consumed(settings, report.end_offsets)
         click.echo("visible through the API")
     return report.rejected
+
+
+@main.command()
+@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same events.")
+@click.option(
+    "--scale",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Accounts multiplier (about 32,000 accounts at 1; 9.4 gives 300,000).",
+)
+@click.option(
+    "--days-back",
+    type=click.IntRange(0, 3650),
+    default=90,
+    show_default=True,
+    help="Days of history to back-fill, one observation a day.",
+)
+@click.option(
+    "--step-minutes",
+    type=click.IntRange(1, 1440),
+    default=15,
+    show_default=True,
+    help="Then observe every account this often, on the wall clock.",
+)
+@click.option("--no-register", is_flag=True, help="Do not register the simulated accounts.")
+def simulate(seed: int, scale: float, days_back: int, step_minutes: int, no_register: bool) -> None:
+    """Feed Kafka with realistic simulated snapshots (see docs/simulator.md)."""
+    import signal
+    from datetime import timedelta
+
+    from services.ingest.simulate import SimulateOptions, run_simulator
+
+    settings = _settings()
+    _logging(settings)
+
+    def on_signal(signum: int, frame: object) -> None:
+        # The simulator may be sleeping until its next step: stop now, like Ctrl-C does.
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    options = SimulateOptions(
+        seed=seed,
+        scale=scale,
+        days_back=days_back,
+        step=timedelta(minutes=step_minutes),
+        register=not no_register,
+    )
+    try:
+        run_simulator(settings, options)
+    except KeyboardInterrupt:
+        click.echo("simulator stopped")
+
+
+@main.command()
+@click.option(
+    "--every",
+    "every_minutes",
+    type=click.IntRange(1, 10080),
+    default=None,
+    help="Poll again every N minutes (default: poll once and exit).",
+)
+def poll(every_minutes: int | None) -> None:
+    """Read registered accounts from the platforms' APIs (Bluesky, Mastodon, Facebook, YouTube)."""
+    import asyncio
+
+    from services.ingest.poll import poll_forever
+
+    settings = _settings()
+    _logging(settings)
+    try:
+        total = asyncio.run(
+            poll_forever(settings, None if every_minutes is None else every_minutes * 60.0, report=click.echo)
+        )
+    except KeyboardInterrupt:
+        return
+    click.echo(f"{total} snapshots published")
 
 
 def _serve(app_path: str, host: str, port: int, settings: Settings) -> None:

@@ -156,13 +156,14 @@ class ClickHousePart:
 
 @dataclass
 class ServicePart:
-    """One barometre service in its own process (what its container runs), ready when /readyz says so."""
+    """One barometre process (what its container runs). A service with a port is ready when its
+    /readyz says so; a feeder without one (the simulator) is ready once started."""
 
     name: str
     settings: Settings
-    host: str
-    port: int
-    module: str
+    argv: list[str]
+    host: str | None = None
+    port: int | None = None
     timeout: float = 60.0
 
     def __post_init__(self) -> None:
@@ -174,12 +175,12 @@ class ServicePart:
         return f"http://{self.host}:{self.port}"
 
     def start(self) -> None:
-        if not _port_free(self.host, self.port):
+        if self.host and self.port and not _port_free(self.host, self.port):
             raise StackError(f"port {self.port} for the {self.name} service is in use")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         logfile = self.log_path.open("ab")
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", self.module],
+            [sys.executable, *self.argv],
             stdout=logfile,
             stderr=subprocess.STDOUT,
             env=_service_env(self.settings),
@@ -188,6 +189,8 @@ class ServicePart:
             preexec_fn=die_with_parent(signal.SIGTERM),
         )
         logfile.close()
+        if self.port is None:
+            return
         deadline = time.monotonic() + self.timeout
         last = ""
         while time.monotonic() < deadline:
@@ -234,9 +237,14 @@ class Stack:
         self._stop = threading.Event()
         self.started: list[Part] = []
         self.services = [
-            ServicePart("ingest", settings, settings.ingest_host, settings.ingest_port, "services.ingest"),
-            ServicePart("api", settings, settings.api_host, settings.api_port, "services.api"),
+            ServicePart(
+                "ingest", settings, ["-m", "services.ingest"], settings.ingest_host, settings.ingest_port
+            ),
+            ServicePart("api", settings, ["-m", "services.api"], settings.api_host, settings.api_port),
         ]
+        self.feeders = (
+            [ServicePart("simulator", settings, ["-m", "services.cli", "simulate"])] if simulator else []
+        )
 
     def _local_parts(self) -> list[Part]:
         parts: list[Part] = []
@@ -269,7 +277,7 @@ class Stack:
                 part.start()
                 self.started.append(part)
             self._migrate()
-            for svc in self.services:
+            for svc in [*self.services, *self.feeders]:
                 log.info("starting %s", svc.name)
                 svc.start()
                 self.started.append(svc)
@@ -311,7 +319,7 @@ class Stack:
             for name, url in self.urls().items():
                 print(f"  {name:<{width}}  {url}", flush=True)
             if self.simulator:
-                print("  (the simulator feed comes with the ingest issue; the stack runs empty for now)")
+                print("  (the simulator back-fills 90 days, then observes every account each 15 minutes)")
             print("Press Ctrl-C to stop.\n", flush=True)
             while not self._stop.wait(1.0):
                 dead = [p.name for p in self.started if not p.alive()]

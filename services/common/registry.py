@@ -98,3 +98,14 @@ def registered_accounts(client: Client, db: str) -> Mapping[str, str]:
         f"FROM {db}.accounts GROUP BY account_id"
     )
     return {str(r[0]): str(r[1]) for r in result.result_rows if not r[2]}
+
+
+def account_rows(client: Client, db: str, platforms: Iterable[str]) -> list[tuple[str, str, str, str | None]]:
+    """(account_id, platform, entity_id, handle) of the registered, not deleted, accounts on ``platforms``."""
+    result = client.query(
+        f"SELECT account_id, argMax(platform, version), argMax(entity_id, version), argMax(handle, version) "
+        f"FROM {db}.accounts GROUP BY account_id HAVING argMax(deleted, version) = 0 "
+        "AND argMax(platform, version) IN {platforms:Array(String)} ORDER BY account_id",
+        parameters={"platforms": list(platforms)},
+    )
+    return [(str(r[0]), str(r[1]), str(r[2]), r[3]) for r in result.result_rows]
