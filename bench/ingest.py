@@ -101,8 +101,11 @@ def push(events: list[dict[str, object]], clients: int, batch: int = 1000) -> fl
     def worker(k: int) -> None:
         with httpx.Client(base_url=f"http://127.0.0.1:{INGEST_PORT}", timeout=60) as c:
             for body in bodies[k::clients]:
-                r = c.post("/v1/snapshots", content=body,
-                           headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
+                r = c.post(
+                    "/v1/snapshots",
+                    content=body,
+                    headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+                )
                 if r.status_code != 200 or r.json()["rejected"]:
                     errors.append(r.text[:300])
                     return
@@ -189,7 +192,9 @@ def main() -> int:
         start = time.perf_counter()
         out = subprocess.run(
             [sys.executable, "-m", "services.cli", "import", "snapshots", str(path), "--no-progress"],
-            env=env, capture_output=True, text=True,
+            env=env,
+            capture_output=True,
+            text=True,
         )
         imported = len(events) / (time.perf_counter() - start)
         if out.returncode != 0:
