@@ -302,6 +302,16 @@ def api() -> None:
 
 
 @main.command()
+def scoring() -> None:
+    """Run the scoring worker (Faust): snapshots in, aggregates in ClickHouse."""
+    from services.scoring.__main__ import run_worker
+
+    settings = _settings()
+    _logging(settings)
+    run_worker(settings)
+
+
+@main.command()
 def ingest() -> None:
     """Run the ingest service (HTTP push of snapshots)."""
     s = _settings()

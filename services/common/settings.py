@@ -12,6 +12,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.common.names import SCORING_CONSUMER_GROUP
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -48,6 +50,11 @@ class Settings(BaseSettings):
     # The scoring worker serves /healthz, /readyz and /metrics here.
     scoring_host: str = "127.0.0.1"
     scoring_port: int = 8002
+    # Where Faust keeps table state: "memory://" (rebuilt from the changelog topics at start) or
+    # "rocksdb://" (on disk under data_dir/scoring; needs the rocksdict package).
+    scoring_store: str = "memory://"
+    # A daily point tells an account's state for this long (docs/SCORING.md, "Staleness").
+    staleness_days: int = Field(default=45, ge=1, le=3650)
 
     # A token every service accepts with every scope, for automation (see docs/CONTRACT.md). No default.
     bootstrap_token: SecretStr | None = None
@@ -89,6 +96,10 @@ class Settings(BaseSettings):
     poller_max_wait_seconds: float = Field(default=300.0, ge=0)
     poller_concurrency: int = Field(default=4, ge=1)  # Mastodon servers polled at the same time
     poller_user_agent: str = "barometre/0.1 (public audience figures of French local governments)"
+
+    def scoring_group(self) -> str:
+        """The scoring worker's Faust app id and Kafka consumer group, for this instance."""
+        return self.kafka_topic_prefix + SCORING_CONSUMER_GROUP
 
     def topic(self, topic: StrEnum) -> str:
         """The Kafka name of ``topic`` (a services.common.names.Topic) for this instance."""

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from kafka.admin import KafkaAdminClient
 from kafka.structs import TopicPartition
 
-from services.common.names import SCORING_CONSUMER_GROUP, Topic
+from services.common.names import Topic
 from services.common.settings import Settings
 
 
@@ -30,7 +30,7 @@ def wait_until_consumed(
     settings: Settings,
     end_offsets: Mapping[int, int],
     *,
-    group: str = SCORING_CONSUMER_GROUP,
+    group: str | None = None,
     topic: Topic = Topic.ACCOUNT_SNAPSHOTS,
     timeout: float | None = None,
     on_progress: Callable[[int], None] | None = None,
@@ -41,6 +41,7 @@ def wait_until_consumed(
         bootstrap_servers=settings.kafka_bootstrap.split(","), client_id="barometre-wait"
     )
     name = settings.topic(topic)
+    group = group or settings.scoring_group()
     deadline = None if timeout is None else time.monotonic() + timeout
     try:
         while True:

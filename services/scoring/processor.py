@@ -1,0 +1,392 @@
+"""From a batch of snapshots and each account's state to rows: the scoring worker minus its plumbing.
+
+For each account of a batch: its state (daily points in the retained horizon, presence intervals,
+owner) is read, every snapshot is added as a daily point (idempotent, order-independent), and what
+changed becomes rows — the raw snapshot, the daily point with the score then, the account's latest
+row with its window baselines, its presence intervals — plus the new state. A point older than the
+retained horizon (a 2012 import after 2026 data) cannot be placed from the state alone: the account's
+presence is then recomputed from its whole daily history, read back from ClickHouse.
+
+Entity rollups are recomputed by ClickHouse from ``account_latest`` after the batch's inserts (see
+``entity_rollup_sql``), so they sum accounts handled by any worker.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from services.common.events import AccountSnapshot
+from services.common.names import Window
+from services.common.settings import Settings
+from services.scoring.maths import (
+    DAY_MS,
+    DEFAULT_HORIZON_DAYS,
+    WINDOW_MS,
+    AccountSeries,
+    DailyPoint,
+    apply_change,
+    baselines,
+    from_ms,
+    good_practice,
+    growth,
+    intervals_from_points,
+    newer,
+    point_from_snapshot,
+    to_ms,
+)
+from services.scoring.sink import Statement, TableRows
+
+Intervals = tuple[tuple[int, int], ...]
+
+SNAPSHOT_COLUMNS = (
+    "event_id",
+    "account_id",
+    "platform",
+    "entity_id",
+    "handle",
+    "observed_at",
+    "followers",
+    "following",
+    "posts_total",
+    "posts_30d",
+    "interactions_30d",
+    "replies_30d",
+    "automated_posts_30d",
+    "status",
+    "source",
+)
+DAILY_COLUMNS = (
+    "account_id",
+    "day",
+    "platform",
+    "entity_id",
+    "observed_at",
+    "event_id",
+    "followers",
+    "status",
+    "posts_30d",
+    "interactions_30d",
+    "replies_30d",
+    "automated_posts_30d",
+    "score",
+    "version",
+)
+LATEST_COLUMNS = (
+    "platform",
+    "account_id",
+    "entity_id",
+    "handle",
+    "observed_at",
+    "followers",
+    "status",
+    "before_1d",
+    "before_7d",
+    "before_30d",
+    "before_90d",
+    "before_365d",
+    "posts_30d",
+    "interactions_30d",
+    "replies_30d",
+    "automated_posts_30d",
+    "score",
+    "score_regularity",
+    "score_engagement",
+    "score_conversation",
+    "score_human",
+    "score_growth",
+    "score_formula",
+    "first_seen",
+    "version",
+)
+PRESENCE_COLUMNS = ("platform", "account_id", "entity_id", "starts", "ends", "version")
+WINDOW_COLUMN = {w: f"before_{w.value}" for w in Window}
+
+
+@dataclass
+class AccountState:
+    """What the worker remembers of one account between batches (a Faust table value)."""
+
+    entity_id: str
+    handle: str | None
+    first_seen: int
+    series: AccountSeries
+    intervals: Intervals
+
+    _HEADER = struct.Struct("<BqHHI")  # format, first_seen, len(entity_id), len(handle) (+1), n_intervals
+
+    def to_bytes(self) -> bytes:
+        entity = self.entity_id.encode()
+        handle = b"" if self.handle is None else self.handle.encode()
+        head = self._HEADER.pack(
+            1,
+            self.first_seen,
+            len(entity),
+            0 if self.handle is None else len(handle) + 1,
+            len(self.intervals),
+        )
+        spans = struct.pack(f"<{2 * len(self.intervals)}q", *(v for span in self.intervals for v in span))
+        return head + entity + handle + spans + self.series.to_bytes()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, horizon_days: int = DEFAULT_HORIZON_DAYS) -> AccountState:
+        version, first_seen, n_entity, n_handle, n_spans = cls._HEADER.unpack_from(data)
+        if version != 1:
+            raise ValueError(f"unknown account state format {version}")
+        at = cls._HEADER.size
+        entity = data[at : at + n_entity].decode()
+        at += n_entity
+        handle = None if n_handle == 0 else data[at : at + n_handle - 1].decode()
+        at += max(0, n_handle - 1)
+        flat = struct.unpack_from(f"<{2 * n_spans}q", data, at)
+        at += 16 * n_spans
+        spans = tuple((flat[i], flat[i + 1]) for i in range(0, len(flat), 2))
+        return cls(
+            entity, handle, first_seen, AccountSeries.from_bytes(bytes(data[at:]), horizon_days), spans
+        )
+
+
+@dataclass
+class BatchOutput:
+    """What one batch produces: rows per table, statements to run after them, new states by key."""
+
+    tables: dict[str, TableRows]
+    after: list[Statement]
+    states: dict[bytes, bytes] = field(default_factory=dict)
+
+
+# Reads an account's whole daily history from ClickHouse: account_id -> points.
+HistoryFetcher = Callable[[Sequence[str]], Mapping[str, list[DailyPoint]]]
+
+
+class Processor:
+    """Turns batches of snapshots into rows and new per-account states (see the module docstring)."""
+
+    def __init__(
+        self, settings: Settings, fetch_history: HistoryFetcher, horizon_days: int = DEFAULT_HORIZON_DAYS
+    ) -> None:
+        self.staleness_ms = settings.staleness_days * DAY_MS
+        self.horizon_days = horizon_days
+        self.fetch_history = fetch_history
+        self.db = settings.clickhouse_database
+
+    def process(
+        self, snapshots: Iterable[AccountSnapshot], states: Mapping[bytes, bytes | None]
+    ) -> BatchOutput:
+        by_account: dict[str, list[AccountSnapshot]] = defaultdict(list)
+        raw = TableRows(SNAPSHOT_COLUMNS)
+        for s in snapshots:
+            by_account[s.account_id].append(s)
+            raw.rows.append(_snapshot_row(s))
+        daily = TableRows(DAILY_COLUMNS)
+        latest = TableRows(LATEST_COLUMNS)
+        presence = TableRows(PRESENCE_COLUMNS)
+        out = BatchOutput(
+            {"snapshots": raw, "account_daily": daily, "account_latest": latest, "presence": presence}, []
+        )
+        version = time.time_ns()
+        touched: set[tuple[str, str]] = set()
+        needs_history: dict[str, tuple[AccountState, list[DailyPoint]]] = {}
+        for account_id, items in by_account.items():
+            key = account_id.encode()
+            stored = states.get(key)
+            first = items[0]
+            state = (
+                AccountState.from_bytes(stored, self.horizon_days)
+                if stored
+                else AccountState(
+                    first.entity_id or "",
+                    first.handle,
+                    _ms_of(first),
+                    AccountSeries(account_id, self.horizon_days),
+                    (),
+                )
+            )
+            too_old: list[DailyPoint] = []
+            changed = False
+            for s in sorted(items, key=lambda x: (x.observed_at, x.event_id)):
+                if s.entity_id:
+                    state.entity_id = s.entity_id
+                if s.handle:
+                    state.handle = s.handle
+                state.first_seen = min(state.first_seen, _ms_of(s))
+                point = point_from_snapshot(s)
+                change = state.series.add(point)
+                if change.too_old:
+                    too_old.append(point)
+                    daily.rows.append(
+                        self._daily_row(account_id, s.platform.value, state, point, None, version)
+                    )
+                    continue
+                if not change.changed:
+                    continue
+                changed = True
+                state.intervals = apply_change(state.intervals, change, self.staleness_ms)
+                score = self._score_at(state.series, point)
+                daily.rows.append(self._daily_row(account_id, s.platform.value, state, point, score, version))
+            if too_old:
+                needs_history[account_id] = (state, too_old)
+            if changed or too_old:
+                platform = first.platform.value
+                latest.rows.append(self._latest_row(account_id, platform, state, version))
+                presence.rows.append(_presence_row(account_id, platform, state, version))
+                touched.add((platform, state.entity_id))
+            out.states[key] = state.to_bytes()
+        if needs_history:
+            self._recompute_from_history(needs_history, presence, out, version)
+        if touched:
+            out.after.append(self.entity_rollup(sorted(touched)))
+        return out
+
+    def _recompute_from_history(
+        self,
+        needs: Mapping[str, tuple[AccountState, list[DailyPoint]]],
+        presence: TableRows,
+        out: BatchOutput,
+        version: int,
+    ) -> None:
+        history = self.fetch_history(sorted(needs))
+        presence.rows[:] = [r for r in presence.rows if r[1] not in needs]
+        for account_id, (state, old_points) in needs.items():
+            points: dict[int, DailyPoint] = {p.day: p for p in history.get(account_id, [])}
+            for p in [*old_points, *state.series.points]:
+                current = points.get(p.day)
+                if current is None or newer(p, current):
+                    points[p.day] = p
+            state.intervals = intervals_from_points(
+                sorted(points.values(), key=lambda p: p.day), self.staleness_ms
+            )
+            platform = account_id.partition(":")[0]
+            presence.rows.append(_presence_row(account_id, platform, state, version))
+            out.states[account_id.encode()] = state.to_bytes()
+
+    def _score_at(self, series: AccountSeries, point: DailyPoint) -> float | None:
+        before = series.followers_at(point.observed_at - WINDOW_MS[Window.D30], self.staleness_ms)
+        pct = None if before is None else growth(point.followers, before.followers)[1]
+        return good_practice(point, pct).value
+
+    def _daily_row(
+        self,
+        account_id: str,
+        platform: str,
+        state: AccountState,
+        p: DailyPoint,
+        score: float | None,
+        version: int,
+    ) -> list[object]:
+        return [
+            account_id,
+            from_ms(p.observed_at).date(),
+            platform,
+            state.entity_id,
+            from_ms(p.observed_at),
+            p.event_id,
+            p.followers,
+            p.status.value,
+            p.posts_30d,
+            p.interactions_30d,
+            p.replies_30d,
+            p.automated_posts_30d,
+            score,
+            p.observed_at,
+        ]
+
+    def _latest_row(self, account_id: str, platform: str, state: AccountState, version: int) -> list[object]:
+        latest = state.series.latest
+        assert latest is not None
+        before = baselines(state.series, self.staleness_ms)
+        pct_30d = None
+        b30 = before.get(Window.D30)
+        if b30 is not None:
+            pct_30d = growth(latest.followers, b30.followers)[1]
+        score = good_practice(latest, pct_30d)
+        comps = score.components
+        return [
+            platform,
+            account_id,
+            state.entity_id,
+            state.handle,
+            from_ms(latest.observed_at),
+            latest.followers,
+            latest.status.value,
+            *[None if before.get(w) is None else before[w].followers for w in Window],  # type: ignore[union-attr]
+            latest.posts_30d,
+            latest.interactions_30d,
+            latest.replies_30d,
+            latest.automated_posts_30d,
+            score.value,
+            comps.get("regularity"),
+            comps.get("engagement"),
+            comps.get("conversation"),
+            comps.get("human"),
+            comps.get("growth"),
+            score.formula,
+            from_ms(state.first_seen),
+            version,
+        ]
+
+    def entity_rollup(self, touched: Sequence[tuple[str, str]]) -> Statement:
+        """Recompute the live sums of the touched (platform, entity) pairs from account_latest.
+
+        Only accounts observed within the staleness window count; an entity left with none gets a row
+        with ``accounts = 0`` (the api leaves those out), so a stale sum never lingers.
+        """
+        fresh = "a.observed_at > now64(3) - toIntervalDay({staleness:UInt32})"
+        windows = ", ".join(
+            f"if(countIf({fresh} AND a.{c} IS NOT NULL) = 0, NULL, "
+            f"sumIf(assumeNotNull(a.{c}), {fresh} AND a.{c} IS NOT NULL)) AS {c}"
+            for c in WINDOW_COLUMN.values()
+        )
+        sql = f"""
+            INSERT INTO {self.db}.entity_latest
+            SELECT a.platform AS platform, any(e.category) AS category, a.entity_id AS entity_id,
+                   countIf({fresh}) AS accounts, max({fresh} AND a.status = 'active') AS present,
+                   max(a.observed_at) AS observed_at, sumIf(a.followers, {fresh}) AS followers, {windows},
+                   avgIf(a.score, {fresh}) AS score, toUnixTimestamp64Nano(now64(9)) AS version
+            FROM (
+                SELECT * FROM {self.db}.account_latest FINAL
+                WHERE (platform, entity_id) IN {{touched:Array(Tuple(String, String))}}
+            ) AS a
+            LEFT JOIN (SELECT entity_id, argMax(category, version) AS category FROM {self.db}.entities
+                       GROUP BY entity_id) AS e ON e.entity_id = a.entity_id
+            GROUP BY a.platform, a.entity_id
+        """
+        return Statement(sql, {"touched": list(touched), "staleness": self.staleness_ms // DAY_MS})
+
+
+def _ms_of(s: AccountSnapshot) -> int:
+    return to_ms(s.observed_at)
+
+
+def _snapshot_row(s: AccountSnapshot) -> list[object]:
+    return [
+        s.event_id,
+        s.account_id,
+        s.platform.value,
+        s.entity_id or "",
+        s.handle,
+        s.observed_at,
+        s.followers,
+        s.following,
+        s.posts_total,
+        s.posts_30d,
+        s.interactions_30d,
+        s.replies_30d,
+        s.automated_posts_30d,
+        s.status.value,
+        s.source or "",
+    ]
+
+
+def _presence_row(account_id: str, platform: str, state: AccountState, version: int) -> list[object]:
+    return [
+        platform,
+        account_id,
+        state.entity_id,
+        [from_ms(a) for a, _ in state.intervals],
+        [from_ms(b) for _, b in state.intervals],
+        version,
+    ]

@@ -1,0 +1,167 @@
+"""The ClickHouse side of scoring: batched, idempotent writes that never drop data.
+
+One :meth:`ClickHouseSink.write` per processed batch: each table gets one insert of all its rows, with
+an ``insert_deduplication_token`` derived from the table and the batch's Kafka offsets, so a batch
+written again after a crash (same events, same rows) is deduplicated by ClickHouse, and the tables'
+ReplacingMergeTree keys collapse whatever still gets through. When ClickHouse does not answer, the
+write is retried with back-off for as long as it takes: the worker pauses, it never drops a batch and
+never commits offsets past rows that are not written (the agent awaits this call before acking).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from clickhouse_connect.driver.client import Client
+from prometheus_client import Counter, Histogram
+
+from services.common.names import AccountStatus
+from services.scoring.maths import DailyPoint, to_ms
+
+log = logging.getLogger(__name__)
+
+ROWS_WRITTEN = Counter("barometre_scoring_rows_written_total", "Rows written to ClickHouse.", ["table"])
+WRITE_SECONDS = Histogram(
+    "barometre_scoring_write_seconds",
+    "Time to write one batch to ClickHouse, retries included.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+WRITE_RETRIES = Counter("barometre_scoring_write_retries_total", "ClickHouse writes retried.")
+
+
+@dataclass
+class TableRows:
+    """The rows of one table in one batch, in ``columns`` order."""
+
+    columns: Sequence[str]
+    rows: list[list[object]] = field(default_factory=list)
+
+
+@dataclass
+class Statement:
+    """A statement to run after the inserts of a batch (e.g. recomputing entity rollups)."""
+
+    sql: str
+    parameters: Mapping[str, object]
+
+
+def dedup_token(table: str, offsets: Mapping[int, tuple[int, int]]) -> str:
+    """The deduplication token of ``table``'s insert for a batch covering ``offsets``
+    (partition → first and last offset): the same events give the same token."""
+    text = table + "|" + ",".join(f"{p}:{a}-{b}" for p, (a, b) in sorted(offsets.items()))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class ClickHouseSink:
+    """Writes a batch's rows, table by table, retrying until ClickHouse takes them."""
+
+    def __init__(
+        self,
+        client_factory: Callable[[], Client],
+        db: str,
+        *,
+        max_backoff_s: float = 30.0,
+        sleep: Callable[[float], object] = time.sleep,
+    ) -> None:
+        self._client_factory = client_factory
+        self._client: Client | None = None
+        self._db = db
+        self._max_backoff = max_backoff_s
+        self._sleep = sleep
+        self.healthy = True
+
+    def _get(self) -> Client:
+        if self._client is None:
+            self._client = self._client_factory()
+        return self._client
+
+    def _write_once(
+        self,
+        tables: Mapping[str, TableRows],
+        offsets: Mapping[int, tuple[int, int]],
+        after: Sequence[Statement],
+    ) -> None:
+        client = self._get()
+        for table, data in tables.items():
+            if not data.rows:
+                continue
+            client.insert(
+                f"{self._db}.{table}",
+                data.rows,
+                column_names=list(data.columns),
+                settings={"insert_deduplication_token": dedup_token(table, offsets)},
+            )
+            ROWS_WRITTEN.labels(table).inc(len(data.rows))
+        for statement in after:
+            client.command(statement.sql, parameters=dict(statement.parameters))
+
+    def write(
+        self,
+        tables: Mapping[str, TableRows],
+        offsets: Mapping[int, tuple[int, int]],
+        after: Sequence[Statement] = (),
+    ) -> None:
+        """Write every table's rows, then run ``after``; retry the whole batch until it succeeds.
+
+        Inserts are idempotent (deduplication tokens, ReplacingMergeTree), so retrying the whole batch
+        after a partial failure writes nothing twice that could change a figure.
+        """
+        delay = 0.5
+        with WRITE_SECONDS.time():
+            while True:
+                try:
+                    self._write_once(tables, offsets, after)
+                    if not self.healthy:
+                        log.info("ClickHouse answers again; writing resumed")
+                    self.healthy = True
+                    return
+                except Exception as exc:  # any failure: keep the batch, wait, try again
+                    WRITE_RETRIES.inc()
+                    if self.healthy:
+                        log.warning("ClickHouse write failed, retrying (the worker waits): %s", exc)
+                    self.healthy = False
+                    self._drop_client()
+                    self._sleep(delay)
+                    delay = min(delay * 2, self._max_backoff)
+
+    async def write_async(
+        self,
+        tables: Mapping[str, TableRows],
+        offsets: Mapping[int, tuple[int, int]],
+        after: Sequence[Statement] = (),
+    ) -> None:
+        await asyncio.to_thread(self.write, tables, offsets, after)
+
+    def fetch_history(self, account_ids: Sequence[str]) -> dict[str, list[DailyPoint]]:
+        """Every daily point of ``account_ids`` written so far (for points older than the state holds)."""
+        rows = (
+            self._get()
+            .query(
+                f"""SELECT account_id, observed_at, event_id, followers, status, posts_30d, interactions_30d,
+                       replies_30d, automated_posts_30d
+                FROM {self._db}.account_daily FINAL
+                WHERE account_id IN {{ids:Array(String)}}
+                ORDER BY account_id, day""",
+                parameters={"ids": list(account_ids)},
+            )
+            .result_rows
+        )
+        out: dict[str, list[DailyPoint]] = {}
+        for account_id, observed_at, event_id, followers, status, p30, i30, r30, a30 in rows:
+            out.setdefault(account_id, []).append(
+                DailyPoint(to_ms(observed_at), event_id, followers, AccountStatus(status), p30, i30, r30, a30)
+            )
+        return out
+
+    def _drop_client(self) -> None:
+        if self._client is not None:
+            try:
+                self._client.close()
+            except Exception:  # a broken connection may fail to close; it is dropped all the same
+                log.debug("closing the ClickHouse client failed", exc_info=True)
+            self._client = None
