@@ -185,8 +185,10 @@ class ServicePart:
             stderr=subprocess.STDOUT,
             env=_service_env(self.settings),
             start_new_session=True,  # Ctrl-C reaches the stack, which stops services in order
-            # and if the stack itself is killed, its services get SIGTERM rather than living on.
-            preexec_fn=die_with_parent(signal.SIGTERM),
+            # and if the stack itself is killed, its services are killed too rather than living on
+            # (SIGKILL: a graceful stop could hang on a broker that died with the stack; every service
+            # is at-least-once and idempotent, so an abrupt end loses nothing).
+            preexec_fn=die_with_parent(signal.SIGKILL),
         )
         logfile.close()
         if self.port is None:
@@ -239,6 +241,9 @@ class Stack:
         self.services = [
             ServicePart(
                 "ingest", settings, ["-m", "services.ingest"], settings.ingest_host, settings.ingest_port
+            ),
+            ServicePart(
+                "scoring", settings, ["-m", "services.scoring"], settings.scoring_host, settings.scoring_port
             ),
             ServicePart("api", settings, ["-m", "services.api"], settings.api_host, settings.api_port),
         ]
@@ -301,6 +306,7 @@ class Stack:
             "dashboard": f"{svc['api']}/",
             "api": f"{svc['api']}/v1/  (OpenAPI: {svc['api']}/openapi.json)",
             "ingest": f"{svc['ingest']}/v1/snapshots",
+            "scoring": f"{svc['scoring']}/metrics",
             "clickhouse": self.settings.clickhouse_url,
             "kafka": self.settings.kafka_bootstrap,
             "logs": str(self.settings.data_dir / "logs"),

