@@ -45,7 +45,7 @@ def wait_until_consumed(
     deadline = None if timeout is None else time.monotonic() + timeout
     try:
         while True:
-            offsets = admin.list_consumer_group_offsets(group)
+            offsets = admin.list_group_offsets({group: None}).get(group, {})
             committed = {
                 tp.partition: meta.offset
                 for tp, meta in offsets.items()
