@@ -58,3 +58,21 @@ def test_shipped_migrations_parse_and_are_numbered_in_order() -> None:
     assert [m.number for m in found] == list(range(1, len(found) + 1))
     for mig in found:
         assert mig.down, f"{mig.id} has no down step"
+
+
+def test_engines_become_replicated_for_a_replicated_database() -> None:
+    sql = "CREATE TABLE t (x UInt8) ENGINE = ReplacingMergeTree(version) ORDER BY x"
+    assert migrations.replicated(sql) == (
+        "CREATE TABLE t (x UInt8) ENGINE = ReplicatedReplacingMergeTree(version) ORDER BY x"
+    )
+    assert migrations.replicated("ENGINE=MergeTree ORDER BY x") == "ENGINE = ReplicatedMergeTree ORDER BY x"
+    already = "ENGINE = ReplicatedMergeTree ORDER BY x"
+    assert migrations.replicated(already) == already
+    assert migrations.replicated("ENGINE = Memory") == "ENGINE = Memory"
+
+
+def test_every_shipped_table_can_be_replicated() -> None:
+    for mig in migrations.discover():
+        for statement in mig.up:
+            if "ENGINE" in statement and "MergeTree" in statement:
+                assert "ENGINE = Replicated" in migrations.replicated(statement), mig.id

@@ -88,6 +88,23 @@ def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return migrations
 
 
+_ENGINE = re.compile(r"\bENGINE\s*=\s*(?!Replicated)(\w*MergeTree)\b", re.IGNORECASE)
+
+
+def replicated(statement: str) -> str:
+    """``statement`` with its MergeTree-family engines made Replicated (``ReplacingMergeTree(version)`` →
+    ``ReplicatedReplacingMergeTree(version)``), for a database with the Replicated engine: there the
+    replica path and name come from the server's ``default_replica_path``/``default_replica_name``."""
+    return _ENGINE.sub(lambda m: f"ENGINE = Replicated{m.group(1)}", statement)
+
+
+def _is_replicated(client: Client, database: str) -> bool:
+    engine = client.command(
+        "SELECT engine FROM system.databases WHERE name = {db:String}", parameters={"db": database}
+    )
+    return str(engine) == "Replicated"
+
+
 def _check_database(database: str) -> None:
     if not _DATABASE.match(database):
         raise MigrationError(f"invalid database name {database!r}")
@@ -127,12 +144,15 @@ def migrate(client: Client, database: str, directory: Path = MIGRATIONS_DIR) -> 
                 f"{mig_id} was edited after it was applied; migrations are append-only, add a new one"
             )
     now: list[str] = []
+    # On a cluster the database is created beforehand with the Replicated engine (docs/DEVELOPING.md):
+    # the same files then create replicated tables.
+    rewrite = replicated if _is_replicated(client, database) else (lambda sql: sql)
     for mig in known.values():
         if mig.id in done:
             continue
         for statement in mig.up:
             try:
-                client.command(statement.replace("{db}", f"`{database}`"))
+                client.command(rewrite(statement.replace("{db}", f"`{database}`")))
             except Exception as exc:
                 raise MigrationError(f"{mig.id} failed: {exc}") from exc
         client.insert(
