@@ -40,7 +40,8 @@ def hash_token(token: str) -> str:
 
 
 def new_token() -> str:
-    return f"brm_{secrets.token_urlsafe(6)}_{secrets.token_urlsafe(32)}"
+    # The id part is hex so that the only "_" are the separators: brm_<8 hex>_<43 url-safe chars>.
+    return f"brm_{secrets.token_hex(4)}_{secrets.token_urlsafe(32)}"
 
 
 def create_token(client: Client, db: str, scopes: set[Scope], description: str = "") -> str:
