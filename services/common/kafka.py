@@ -34,6 +34,7 @@ def _topics(bootstrap: str, timeout_s: float) -> set[str]:
         bootstrap_servers=_split(bootstrap),
         request_timeout_ms=max(ms, 1000),
         bootstrap_timeout_ms=max(ms, 1000),
+        enable_auto_commit=False,  # no group: nothing to commit (and no warning saying so)
     )
     try:
         return set(consumer.topics())
