@@ -2,8 +2,9 @@
 
 The agent takes the snapshots topic in batches (up to ``BATCH`` events or ``FLUSH_S`` seconds), turns
 them into rows with the pure processor, writes them with the sink and only then lets Faust acknowledge
-(and so commit) the batch's offsets: a crash never commits past unwritten rows. Invalid events go to the
-dead-letter topic with their reason and processing goes on.
+(and so commit) the batch's offsets: a crash never commits past unwritten rows. Invalid events, and valid
+ones the processor fails on, go to the dead-letter topic with their reason (the policy is in
+``services.scoring.dead_letters``), acknowledged by Kafka before the batch is; processing goes on.
 
 The state table is keyed by the raw ``account_id`` bytes, exactly like the source topic, and uses the
 producer's partitioner (murmur2, as Kafka's and kafka-python's): a batch mixes partitions, and this keeps
@@ -17,25 +18,31 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import faust
 from faust import web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_latest
-from pydantic import ValidationError
 
 from services.common.clickhouse import make_client
-from services.common.events import AccountSnapshot, DeadLetter, describe_validation_error
+from services.common.events import AccountSnapshot
 from services.common.names import DeadLetterCode, Topic
 from services.common.settings import Settings
-from services.scoring.processor import Processor
+from services.scoring.dead_letters import (
+    Rejection,
+    classify,
+    dead_letter_bytes,
+    describe_processing_error,
+    isolate_failures,
+)
+from services.scoring.processor import BatchOutput, Processor
 from services.scoring.sink import ClickHouseSink
 
 log = logging.getLogger(__name__)
 
 BATCH = 10_000
 FLUSH_S = 1.0
+MAX_BACKOFF_S = 30.0
 
 EVENTS = Counter("barometre_scoring_events_total", "Snapshot events consumed, by outcome.", ["outcome"])
 LAG = Gauge(
@@ -94,54 +101,130 @@ def create_app(settings: Settings) -> faust.App:
     sink = ClickHouseSink(lambda: make_client(settings), settings.clickhouse_database)
     processor = Processor(settings, fetch_history=sink.fetch_history)
 
-    async def dead_letter(event: Any, code: DeadLetterCode, message: str) -> None:
-        msg = event.message
-        letter = DeadLetter.for_record(
+    # What keeps the worker from being ready besides ClickHouse writes (which the sink reports): a check
+    # name -> what is being retried. Empty when all is well.
+    retrying: dict[str, str] = {}
+
+    def letter(msg: Any, rejection: Rejection) -> tuple[bytes | None, bytes]:
+        value = dead_letter_bytes(
             topic=msg.topic,
             partition=msg.partition,
             offset=msg.offset,
             key=msg.key,
             value=msg.value,
-            code=code,
-            message=message,
-            service="scoring",
-            failed_at=datetime.now(UTC),
-            timestamp=datetime.fromtimestamp(msg.timestamp, UTC) if msg.timestamp else None,
+            timestamp_s=msg.timestamp,
+            rejection=rejection,
             consumer_group=group,
         )
-        await dead_letters.send(key=msg.key, value=letter.to_event_bytes())
-        EVENTS.labels("dead_letter").inc()
+        return msg.key, value
 
-    async def handle(events: Sequence[Any]) -> None:
+    async def send_dead_letters(letters: Sequence[tuple[bytes | None, bytes]]) -> None:
+        """Send ``letters`` and return once Kafka acknowledged every one (acks=all), however long it takes:
+        the batch's offsets must not be committed before its dead letters are safe."""
+        pending = list(letters)
+        delay = 0.5
+        while pending:
+            results: list[object] = []
+            try:
+                # send() only queues the record; awaiting its future waits for the acknowledgement.
+                futures = [await dead_letters.send(key=key, value=value) for key, value in pending]
+                results = list(await asyncio.gather(*futures, return_exceptions=True))
+            except Exception as exc:  # the producer itself failed: resend them all
+                results = [exc] * len(pending)
+            failed = [
+                pair for pair, result in zip(pending, results, strict=True) if isinstance(result, Exception)
+            ]
+            if failed:
+                first = next(r for r in results if isinstance(r, Exception))
+                if "kafka" not in retrying:
+                    log.warning("Dead letters not acknowledged, retrying (the worker waits): %s", first)
+                retrying["kafka"] = "dead-letter sends failing, retrying"
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_BACKOFF_S)
+            pending = failed
+        retrying.pop("kafka", None)
+
+    async def process(good: Sequence[AccountSnapshot]) -> tuple[BatchOutput | None, dict[str, Exception]]:
+        """Score ``good``, dead-lettering the accounts the processor fails on (isolate_failures);
+        a ClickHouse or network error while scoring (reading old history) is waited out instead."""
+        delay = 0.5
+        while True:
+            try:
+                result = await asyncio.to_thread(
+                    isolate_failures, good, lambda batch: processor.process(batch, states)
+                )
+                retrying.pop("clickhouse", None)
+                return result
+            except Exception as exc:  # a dependency's failure (isolate_failures raises only those): wait
+                if "clickhouse" not in retrying:
+                    log.warning(
+                        "Scoring a batch failed on a dependency, retrying (the worker waits): %s", exc
+                    )
+                retrying["clickhouse"] = "reads failing, retrying"
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_BACKOFF_S)
+
+    async def handle_batch(events: Sequence[Any]) -> None:
         offsets: dict[int, tuple[int, int]] = {}
         good: list[AccountSnapshot] = []
+        records_of: dict[str, list[Any]] = {}  # account_id -> its records in this batch
+        letters: list[tuple[bytes | None, bytes]] = []
         for event in events:
             msg = event.message
             first, last = offsets.get(msg.partition, (msg.offset, msg.offset))
             offsets[msg.partition] = (min(first, msg.offset), max(last, msg.offset))
             try:
-                snapshot = AccountSnapshot.from_event_bytes(msg.value)
-            except ValidationError as exc:
-                await dead_letter(event, DeadLetterCode.INVALID_EVENT, describe_validation_error(exc))
+                verdict = classify(msg.key, msg.value)
+            except Exception as exc:  # classify expects bad input, not to fail: our fault, not the record's
+                verdict = Rejection(DeadLetterCode.PROCESSING_ERROR, describe_processing_error(None, exc))
+            if isinstance(verdict, Rejection):
+                letters.append(letter(msg, verdict))
                 continue
-            except Exception as exc:  # not even JSON, not UTF-8...
-                await dead_letter(event, DeadLetterCode.INVALID_EVENT, f"{type(exc).__name__}: {exc}")
-                continue
-            if msg.key is not None and msg.key != snapshot.account_id.encode():
-                await dead_letter(
-                    event,
-                    DeadLetterCode.INVALID_EVENT,
-                    f"record key {msg.key!r} is not the event's account_id {snapshot.account_id!r}",
-                )
-                continue
-            good.append(snapshot)
-        if good:
-            out = await asyncio.to_thread(processor.process, good, states)
+            good.append(verdict)
+            records_of.setdefault(verdict.account_id, []).append(msg)
+        out, failed = await process(good) if good else (None, {})
+        for account_id, error in failed.items():
+            log.error(
+                "Scoring account %s failed; its events go to the dead-letter topic",
+                account_id,
+                exc_info=error,
+            )
+            rejection = Rejection(
+                DeadLetterCode.PROCESSING_ERROR, describe_processing_error(account_id, error)
+            )
+            letters.extend(letter(msg, rejection) for msg in records_of[account_id])
+        if letters:
+            await send_dead_letters(letters)
+            EVENTS.labels("dead_letter").inc(len(letters))
+        if out is not None:
             await asyncio.to_thread(sink.write, out.tables, offsets, out.after)
             for key, value in out.states.items():
                 states[key] = value
-        EVENTS.labels("processed").inc(len(good))
+        EVENTS.labels("processed").inc(len(good) - sum(len(records_of[a]) for a in failed))
         LAST_BATCH.set(time.time())
+
+    async def handle(events: Sequence[Any]) -> None:
+        try:
+            delay = 0.5
+            while True:
+                try:
+                    await handle_batch(events)
+                    retrying.pop("batches", None)
+                    return
+                except Exception:
+                    # Not the events (those are dead-lettered) nor a dependency (waited out above): a bug
+                    # of ours. Retrying the batch is safe (every write is idempotent) and keeps its
+                    # offsets uncommitted; the worker says it is not ready until it goes through.
+                    log.exception("Handling a batch failed, retrying it")
+                    retrying["batches"] = "a batch keeps failing, retrying"
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, MAX_BACKOFF_S)
+        except BaseException:
+            # Cancelled (rebalance, shutdown) or failed half-way: take_events acks the batch anyway, in a
+            # finally, and Faust commits acked offsets. Keep these offsets out of every commit; the events
+            # are consumed again after the rebalance or restart, and idempotence absorbs what was done.
+            hold_back(events)
+            raise
 
     @app.agent(snapshots)
     async def score(stream: Any) -> None:
@@ -165,8 +248,12 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.page("/readyz")
     async def readyz(self: web.View, request: web.Request) -> web.Response:
-        checks = {"clickhouse": "ok" if sink.healthy else "writes failing, retrying"}
-        ready = sink.healthy
+        checks = {
+            "clickhouse": retrying.get("clickhouse", "ok") if sink.healthy else "writes failing, retrying",
+            "kafka": retrying.get("kafka", "ok"),
+            "batches": retrying.get("batches", "ok"),
+        }
+        ready = all(state == "ok" for state in checks.values())
         body = {"status": "ready" if ready else "not_ready", "service": "scoring", "checks": checks}
         return self.json(body, status=200 if ready else 503)
 
@@ -176,3 +263,14 @@ def create_app(settings: Settings) -> faust.App:
         return self.bytes(generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     return app
+
+
+def hold_back(events: Sequence[Any]) -> None:
+    """Make sure the offsets of ``events`` are never committed by this consumer.
+
+    Faust commits, per partition, up to the first offset not acknowledged; a message already marked
+    acknowledged is never acknowledged again, so marking these here (without telling the consumer) turns
+    take_events' later acks into no-ops and leaves a gap that no commit passes.
+    """
+    for event in events:
+        event.message.acked = True
