@@ -68,6 +68,44 @@ def migrate() -> None:
         sys.exit(1)
 
 
+@main.command()
+@click.option(
+    "--to-end",
+    is_flag=True,
+    help="Replay the whole topic, not only what the scoring worker has consumed (its committed offsets).",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Run even while a scoring worker is running (its writes meanwhile are lost) or when retention "
+    "has deleted the first records of the topic.",
+)
+@click.option(
+    "--jobs",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Processes replaying the topic's partitions (default: the number of CPUs, at most 4).",
+)
+def rebuild(to_end: bool, force: bool, jobs: int | None) -> None:
+    """Recompute every scoring table from the snapshots topic into fresh tables and swap them in."""
+    from services.scoring.rebuild import RebuildError, run_rebuild
+
+    settings = _settings()
+    _logging(settings)
+    try:
+        done = run_rebuild(
+            settings,
+            to_end=to_end,
+            force=force,
+            jobs=jobs or min(os.cpu_count() or 1, 4),
+            report=lambda line: click.echo(line, err=True),
+        )
+    except RebuildError as exc:
+        click.echo(f"barometre rebuild: {exc}", err=True)
+        sys.exit(1)
+    click.echo(done.summary())
+
+
 @main.group()
 def token() -> None:
     """API tokens."""

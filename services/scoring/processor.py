@@ -8,7 +8,8 @@ retained horizon (a 2012 import after 2026 data) cannot be placed from the state
 presence is then recomputed from its whole daily history, read back from ClickHouse.
 
 Entity rollups are recomputed by ClickHouse from ``account_latest`` after the batch's inserts (see
-``entity_rollup_sql``), so they sum accounts handled by any worker.
+``entity_rollup``), so they sum accounts handled by any worker. ``table_suffix`` points the rollup at
+``account_latest<suffix>`` and ``entity_latest<suffix>`` (the fresh tables of ``barometre rebuild``).
 """
 
 from __future__ import annotations
@@ -166,12 +167,18 @@ class Processor:
     """Turns batches of snapshots into rows and new per-account states (see the module docstring)."""
 
     def __init__(
-        self, settings: Settings, fetch_history: HistoryFetcher, horizon_days: int = DEFAULT_HORIZON_DAYS
+        self,
+        settings: Settings,
+        fetch_history: HistoryFetcher,
+        horizon_days: int = DEFAULT_HORIZON_DAYS,
+        *,
+        table_suffix: str = "",
     ) -> None:
         self.staleness_ms = settings.staleness_days * DAY_MS
         self.horizon_days = horizon_days
         self.fetch_history = fetch_history
         self.db = settings.clickhouse_database
+        self.table_suffix = table_suffix
 
     def process(
         self, snapshots: Iterable[AccountSnapshot], states: Mapping[bytes, bytes | None]
@@ -341,13 +348,13 @@ class Processor:
             for c in WINDOW_COLUMN.values()
         )
         sql = f"""
-            INSERT INTO {self.db}.entity_latest
+            INSERT INTO {self.db}.entity_latest{self.table_suffix}
             SELECT a.platform AS platform, any(e.category) AS category, a.entity_id AS entity_id,
                    countIf({fresh}) AS accounts, max({fresh} AND a.status = 'active') AS present,
                    max(a.observed_at) AS observed_at, sumIf(a.followers, {fresh}) AS followers, {windows},
                    avgIf(a.score, {fresh}) AS score, toUnixTimestamp64Nano(now64(9)) AS version
             FROM (
-                SELECT * FROM {self.db}.account_latest FINAL
+                SELECT * FROM {self.db}.account_latest{self.table_suffix} FINAL
                 WHERE (platform, entity_id) IN {{touched:Array(Tuple(String, String))}}
             ) AS a
             LEFT JOIN (SELECT entity_id, argMax(category, version) AS category FROM {self.db}.entities

@@ -6,6 +6,9 @@ written again after a crash (same events, same rows) is deduplicated by ClickHou
 ReplacingMergeTree keys collapse whatever still gets through. When ClickHouse does not answer, the
 write is retried with back-off for as long as it takes: the worker pauses, it never drops a batch and
 never commits offsets past rows that are not written (the agent awaits this call before acking).
+
+``table_suffix`` sends every write and read to ``<table><suffix>`` instead (``barometre rebuild`` fills
+fresh ``<table>__rebuild`` tables with the same code, then swaps them in); the live worker leaves it empty.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from clickhouse_connect.driver.client import Client
 from prometheus_client import Counter, Histogram
 
 from services.common.names import AccountStatus
-from services.scoring.maths import DailyPoint, to_ms
+from services.scoring.maths import DailyPoint
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +70,12 @@ class ClickHouseSink:
         *,
         max_backoff_s: float = 30.0,
         sleep: Callable[[float], object] = time.sleep,
+        table_suffix: str = "",
     ) -> None:
         self._client_factory = client_factory
         self._client: Client | None = None
         self._db = db
+        self._suffix = table_suffix
         self._max_backoff = max_backoff_s
         self._sleep = sleep
         self.healthy = True
@@ -90,15 +95,21 @@ class ClickHouseSink:
         for table, data in tables.items():
             if not data.rows:
                 continue
+            # The token names the real target, so a rebuild's blocks never deduplicate live ones.
+            target = table + self._suffix
             client.insert(
-                f"{self._db}.{table}",
+                f"{self._db}.{target}",
                 data.rows,
                 column_names=list(data.columns),
-                settings={"insert_deduplication_token": dedup_token(table, offsets)},
+                settings={"insert_deduplication_token": dedup_token(target, offsets)},
             )
             ROWS_WRITTEN.labels(table).inc(len(data.rows))
         for statement in after:
-            client.command(statement.sql, parameters=dict(statement.parameters))
+            # raw_query, not command: command always puts bound parameters in the URL, and the rollup
+            # of a 10,000-event batch binds thousands of (platform, entity) pairs (HTTP 414 from the
+            # local endpoint past 64 KiB, from a server past 1 MiB); raw_query moves large ones into a
+            # multipart form body.
+            client.raw_query(statement.sql, parameters=dict(statement.parameters))
 
     def write(
         self,
@@ -142,9 +153,11 @@ class ClickHouseSink:
         rows = (
             self._get()
             .query(
-                f"""SELECT account_id, observed_at, event_id, followers, status, posts_30d, interactions_30d,
-                       replies_30d, automated_posts_30d
-                FROM {self._db}.account_daily FINAL
+                # Epoch ms straight from the server: clickhouse-connect returns naive datetimes for
+                # columns in the server's own time zone (UTC), which to_ms cannot place.
+                f"""SELECT account_id, toUnixTimestamp64Milli(observed_at), event_id, followers, status,
+                       posts_30d, interactions_30d, replies_30d, automated_posts_30d
+                FROM {self._db}.account_daily{self._suffix} FINAL
                 WHERE account_id IN {{ids:Array(String)}}
                 ORDER BY account_id, day""",
                 parameters={"ids": list(account_ids)},
@@ -152,9 +165,9 @@ class ClickHouseSink:
             .result_rows
         )
         out: dict[str, list[DailyPoint]] = {}
-        for account_id, observed_at, event_id, followers, status, p30, i30, r30, a30 in rows:
+        for account_id, observed_ms, event_id, followers, status, p30, i30, r30, a30 in rows:
             out.setdefault(account_id, []).append(
-                DailyPoint(to_ms(observed_at), event_id, followers, AccountStatus(status), p30, i30, r30, a30)
+                DailyPoint(observed_ms, event_id, followers, AccountStatus(status), p30, i30, r30, a30)
             )
         return out
 
