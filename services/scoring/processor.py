@@ -31,6 +31,7 @@ from services.scoring.maths import (
     DailyPoint,
     apply_change,
     baselines,
+    followers_at,
     from_ms,
     good_practice,
     growth,
@@ -104,6 +105,7 @@ LATEST_COLUMNS = (
     "version",
 )
 PRESENCE_COLUMNS = ("platform", "account_id", "entity_id", "starts", "ends", "version")
+ROLLUP_CHUNK = 500  # (platform, entity) pairs per rollup statement
 WINDOW_COLUMN = {w: f"before_{w.value}" for w in Window}
 
 
@@ -214,44 +216,58 @@ class Processor:
             )
             too_old: list[DailyPoint] = []
             changed = False
+            scored: set[int] = set()
+            earliest_change: int | None = None
+            platform = first.platform.value
             for s in sorted(items, key=lambda x: (x.observed_at, x.event_id)):
-                if s.entity_id:
-                    state.entity_id = s.entity_id
-                if s.handle:
-                    state.handle = s.handle
                 state.first_seen = min(state.first_seen, _ms_of(s))
                 point = point_from_snapshot(s)
                 change = state.series.add(point)
+                if state.series.latest == point or not state.entity_id:
+                    # Owner and handle follow the latest snapshot, whatever the arrival order.
+                    state.entity_id = s.entity_id or state.entity_id
+                    state.handle = s.handle or state.handle
                 if change.too_old:
                     too_old.append(point)
-                    daily.rows.append(
-                        self._daily_row(account_id, s.platform.value, state, point, None, version)
-                    )
+                    daily.rows.append(self._daily_row(account_id, platform, state, point, None, version))
                     continue
                 if not change.changed:
                     continue
                 changed = True
                 state.intervals = apply_change(state.intervals, change, self.staleness_ms)
                 score = self._score_at(state.series, point)
-                daily.rows.append(self._daily_row(account_id, s.platform.value, state, point, score, version))
+                daily.rows.append(self._daily_row(account_id, platform, state, point, score, version))
+                scored.add(point.day)
+                if earliest_change is None or point.observed_at < earliest_change:
+                    earliest_change = point.observed_at
+            if earliest_change is not None:
+                # A late point can be the 30-day baseline of later points: rescore those, so that a
+                # day's score does not depend on the order or batching of the events (docs/SCORING.md).
+                for later in state.series:
+                    if later.day in scored or later.observed_at < earliest_change + WINDOW_MS[Window.D30]:
+                        continue
+                    score = self._score_at(state.series, later)
+                    daily.rows.append(self._daily_row(account_id, platform, state, later, score, version))
             if too_old:
                 needs_history[account_id] = (state, too_old)
             if changed or too_old:
-                platform = first.platform.value
                 latest.rows.append(self._latest_row(account_id, platform, state, version))
                 presence.rows.append(_presence_row(account_id, platform, state, version))
                 touched.add((platform, state.entity_id))
             out.states[key] = state.to_bytes()
         if needs_history:
-            self._recompute_from_history(needs_history, presence, out, version)
-        if touched:
-            out.after.append(self.entity_rollup(sorted(touched)))
+            self._recompute_from_history(needs_history, presence, daily, out, version)
+        # In chunks: the pairs travel as a bound parameter in the request's URL, which servers cap.
+        pairs = sorted(touched)
+        for start in range(0, len(pairs), ROLLUP_CHUNK):
+            out.after.append(self.entity_rollup(pairs[start : start + ROLLUP_CHUNK]))
         return out
 
     def _recompute_from_history(
         self,
         needs: Mapping[str, tuple[AccountState, list[DailyPoint]]],
         presence: TableRows,
+        daily: TableRows,
         out: BatchOutput,
         version: int,
     ) -> None:
@@ -263,15 +279,27 @@ class Processor:
                 current = points.get(p.day)
                 if current is None or newer(p, current):
                     points[p.day] = p
-            state.intervals = intervals_from_points(
-                sorted(points.values(), key=lambda p: p.day), self.staleness_ms
-            )
+            ordered = sorted(points.values(), key=lambda p: p.day)
+            state.intervals = intervals_from_points(ordered, self.staleness_ms)
             platform = account_id.partition(":")[0]
             presence.rows.append(_presence_row(account_id, platform, state, version))
             out.states[account_id.encode()] = state.to_bytes()
+            # Score the old points, and the later points they are the 30-day baseline of, on the whole
+            # history: the same scores as if the events had come in order.
+            old_days = {p.day for p in old_points}
+            first_old = min(p.observed_at for p in old_points)
+            for p in ordered:
+                if p.day in old_days or p.observed_at >= first_old + WINDOW_MS[Window.D30]:
+                    daily.rows.append(
+                        self._daily_row(account_id, platform, state, p, self._score_at(ordered, p), version)
+                    )
 
-    def _score_at(self, series: AccountSeries, point: DailyPoint) -> float | None:
-        before = series.followers_at(point.observed_at - WINDOW_MS[Window.D30], self.staleness_ms)
+    def _score_at(self, points: Sequence[DailyPoint], point: DailyPoint) -> float | None:
+        t = point.observed_at - WINDOW_MS[Window.D30]
+        if isinstance(points, AccountSeries):
+            before = points.followers_at(t, self.staleness_ms)
+        else:
+            before = followers_at(points, t, self.staleness_ms)
         pct = None if before is None else growth(point.followers, before.followers)[1]
         return good_practice(point, pct).value
 

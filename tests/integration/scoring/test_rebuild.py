@@ -219,12 +219,6 @@ def test_rebuild_equals_live_processing(
     assert rebuilt == [row for row in live["account_latest"] if row[1] != poison]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap (reported): a daily point is scored when it is processed, and a late earlier point "
-    "that changes its 30-day baseline does not rescore it, so account_daily.score depends on how "
-    "events were batched: live processing and a rebuild can then differ on that column",
-)
 def test_daily_scores_do_not_depend_on_batch_boundaries() -> None:
     def snap(day: int, followers: int) -> AccountSnapshot:
         return AccountSnapshot.model_validate({
