@@ -1,0 +1,67 @@
+"""Alerts: detecting what is unusual about an account, and keeping the noise down (docs/ALERTS.md).
+
+- :mod:`.detection`: pure detectors over an account's daily points (spike, drop, gone, new, dormant);
+- :mod:`.noise`: the Alertmanager-like state machine (one open alert per account and type, cooldown,
+  platform-wide incidents that inhibit per-account alerts, silences);
+- :mod:`.evaluation`: seeded, labelled series to measure both (``bench/alerts_eval.py`` prints it).
+
+No Kafka, no ClickHouse, no clock: the scoring worker feeds these and publishes what they decide.
+"""
+
+from services.scoring.alerts.detection import (
+    DEFAULT_PARAMS,
+    Baseline,
+    Detection,
+    DetectorParams,
+    baseline,
+    detect_audience,
+    detect_dormant,
+    detect_gone,
+    detect_new,
+    detect_point,
+    detect_silence,
+    index_of,
+    round_value,
+)
+from services.scoring.alerts.noise import (
+    DEFAULT_NOISE,
+    Candidate,
+    Incident,
+    NoiseControl,
+    NoiseParams,
+    Outcome,
+    Silence,
+    Step,
+    Verdict,
+    incident_id,
+    matching_silence,
+    to_alert,
+)
+
+__all__ = [
+    "DEFAULT_NOISE",
+    "DEFAULT_PARAMS",
+    "Baseline",
+    "Candidate",
+    "Detection",
+    "DetectorParams",
+    "Incident",
+    "NoiseControl",
+    "NoiseParams",
+    "Outcome",
+    "Silence",
+    "Step",
+    "Verdict",
+    "baseline",
+    "detect_audience",
+    "detect_dormant",
+    "detect_gone",
+    "detect_new",
+    "detect_point",
+    "detect_silence",
+    "incident_id",
+    "index_of",
+    "matching_silence",
+    "round_value",
+    "to_alert",
+]
