@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Mapping
 
 from kafka.admin import KafkaAdminClient
+from kafka.errors import KafkaError
 from kafka.structs import TopicPartition
 
 from services.common.names import Topic
@@ -45,7 +46,14 @@ def wait_until_consumed(
     deadline = None if timeout is None else time.monotonic() + timeout
     try:
         while True:
-            offsets = admin.list_group_offsets({group: None}).get(group, {})
+            try:
+                offsets = admin.list_group_offsets({group: None}).get(group, {})
+            except KafkaError as exc:
+                # A new cluster creates its offsets topic when the first group appears, and a group
+                # moving between coordinators answers "not available" for a moment: ask again.
+                if not getattr(exc, "retriable", False):
+                    raise
+                offsets = {}
             committed = {
                 tp.partition: meta.offset
                 for tp, meta in offsets.items()
