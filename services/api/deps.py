@@ -1,0 +1,308 @@
+"""What the api routes depend on: the service object (settings, ClickHouse, answer cache) and the
+query parameters, as ``Annotated`` aliases so that route bodies stay a few lines.
+
+Every enumerated parameter is checked against its allow-list here, with a message naming the parameter,
+the value and what is allowed (``platform: unknown platform 'myspace'; allowed: …``); the JSON error
+handler of ``services.common.web`` turns these into ``422 {"error": {"code", "message"}}``. Values never
+reach SQL as text: routes pass the parsed values to ``services.api.queries``, which binds them.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Hashable, Sequence
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Annotated, TypeVar
+
+import anyio
+from anyio import CapacityLimiter
+from clickhouse_connect.driver.client import Client
+from fastapi import Depends, Query, Request
+from pydantic import BeforeValidator
+from pydantic_core import PydanticCustomError
+
+from services.api import queries
+from services.api.cache import AnswerCache
+from services.api.exports import ExportFormat
+from services.api.queries import Metric, RankBy, Scope
+from services.common.clickhouse import make_client
+from services.common.events import (
+    DEPARTEMENT_CODE_PATTERN,
+    FOREIGN_CODE_PATTERN,
+    REGION_CODE_PATTERN,
+    parse_timestamp,
+)
+from services.common.names import Category, Platform, Window, normalise_platform
+from services.common.reference.parsers import PANEL_NAME_PATTERN
+from services.common.settings import Settings
+from services.common.web import ApiError
+
+T = TypeVar("T")
+E = TypeVar("E", bound=StrEnum)
+
+# How far ahead of this server's clock an instant may be (clock skew), as for snapshots.
+FUTURE_TOLERANCE = timedelta(minutes=5)
+# Queries running at once against ClickHouse from one api process; more wait their turn. Matches the
+# connection pool of clickhouse-connect (8), so no connection is opened only to be thrown away.
+CLICKHOUSE_CONCURRENCY = 8
+# Threads ClickHouse gives one api query (max_threads). The api's queries read at most a few million
+# rows and answer a few hundred: spreading one over several threads costs more (start-up, merging of
+# partial states) than it saves: the live account ranking took 40 ms with one thread and 120-150 ms with
+# the default on the bench data (bench/api.py), and it leaves no core to the requests running beside
+# it. Concurrent requests get parallelism instead.
+THREADS_PER_QUERY = 1
+
+
+class ClickHouse:
+    """The process's ClickHouse client: one, shared by the worker threads.
+
+    clickhouse-connect's HTTP client is safe to share between threads as long as it has no session id
+    (a ClickHouse session runs one query at a time), hence ``autogenerate_session_id=False``. Measured
+    with 8 threads on a small query against the local endpoint: one shared client and one client per
+    thread both run 600-670 queries/s (within noise); sharing costs one handshake and one pool.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._client: Client | None = None
+        self._lock = threading.Lock()
+
+    def client(self) -> Client:
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    client = make_client(
+                        self._settings,
+                        autogenerate_session_id=False,
+                        connect_timeout=5,
+                        send_receive_timeout=60,
+                        # Answers are a few kilobytes: compressing them would only cost CPU on both sides.
+                        compress=False,
+                    )
+                    client.set_client_setting("max_threads", str(THREADS_PER_QUERY))
+                    self._client = client
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+class Api:
+    """The api service's shared objects, built once by the app factory."""
+
+    def __init__(self, settings: Settings, cache: AnswerCache | None = None) -> None:
+        self.settings = settings
+        self.db = settings.clickhouse_database
+        self.staleness = timedelta(days=settings.staleness_days)
+        self.clickhouse = ClickHouse(settings)
+        self.limiter = CapacityLimiter(CLICKHOUSE_CONCURRENCY)
+        self.cache = cache or AnswerCache(self.limiter)
+
+    def client(self) -> Client:
+        return self.clickhouse.client()
+
+    async def cached(self, key: Hashable, compute: Callable[[], T]) -> T:
+        """``compute()`` (in a worker thread) or its answer of less than a second ago (see cache.py)."""
+        return await self.cache.get(key, compute)
+
+    async def run(self, compute: Callable[[], T]) -> T:
+        """``compute()`` in a worker thread, uncached."""
+        return await anyio.to_thread.run_sync(compute, limiter=self.limiter)
+
+    def check_scope(self, scope: Scope) -> None:
+        """Refuse a panel that has no members (a typo would otherwise read as "0 present out of 0")."""
+        if scope.panel and not queries.panel_exists(self.client(), self.db, scope.panel):
+            known = queries.panel_names(self.client(), self.db)
+            raise ApiError(
+                422,
+                "invalid_request",
+                f"panel: unknown panel {scope.panel!r}; known panels: {', '.join(known) or 'none yet'}",
+            )
+
+
+async def get_api(request: Request) -> Api:
+    # async: a sync dependency would cost every request a hop through the thread pool.
+    api: Api = request.app.state.api
+    return api
+
+
+ApiDep = Annotated[Api, Depends(get_api)]
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+# --- Parameter parsing. PydanticCustomError keeps the message as written (no "Value error, " prefix).
+
+
+def _invalid(message: str) -> PydanticCustomError:
+    return PydanticCustomError("invalid_parameter", message.replace("{", "{{").replace("}", "}}"))
+
+
+def _text(value: object) -> str:
+    if not isinstance(value, str):
+        raise _invalid("must be a single text value")
+    return value.strip()
+
+
+def choice(enum: type[E], what: str) -> Callable[[object], E]:
+    allowed = ", ".join(e.value for e in enum)
+
+    def parse(value: object) -> E:
+        if isinstance(value, enum):
+            return value
+        text = _text(value)
+        try:
+            return enum(text)
+        except ValueError:
+            raise _invalid(f"unknown {what} {text!r}; allowed: {allowed}") from None
+
+    return parse
+
+
+def _platform(value: object) -> Platform:
+    if isinstance(value, Platform):
+        return value
+    try:
+        return normalise_platform(_text(value).lower())
+    except ValueError as exc:
+        raise _invalid(str(exc)) from None
+
+
+def _platforms(value: object) -> list[Platform]:
+    items = value if isinstance(value, list | tuple) else [value]
+    out: list[Platform] = []
+    for item in items:
+        for part in _text(item).split(","):
+            if part.strip():
+                platform = _platform(part)
+                if platform not in out:
+                    out.append(platform)
+    if not out:
+        raise _invalid("name at least one platform, e.g. facebook,x")
+    return out
+
+
+def _instant(value: object) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    try:
+        moment = parse_timestamp(_text(value))
+    except ValueError as exc:
+        raise _invalid(str(exc)) from None
+    if moment > now() + FUTURE_TOLERANCE:
+        raise _invalid(f"{value!r} is in the future; figures exist up to now")
+    return moment
+
+
+def _code(kind: str, pattern: str, example: str) -> Callable[[object], str | None]:
+    code_re, foreign_re = re.compile(pattern), re.compile(FOREIGN_CODE_PATTERN)
+
+    def parse(value: object) -> str | None:
+        if value is None:
+            return None
+        text = _text(value).upper().removeprefix(f"{kind}:")
+        if not (code_re.fullmatch(text) or foreign_re.fullmatch(text)):
+            raise _invalid(f"{value!r} is not a code (e.g. {example} or {kind}:{example})")
+        return text
+
+    return parse
+
+
+def _panel(value: object) -> str | None:
+    if value is None:
+        return None
+    text = _text(value)
+    if not re.fullmatch(PANEL_NAME_PATTERN, text):
+        raise _invalid(f"{text!r} is not a panel name (letters, digits, '.', '_' or '-', at most 64)")
+    return text
+
+
+_PLATFORM_DOC = f"One of {', '.join(Platform)}; `twitter` is accepted as `x`."
+_AT_DOC = (
+    "RFC 3339 instant with an offset (2013-05-15T00:00:00Z); absent: now, from the live tables "
+    "(answers at most 1 s old)."
+)
+
+PlatformQuery = Annotated[
+    Platform, BeforeValidator(_platform), Query(description=_PLATFORM_DOC, examples=["facebook"])
+]
+OptionalPlatformQuery = Annotated[
+    Platform | None,
+    BeforeValidator(_platform),
+    Query(description=_PLATFORM_DOC + " Absent: every platform.", examples=["facebook"]),
+]
+PlatformsQuery = Annotated[
+    list[Platform],
+    BeforeValidator(_platforms),
+    Query(
+        description="Comma-separated platforms (facebook,x), or the parameter repeated.",
+        examples=["facebook,x"],
+    ),
+]
+CategoryQuery = Annotated[
+    Category | None,
+    BeforeValidator(choice(Category, "category")),
+    Query(description="commune, departement, region or epci; absent: every category.", examples=["commune"]),
+]
+AtQuery = Annotated[datetime | None, BeforeValidator(_instant), Query(description=_AT_DOC)]
+FromQuery = Annotated[
+    datetime | None, BeforeValidator(_instant), Query(alias="from", description="RFC 3339 instant, included.")
+]
+ToQuery = Annotated[
+    datetime | None, BeforeValidator(_instant), Query(alias="to", description="RFC 3339 instant.")
+]
+PanelQuery = Annotated[
+    str | None,
+    BeforeValidator(_panel),
+    Query(
+        description="A named panel (imported); absent: every entity of the category.",
+        examples=["barometre2013"],
+    ),
+]
+RegionQuery = Annotated[
+    str | None,
+    BeforeValidator(_code("REG", REGION_CODE_PATTERN, "84")),
+    Query(description="Only entities of this région (code, e.g. 84).", examples=["84"]),
+]
+DepartementQuery = Annotated[
+    str | None,
+    BeforeValidator(_code("DEP", DEPARTEMENT_CODE_PATTERN, "38")),
+    Query(description="Only entities of this département (code, e.g. 38 or 2A).", examples=["38"]),
+]
+WindowQuery = Annotated[
+    Window, BeforeValidator(choice(Window, "window")), Query(description="Growth window.")
+]
+MetricQuery = Annotated[
+    Metric,
+    BeforeValidator(choice(Metric, "metric")),
+    Query(description="growth_abs, growth_pct, per_1000_inhabitants or followers."),
+]
+RankByQuery = Annotated[
+    RankBy,
+    BeforeValidator(choice(RankBy, "by")),
+    Query(description="entity (accounts of an entity on the platform summed) or account."),
+]
+FormatQuery = Annotated[
+    ExportFormat | None,
+    BeforeValidator(choice(ExportFormat, "format")),
+    Query(description="json (default), csv or parquet; or ask with the Accept header."),
+]
+
+
+def scope_of(
+    category: Category | None,
+    panel: str | None,
+    region: str | None = None,
+    departement: str | None = None,
+) -> Scope:
+    return Scope(category, panel, region, departement)
+
+
+def platforms_key(platforms: Sequence[Platform]) -> tuple[str, ...]:
+    return tuple(p.value for p in platforms)

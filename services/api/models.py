@@ -1,0 +1,377 @@
+"""The response bodies of the API (docs/CONTRACT.md, "HTTP API"), as pydantic models: what
+``/openapi.json`` documents, with an example each. Instants are written in RFC 3339, UTC, ``Z``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Generic, Literal, TypeVar
+
+from fastapi.responses import Response
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, PlainSerializer
+
+from services.api.queries import Metric, RankBy
+from services.common.events import format_timestamp
+from services.common.names import Category, Platform, Window
+
+
+def _aware(moment: datetime) -> datetime:
+    # clickhouse-connect gives DateTime64(3, 'UTC') columns as naive datetimes: they are UTC.
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+Instant = Annotated[
+    datetime, AfterValidator(_aware), PlainSerializer(format_timestamp, return_type=str, when_used="json")
+]
+
+
+def _example(example: dict[str, JsonValue], *, by_alias: bool = False) -> ConfigDict:
+    # by_alias: fields with an alias ("from") are written by it, and may be given by their name.
+    return ConfigDict(
+        json_schema_extra={"examples": [example]}, validate_by_name=by_alias, serialize_by_alias=by_alias
+    )
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Machine-readable: invalid_request, not_found, service_unavailable…")
+    message: str = Field(description="What was wrong, for a human.")
+
+
+class ErrorBody(BaseModel):
+    """Every error: ``{"error": {"code", "message"}}``, never a stack trace."""
+
+    model_config = _example(
+        {
+            "error": {
+                "code": "invalid_request",
+                "message": "platform: unknown platform 'myspace'; allowed: facebook, x, instagram, …",
+            }
+        }
+    )
+    error: ErrorDetail
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
+    422: {"model": ErrorBody, "description": "A parameter is missing or invalid (the message says which)."},
+    503: {"model": ErrorBody, "description": "ClickHouse does not answer; retry after a few seconds."},
+}
+NOT_FOUND: dict[int | str, dict[str, object]] = {
+    404: {"model": ErrorBody, "description": "No such id."},
+}
+
+
+# --- Presence.
+
+
+class PresenceOut(BaseModel):
+    """Entities in scope present on a platform at an instant, out of all entities in scope."""
+
+    model_config = _example(
+        {
+            "platform": "facebook",
+            "category": "commune",
+            "panel": None,
+            "at": "2026-03-01T00:00:00Z",
+            "present": 10234,
+            "total": 34875,
+            "rate": 0.2934,
+        }
+    )
+    platform: Platform
+    category: Category | None = Field(description="null: every category")
+    panel: str | None = Field(description="null: the whole registry (of the category)")
+    at: Instant = Field(description="The instant of the figure (now when not asked for)")
+    present: int
+    total: int = Field(description="Entities in scope: the denominator")
+    rate: float | None = Field(description="present / total; null when total is 0")
+
+
+class PresencePoint(BaseModel):
+    at: Instant
+    present: int
+    total: int
+    rate: float | None
+
+
+class PresenceSeriesOut(BaseModel):
+    """Presence at regular instants from ``from`` to ``to`` (both included when on the step)."""
+
+    model_config = _example(
+        {
+            "platform": "facebook",
+            "category": "region",
+            "panel": "barometre2013",
+            "step": "month",
+            "points": [
+                {"at": "2013-01-01T00:00:00Z", "present": 20, "total": 26, "rate": 0.7692},
+                {"at": "2013-02-01T00:00:00Z", "present": 21, "total": 26, "rate": 0.8077},
+            ],
+        }
+    )
+    platform: Platform
+    category: Category | None
+    panel: str | None
+    step: Literal["month", "week", "day"]
+    points: list[PresencePoint]
+
+
+class OverlapOut(BaseModel):
+    """Entities present on every one of ``platforms`` at once."""
+
+    model_config = _example(
+        {
+            "platforms": ["facebook", "x"],
+            "category": "departement",
+            "panel": None,
+            "at": "2026-03-01T00:00:00Z",
+            "present_all": 88,
+            "total": 101,
+            "rate": 0.8713,
+        }
+    )
+    platforms: list[Platform]
+    category: Category | None
+    panel: str | None
+    at: Instant
+    present_all: int
+    total: int
+    rate: float | None
+
+
+# --- Rankings.
+
+
+class RankingItem(BaseModel):
+    rank: int = Field(description="Position, from 1; ties are ordered by id")
+    entity_id: str
+    name: str
+    value: float = Field(description="The metric's value")
+    followers: int = Field(description="Followers at the end of the window (summed over accounts)")
+    followers_before: int | None = Field(
+        description="Followers one window earlier; null for the followers and per_1000_inhabitants metrics"
+    )
+
+
+class AccountRankingItem(RankingItem):
+    account_id: str
+    handle: str | None
+
+
+class RankingsOut(BaseModel):
+    """The top of a ranking. ``at`` is null for a live ranking."""
+
+    model_config = _example(
+        {
+            "platform": "facebook",
+            "category": "commune",
+            "window": "30d",
+            "metric": "growth_abs",
+            "by": "entity",
+            "at": None,
+            "items": [
+                {
+                    "rank": 1,
+                    "entity_id": "COM:38185",
+                    "name": "Grenoble",
+                    "value": 1520.0,
+                    "followers": 98210,
+                    "followers_before": 96690,
+                }
+            ],
+        }
+    )
+    platform: Platform
+    category: Category | None
+    window: Window
+    metric: Metric
+    by: RankBy
+    at: Instant | None
+    items: list[AccountRankingItem] | list[RankingItem]
+
+
+# --- Scores.
+
+
+class ScoresOut(BaseModel):
+    """The good-practice score (0 to 5) averaged over the accounts in scope that have one."""
+
+    model_config = _example(
+        {
+            "platform": "facebook",
+            "category": "commune",
+            "panel": None,
+            "at": None,
+            "score": 2.71,
+            "count": 10512,
+            "formula": "score/1",
+        }
+    )
+    platform: Platform | None = Field(description="null: every platform")
+    category: Category | None
+    panel: str | None
+    at: Instant | None = Field(description="null: live (accounts observed within the staleness window)")
+    score: float | None = Field(description="Average score, 0 to 5; null when no account has one")
+    count: int = Field(description="Accounts with a score")
+    formula: str = Field(description="Version of the score formula (docs/SCORING.md)")
+
+
+# --- Entities and accounts.
+
+
+class EntityAccount(BaseModel):
+    account_id: str
+    handle: str | None
+    registered: bool = Field(description="Registered by an accounts import")
+    observed_at: Instant | None = Field(description="Latest daily point; null when never observed")
+    followers: int | None
+    status: str | None = Field(description="active, deleted or suspended, as last observed")
+    fresh: bool = Field(description="Observed within the staleness window: counts in live figures")
+    present: bool = Field(description="Present now (docs/SCORING.md, Presence)")
+    score: float | None = Field(description="Good-practice score at the latest point, 0 to 5")
+    formula: str | None
+    posts_30d: int | None
+    followers_before: dict[Window, int | None] = Field(
+        description="Followers in force one window before the latest point, by window"
+    )
+
+
+class EntityPlatform(BaseModel):
+    platform: Platform
+    present: bool
+    followers: int | None = Field(description="Sum over the fresh accounts; null when none is fresh")
+    score: float | None = Field(description="Average score of the fresh accounts that have one")
+    accounts: list[EntityAccount]
+
+
+class EntityOut(BaseModel):
+    """A collectivité, its accounts per platform with their latest figures, presence now and score."""
+
+    model_config = _example(
+        {
+            "entity_id": "COM:38185",
+            "name": "Grenoble",
+            "category": "commune",
+            "population": 156389,
+            "departement": "38",
+            "region": "84",
+            "source": "insee",
+            "present_on": ["facebook"],
+            "score": 3.1,
+            "formula": "score/1",
+            "platforms": [
+                {
+                    "platform": "facebook",
+                    "present": True,
+                    "followers": 98210,
+                    "score": 3.1,
+                    "accounts": [
+                        {
+                            "account_id": "facebook:123456",
+                            "handle": "villedegrenoble",
+                            "registered": True,
+                            "observed_at": "2026-03-01T06:00:00Z",
+                            "followers": 98210,
+                            "status": "active",
+                            "fresh": True,
+                            "present": True,
+                            "score": 3.1,
+                            "formula": "score/1",
+                            "posts_30d": 41,
+                            "followers_before": {"1d": 98150, "7d": 97990, "30d": 96690, "90d": None},
+                        }
+                    ],
+                }
+            ],
+        }
+    )
+    entity_id: str
+    name: str
+    category: str
+    population: int | None
+    departement: str | None
+    region: str | None
+    source: str = Field(description="insee (the shipped registry) or import")
+    present_on: list[Platform] = Field(description="Platforms the entity is present on now")
+    score: float | None = Field(description="Average score of its fresh accounts that have one")
+    formula: str
+    platforms: list[EntityPlatform]
+
+
+class Snapshot(BaseModel):
+    observed_at: Instant
+    event_id: str
+    followers: int
+    following: int | None
+    posts_total: int | None
+    posts_30d: int | None
+    interactions_30d: int | None
+    replies_30d: int | None
+    automated_posts_30d: int | None
+    status: str
+    source: str
+
+
+class HistoryOut(BaseModel):
+    """Raw snapshots of one account observed in ``[from, to)``, newest first, at most ``limit``."""
+
+    model_config = _example(
+        {
+            "account_id": "facebook:123456",
+            "platform": "facebook",
+            "entity_id": "COM:38185",
+            "handle": "villedegrenoble",
+            "from": "2026-01-01T00:00:00Z",
+            "to": "2026-03-01T00:00:00Z",
+            "order": "newest_first",
+            "truncated": False,
+            "items": [
+                {
+                    "observed_at": "2026-02-28T06:00:00Z",
+                    "event_id": "4f7a0c0e-4b8e-5d43-9a57-0d6c1b0b6a21",
+                    "followers": 98150,
+                    "following": None,
+                    "posts_total": 5120,
+                    "posts_30d": 40,
+                    "interactions_30d": 31000,
+                    "replies_30d": 12,
+                    "automated_posts_30d": 0,
+                    "status": "active",
+                    "source": "poller:facebook",
+                }
+            ],
+        },
+        by_alias=True,
+    )
+    account_id: str
+    platform: Platform
+    entity_id: str
+    handle: str | None
+    from_: Instant | None = Field(alias="from", description="null: from the first snapshot")
+    to: Instant | None = Field(description="null: up to now (exclusive bound)")
+    order: Literal["newest_first"] = "newest_first"
+    truncated: bool = Field(
+        description="More snapshots than limit in the range: ask again with to = the "
+        "oldest observed_at returned"
+    )
+    items: list[Snapshot]
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Answer(Generic[M]):
+    """A response body and its JSON, serialised once where it is computed (a worker thread): the answer
+    cache hands out the bytes as they are, so a cached answer costs no serialisation."""
+
+    model: M
+    json: bytes
+
+    @classmethod
+    def of(cls, model: M) -> Answer[M]:
+        return cls(model, model.model_dump_json().encode())
+
+    def response(self) -> Response:
+        """The JSON answer (routes return it as is, so FastAPI does not validate and serialise the model
+        a second time; the route's response_model still documents it)."""
+        return Response(self.json, media_type="application/json")

@@ -1,0 +1,1 @@
+"""The api's routes, one ``APIRouter`` per resource; ``services.api.app`` includes them."""

@@ -1,0 +1,50 @@
+"""Scores: the good-practice score (docs/SCORING.md, formula ``score/1``) averaged over a scope."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+
+from services.api import queries
+from services.api.deps import ApiDep, AtQuery, CategoryQuery, OptionalPlatformQuery, PanelQuery, now, scope_of
+from services.api.models import ERROR_RESPONSES, Answer, ScoresOut
+from services.scoring.maths import FORMULA
+
+router = APIRouter(prefix="/v1/scores", tags=["scores"])
+
+
+@router.get(
+    "",
+    response_model=ScoresOut,
+    responses=ERROR_RESPONSES,
+    summary="Average good-practice score",
+    description="The good-practice score (0 to 5) averaged over the accounts in scope that have one. "
+    "Live without `at` (accounts observed in the last 45 days, at their latest point); with `at`, each "
+    "account's score at its point in force at that instant.",
+)
+async def get_scores(
+    api: ApiDep,
+    platform: OptionalPlatformQuery = None,
+    category: CategoryQuery = None,
+    at: AtQuery = None,
+    panel: PanelQuery = None,
+) -> Response:
+    scope = scope_of(category, panel)
+
+    def compute() -> Answer[ScoresOut]:
+        api.check_scope(scope)
+        summary = queries.scores(api.client(), api.db, platform, scope, at, now(), api.staleness)
+        average = None if summary.average is None else round(summary.average, 4)
+        return Answer.of(
+            ScoresOut(
+                platform=platform,
+                category=category,
+                panel=panel,
+                at=at,
+                score=average,
+                count=summary.count,
+                formula=FORMULA,
+            )
+        )
+
+    return (await api.cached(("scores", platform, category, at, panel), compute)).response()
