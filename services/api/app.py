@@ -16,7 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from services.api.deps import Api
-from services.api.routes import accounts, dashboard, entities, presence, rankings, scores
+from services.api.routes import accounts, dashboard, entities, presence, rankings, reports, scores
 from services.common import web
 from services.common.clickhouse import make_client
 from services.common.settings import Settings
@@ -64,7 +64,7 @@ def create_app(settings: Settings) -> FastAPI:
             headers={"Retry-After": str(RETRY_AFTER_S)},
         )
 
-    for module in (presence, rankings, entities, accounts, scores):
+    for module in (presence, rankings, entities, accounts, scores, reports):
         app.include_router(module.router)
     # The dashboard: the page at / (and /entite/{id}), /v1/territories, and its files under /static.
     app.include_router(dashboard.router)

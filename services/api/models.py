@@ -215,6 +215,91 @@ class ScoresOut(BaseModel):
     formula: str = Field(description="Version of the score formula (docs/SCORING.md)")
 
 
+# --- Monthly barometer report.
+
+
+class ReportPresence(BaseModel):
+    category: Category
+    platform: Platform
+    present: int
+    total: int = Field(description="Entities of the category (in the panel): the denominator")
+    rate: float | None = Field(description="present / total; null when total is 0")
+
+
+class ReportOverlap(BaseModel):
+    category: Category
+    platforms: list[Platform] = Field(description="facebook and x")
+    present_all: int = Field(description="Entities present on both at once")
+    total: int
+    rate: float | None
+
+
+class ReportRanking(BaseModel):
+    category: Category
+    platform: Platform
+    metric: Metric = Field(description="growth_abs or growth_pct, over 30 days up to the month's end")
+    items: list[RankingItem] = Field(description="The top 5 (fewer when fewer entities have a value)")
+
+
+class ReportScore(BaseModel):
+    category: Category
+    platform: Platform
+    score: float | None = Field(description="Average score at the month's end, 0 to 5")
+    count: int = Field(description="Accounts with a score at the month's end")
+    score_previous_month: float | None = Field(description="At the end of the previous month")
+    change_month: float | None = Field(description="score - score_previous_month; null if either is")
+    score_previous_year: float | None = Field(description="At the end of the same month a year before")
+    change_year: float | None = Field(description="score - score_previous_year; null if either is")
+
+
+class BarometerReportOut(BaseModel):
+    """What the 2012-2013 monthly barometer published, for one month, as of the month's end."""
+
+    model_config = _example(
+        {
+            "month": "2013-05",
+            "panel": "barometre2013",
+            "at": "2013-05-31T23:59:59.999000Z",
+            "partial": False,
+            "window": "30d",
+            "formula": "score/1",
+            "presence": [
+                {"category": "commune", "platform": "facebook", "present": 3, "total": 4, "rate": 0.75}
+            ],
+            "overlap": [
+                {"category": "commune", "platforms": ["facebook", "x"], "present_all": 1, "total": 4,
+                 "rate": 0.25}
+            ],
+            "rankings": [
+                {
+                    "category": "commune",
+                    "platform": "facebook",
+                    "metric": "growth_abs",
+                    "items": [
+                        {"rank": 1, "entity_id": "COM:38185", "name": "Grenoble", "value": 400.0,
+                         "followers": 1400, "followers_before": 1000}
+                    ],
+                }
+            ],
+            "scores": [
+                {"category": "commune", "platform": "instagram", "score": 3.0, "count": 2,
+                 "score_previous_month": 3.125, "change_month": -0.125, "score_previous_year": None,
+                 "change_year": None}
+            ],
+        }
+    )  # fmt: skip
+    month: str = Field(description="YYYY-MM")
+    panel: str | None = Field(description="null: every entity of each category")
+    at: Instant = Field(description="The month's last millisecond (now for the current month)")
+    partial: bool = Field(description="true for the current month: figures as of now, not its end")
+    window: Window = Field(description="The growth window of the rankings")
+    formula: str = Field(description="Version of the score formula (docs/SCORING.md)")
+    presence: list[ReportPresence] = Field(description="Per category and platform")
+    overlap: list[ReportOverlap] = Field(description="Per category: present on both Facebook and X")
+    rankings: list[ReportRanking] = Field(description="Per category, platform and metric")
+    scores: list[ReportScore] = Field(description="Per category and platform")
+
+
 # --- Entities and accounts.
 
 
