@@ -1,0 +1,739 @@
+"""Benchmark of the scoring worker: throughput, freshness, memory and state recovery of ONE worker.
+
+The worker runs as its own process, `python -m services.scoring`, exactly as deployed, on a fresh
+database and fresh topics (6 partitions). Prints, in one run:
+
+* **throughput**: one tick of the simulator (``--scale`` 9.4 ≈ 300,000 accounts, one snapshot each;
+  ``--ticks`` for more) is published first, then the worker is started on it. Events/s are measured
+  between the first move of the group's committed offsets and the moment they reach the end of every
+  partition (the worker commits only after the rows are in ClickHouse), so Faust's start-up is left
+  out; row counts in ``snapshots`` and ``account_latest`` are checked afterwards;
+* **the baseline**: a bare aiokafka consumer reading the same records (same partitions, same offsets),
+  decoding nothing, as fast as it can, timed the same way (first batch left out), and the ratio;
+* **freshness** at a steady ``--rate`` (1,000 events/s) for ``--fresh-seconds``: the ingest Publisher
+  sends 100 events every 100 ms, each observed at its send time; for a sample of them (1 in 4), the
+  time from Kafka's acknowledgement to the row being queryable in ClickHouse, polled every 50 ms: the
+  raw row in ``snapshots`` (the first table the sink writes) and the account's row in
+  ``account_latest`` (what the api serves, written after it). p50/p99 of both; the target is on the
+  later of the two;
+* **peak RSS** of the worker (VmHWM of its process tree) after the throughput and freshness phases with
+  the state of every account, and after recovering that state;
+* **recovery**: the worker is stopped, its local state deleted (the memory store always recovers from the
+  changelog), 1,000 new events published and the worker started again: time from the process start to
+  the group's committed offsets covering those events, against the same measure taken at the very first
+  start (no state). The difference is the cost of recovering the table. A bare aiokafka read of the
+  changelog topic is printed beside it;
+* the machine's load average and the worker's CPU use during the throughput phase.
+
+Targets: >= 10,000 events/s per worker, worker/baseline >= 0.25, freshness p99 <= 2 s, peak RSS
+<= 1.5 GiB; exit status 1 when one is missed.
+
+Starts its own Kafka broker and ClickHouse endpoint on bench ports (or uses BAROMETRE_BENCH_KAFKA /
+BAROMETRE_BENCH_CLICKHOUSE when set). Usage: `python bench/scoring.py [--scale 9.4] [--ticks 1]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from kafka import KafkaConsumer
+from kafka.admin import KafkaAdminClient
+from kafka.errors import KafkaError
+from kafka.structs import TopicPartition as KafkaTopicPartition
+
+from infra.clickhouse import ClickHouseEndpoint
+from infra.kafka import KafkaCluster, ensure_jars
+from services.common.bootstrap import prepare_database
+from services.common.clickhouse import make_client
+from services.common.events import AccountSnapshot, format_timestamp
+from services.common.kafka import ensure_topics
+from services.common.names import Topic
+from services.common.reference import load_entities
+from services.common.settings import Settings
+from services.ingest.publisher import Publisher
+from services.ingest.sources.simulator import Simulator, SimulatorParams
+
+KAFKA_PORT, KAFKA_CONTROLLER_PORT, CH_PORT, WEB_PORT = 19600, 19601, 18193, 18760
+RATE_TARGET, RATIO_TARGET, FRESH_TARGET_S, RSS_TARGET = 10_000, 0.25, 2.0, 1.5 * 2**30
+PROBE = 1_000  # events published before each timed start
+SAMPLE_EVERY = 4  # freshness: one event in four is followed until it is queryable
+POLL_S = 0.05
+
+Records = list[tuple[bytes, bytes]]
+Ends = dict[int, int]
+
+
+def merge_ends(a: Mapping[int, int], b: Mapping[int, int]) -> Ends:
+    return {p: max(a.get(p, 0), b.get(p, 0)) for p in set(a) | set(b)}
+
+
+def quantile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (its threads included), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Worker:
+    """One `python -m services.scoring` process, its log, memory and CPU."""
+
+    def __init__(
+        self, env: Mapping[str, str], log_path: Path, state_dir: Path, script: str | None = None
+    ) -> None:
+        self.env, self.log_path, self.state_dir = dict(env), log_path, state_dir
+        self.args = [script] if script else ["-m", "services.scoring"]
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> float:
+        """Start the process; return the monotonic time just before it was spawned."""
+        started = time.monotonic()
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, *self.args],
+                env=self.env,
+                cwd=Path(__file__).resolve().parents[1],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        return started
+
+    def check_alive(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            raise SystemExit(f"the scoring worker died; its log ends with:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.proc = None
+
+    def delete_state(self) -> None:
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    def _tree(self) -> list[int]:
+        assert self.proc is not None
+        pids, i = [self.proc.pid], 0
+        while i < len(pids):
+            for task in Path(f"/proc/{pids[i]}/task").glob("*/children"):
+                pids.extend(int(c) for c in task.read_text().split())
+            i += 1
+        return pids
+
+    def peak_rss(self) -> int:
+        """VmHWM (peak resident set) of the worker and its descendants, in bytes."""
+        total = 0
+        for pid in self._tree():
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1]) * 1024
+        return total
+
+    def cpu_seconds(self) -> float:
+        assert self.proc is not None
+        return cpu_seconds(self.proc.pid)
+
+    def log_tail(self) -> str:
+        return self.log_path.read_text(errors="replace")[-3000:] if self.log_path.exists() else ""
+
+
+class GroupOffsets:
+    """The scoring group's committed offsets on the snapshots topic."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap.split(","))
+        self.group = settings.scoring_group()
+        self.topic = settings.topic(Topic.ACCOUNT_SNAPSHOTS)
+
+    def committed(self) -> Ends:
+        try:
+            offsets = self.admin.list_group_offsets({self.group: None}).get(self.group, {})
+        except KafkaError:  # e.g. no coordinator yet on a fresh broker: nothing committed so far
+            return {}
+        return {
+            tp.partition: meta.offset
+            for tp, meta in offsets.items()
+            if isinstance(tp, KafkaTopicPartition) and tp.topic == self.topic and meta.offset >= 0
+        }
+
+    def wait(
+        self,
+        ends: Mapping[int, int],
+        worker: Worker,
+        timeout: float,
+        poll_s: float = 0.1,
+        others: Mapping[str, int] | None = None,
+    ) -> list[tuple[float, int, dict[str, float]]]:
+        """Poll until the committed offsets reach ``ends``; return (monotonic time, committed total,
+        CPU seconds of the worker and of ``others``, name -> pid) at each poll."""
+        samples: list[tuple[float, int, dict[str, float]]] = []
+        deadline = time.monotonic() + timeout
+        next_note = time.monotonic() + 15.0
+        while True:
+            now = time.monotonic()
+            committed = self.committed()
+            total = sum(min(committed.get(p, 0), end) for p, end in ends.items())
+            cpu = {"scoring worker": worker.cpu_seconds()}
+            cpu.update((name, cpu_seconds(pid)) for name, pid in (others or {}).items())
+            samples.append((now, total, cpu))
+            if all(committed.get(p, 0) >= end for p, end in ends.items()):
+                return samples
+            worker.check_alive()
+            if now > next_note:
+                missing = sum(max(0, end - committed.get(p, 0)) for p, end in ends.items())
+                print(f"  ... {missing:,} records not committed yet", flush=True)
+                next_note = now + 15.0
+            if now > deadline:
+                raise SystemExit(f"the worker did not reach {ends} in {timeout:.0f}s (at {committed})")
+            time.sleep(poll_s)
+
+    def close(self) -> None:
+        self.admin.close()
+
+
+def publish(publisher: Publisher, records: Records, chunk: int = 10_000) -> Ends:
+    ends: Ends = {}
+    for i in range(0, len(records), chunk):
+        ends = merge_ends(ends, publisher.publish(records[i : i + chunk]))
+    return ends
+
+
+def snapshot_event(template: bytes, observed_at: datetime) -> AccountSnapshot:
+    """The account of ``template`` observed again at ``observed_at`` (one more follower when active)."""
+    d = json.loads(template)
+    d.pop("event_id")
+    d["observed_at"] = format_timestamp(observed_at)
+    if d["status"] == "active":
+        d["followers"] += 1
+    return AccountSnapshot.model_validate(d)
+
+
+def probe_records(pool: list[bytes], n: int, observed_at: datetime) -> tuple[Records, list[str]]:
+    """``n`` accounts of ``pool`` observed again at ``observed_at``: the records and their event ids."""
+    records, ids = [], []
+    for template in random.sample(pool, n):
+        s = snapshot_event(template, observed_at)
+        records.append((s.account_id.encode(), s.to_event_bytes()))
+        ids.append(s.event_id)
+    return records, ids
+
+
+@dataclass
+class Start:
+    """A timed start of the worker on a probe of events: seconds from the process start until..."""
+
+    rows_s: float  # ... every probe row is in ClickHouse (snapshots)
+    first_commit_s: float  # ... the group's committed offsets first move
+    committed_s: float  # ... the committed offsets cover the probe
+
+
+def timed_start(
+    settings: Settings,
+    worker: Worker,
+    offsets: GroupOffsets,
+    publisher: Publisher,
+    probe: tuple[Records, list[str]],
+    ends: Mapping[int, int],
+    timeout: float,
+) -> tuple[Start, Ends]:
+    """Publish ``probe``, start the worker, time it (see :class:`Start`); return the new ends too."""
+    records, ids = probe
+    before = offsets.committed()
+    ends = merge_ends(ends, publisher.publish(records))
+    client = make_client(settings)
+    db = settings.clickhouse_database
+    sql = f"SELECT count() FROM {db}.snapshots WHERE event_id IN {{ids:Array(String)}}"
+    started = worker.start()
+    rows_s = first_s = committed_s = float("nan")
+    try:
+        while True:
+            now = time.monotonic()
+            if rows_s != rows_s and client.query(sql, parameters={"ids": ids}).result_rows[0][0] >= len(ids):
+                rows_s = now - started
+            committed = offsets.committed()
+            if first_s != first_s and any(committed.get(p, 0) > before.get(p, 0) for p in ends):
+                first_s = now - started
+            if committed_s != committed_s and all(committed.get(p, 0) >= e for p, e in ends.items()):
+                committed_s = now - started
+            if rows_s == rows_s and committed_s == committed_s:
+                return Start(rows_s, first_s, committed_s), ends
+            worker.check_alive()
+            if now - started > timeout:
+                raise SystemExit(f"the worker did not take {len(ids):,} events in {timeout:.0f}s")
+            time.sleep(0.1)
+    finally:
+        client.close()
+
+
+async def bare_read(
+    bootstrap: str, topic: str, start: Mapping[int, int], ends: Mapping[int, int]
+) -> tuple[int, float, int]:
+    """Read ``topic`` from ``start`` to ``ends`` (partition → offset) with a bare aiokafka consumer,
+    decoding nothing; return (records after the first batch, seconds from the first batch, bytes)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    try:
+        tps = {p: TopicPartition(topic, p) for p in ends}
+        consumer.assign(list(tps.values()))
+        for p, tp in tps.items():
+            consumer.seek(tp, start.get(p, 0))
+        position = dict(start)
+        first: float | None = None
+        counted = size = 0
+        while any(position.get(p, 0) < end for p, end in ends.items()):
+            batch = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            n = 0
+            for tp, msgs in batch.items():
+                if msgs:
+                    position[tp.partition] = msgs[-1].offset + 1
+                    n += len(msgs)
+                    size += sum(len(m.value or b"") + len(m.key or b"") for m in msgs)
+            if first is None:
+                if n:
+                    first = time.perf_counter()
+            else:
+                counted += n
+        return counted, time.perf_counter() - (first or time.perf_counter()), size
+    finally:
+        await consumer.stop()
+
+
+def topic_ends(bootstrap: str, topic: str) -> Ends:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","))
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        offsets = consumer.end_offsets([KafkaTopicPartition(topic, p) for p in parts])
+        return {tp.partition: end for tp, end in offsets.items()}
+    finally:
+        consumer.close()
+
+
+@dataclass
+class Freshness:
+    """Acknowledgement-to-queryable delays of the sampled events, in seconds."""
+
+    snapshots: list[float] = field(default_factory=list)
+    latest: list[float] = field(default_factory=list)
+    sent: int = 0
+    sampled: int = 0
+    missing: int = 0
+    achieved_rate: float = 0.0
+
+
+def measure_freshness(
+    settings: Settings, pool: list[bytes], rate: int, seconds: float, worker: Worker
+) -> Freshness:
+    """Publish ``rate`` events/s for ``seconds``, each observed when sent, and follow a sample of them."""
+    db = settings.clickhouse_database
+    out = Freshness()
+    lock = threading.Lock()
+    # event_id -> (account_id, observed_at ms, ack time); account_id -> (observed_at ms, ack time)
+    pending_snap: dict[str, tuple[str, float]] = {}
+    pending_latest: dict[str, tuple[int, float]] = {}
+    done = threading.Event()
+    order = pool[:]
+    random.shuffle(order)
+    tick_s = 0.1
+    per_tick = max(1, round(rate * tick_s))
+
+    def produce() -> None:
+        publisher = Publisher(settings, client_id="bench-freshness")
+        try:
+            publisher.publish(probe_records(pool, 10, datetime.now(UTC))[0])  # metadata, connections
+            start = time.monotonic()
+            k = 0
+            while (now := time.monotonic()) < start + seconds:
+                batch: Records = []
+                sampled: list[AccountSnapshot] = []
+                observed = datetime.now(UTC)
+                for _ in range(per_tick):
+                    s = snapshot_event(order[k % len(order)], observed)
+                    batch.append((s.account_id.encode(), s.to_event_bytes()))
+                    if k % SAMPLE_EVERY == 0:
+                        sampled.append(s)
+                    k += 1
+                publisher.publish(batch)
+                acked = time.monotonic()
+                ms = int(observed.timestamp() * 1000)
+                with lock:
+                    for s in sampled:
+                        pending_snap[s.event_id] = (s.account_id, acked)
+                        # an account comes back once per pass over the pool (200,000 of them)
+                        pending_latest[s.account_id] = (ms, acked)
+                out.sent += len(batch)
+                out.sampled += len(sampled)
+                next_tick = start + (k // per_tick) * tick_s
+                if next_tick > now:
+                    time.sleep(max(0.0, next_tick - time.monotonic()))
+            out.achieved_rate = out.sent / (time.monotonic() - start)
+        finally:
+            publisher.close()
+            done.set()
+
+    def poll() -> None:
+        client = make_client(settings)
+        try:
+            grace_end: float | None = None
+            while True:
+                with lock:
+                    snap = dict(pending_snap)
+                    latest = dict(pending_latest)
+                if done.is_set():
+                    grace_end = grace_end or time.monotonic() + 30.0
+                    if (not snap and not latest) or time.monotonic() > grace_end:
+                        with lock:
+                            out.missing = len(pending_snap) + len(pending_latest)
+                        return
+                if not snap and not latest:
+                    time.sleep(POLL_S)
+                    continue
+                t0 = time.monotonic()
+                if snap:
+                    rows = client.query(
+                        f"SELECT event_id FROM {db}.snapshots "
+                        "WHERE account_id IN {a:Array(String)} AND event_id IN {e:Array(String)}",
+                        parameters={"a": sorted({a for a, _ in snap.values()}), "e": list(snap)},
+                    ).result_rows
+                    with lock:
+                        for (event_id,) in rows:
+                            if event_id in pending_snap:
+                                out.snapshots.append(t0 - pending_snap.pop(event_id)[1])
+                t1 = time.monotonic()
+                if latest:
+                    rows = client.query(
+                        "SELECT account_id, toUnixTimestamp64Milli(max(observed_at)) "
+                        f"FROM {db}.account_latest WHERE account_id IN {{a:Array(String)}} "
+                        "GROUP BY account_id",
+                        parameters={"a": list(latest)},
+                    ).result_rows
+                    with lock:
+                        for account_id, ms in rows:
+                            wanted = pending_latest.get(account_id)
+                            if wanted is not None and ms >= wanted[0]:
+                                out.latest.append(t1 - wanted[1])
+                                del pending_latest[account_id]
+                time.sleep(max(0.0, POLL_S - (time.monotonic() - t0)))
+        finally:
+            client.close()
+
+    errors: list[BaseException] = []
+
+    def guarded(target: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                target()
+            except BaseException as exc:
+                errors.append(exc)
+                done.set()
+
+        return run
+
+    threads = [threading.Thread(target=guarded(f), daemon=True) for f in (produce, poll)]
+    for t in threads:
+        t.start()
+    while any(t.is_alive() for t in threads):
+        worker.check_alive()
+        if errors:
+            raise errors[0]
+        time.sleep(0.5)
+    if errors:
+        raise errors[0]
+    return out
+
+
+@dataclass
+class Results:
+    worker_rate: float = 0.0
+    worker_cpu: float = 0.0
+    worker_cpu_per_event: float = 0.0
+    cpu_share: dict[str, float] = field(default_factory=dict)
+    baseline_rate: float = 0.0
+    events: int = 0
+    accounts: int = 0
+    rows_ok: bool = False
+    fresh: Freshness = field(default_factory=Freshness)
+    rss_loaded: int = 0
+    rss_recovered: int = 0
+    start_empty: Start = field(default_factory=lambda: Start(0.0, 0.0, 0.0))
+    start_full: Start = field(default_factory=lambda: Start(0.0, 0.0, 0.0))
+    commit_pause_s: float = 0.0
+    changelog_records: int = 0
+    changelog_bytes: int = 0
+    changelog_read_s: float = 0.0
+    loads: list[tuple[str, tuple[float, float, float]]] = field(default_factory=list)
+
+
+def run(
+    settings: Settings, args: argparse.Namespace, tmp: Path, stack: ExitStack, others: Mapping[str, int]
+) -> Results:
+    res = Results()
+    say: Callable[[str], None] = lambda text: print(text, flush=True)  # noqa: E731
+    res.loads.append(("start", os.getloadavg()))
+    topic = settings.topic(Topic.ACCOUNT_SNAPSHOTS)
+    prepare_database(settings)
+    ensure_topics(settings)
+
+    # The events: ``ticks`` observations of every simulated account, an hour apart, ending 2 h ago.
+    t0 = (datetime.now(UTC) - timedelta(hours=2)).replace(second=0, microsecond=0)
+    first_tick = t0 - timedelta(hours=args.ticks - 1)
+    params = replace(SimulatorParams(), scale=args.scale)
+    sim = Simulator(load_entities(), params=params, seed=0, origin=first_tick - timedelta(days=2))
+    records: Records = []
+    for k in range(args.ticks):
+        for chunk in sim.observe(first_tick + timedelta(hours=k)).iter_records():
+            records.extend(chunk)
+    res.events = len(records)
+    res.accounts = len({key for key, _ in records})
+    pool = [value for _, value in random.Random(1).sample(records, min(len(records), 200_000))]
+    say(f"{res.events:,} events of {res.accounts:,} accounts ({args.ticks} tick(s), scale {args.scale})")
+
+    env = dict(os.environ)
+    env.update(
+        BAROMETRE_KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
+        BAROMETRE_CLICKHOUSE_URL=settings.clickhouse_url,
+        BAROMETRE_CLICKHOUSE_DATABASE=settings.clickhouse_database,
+        BAROMETRE_KAFKA_TOPIC_PREFIX=settings.kafka_topic_prefix,
+        BAROMETRE_KAFKA_PARTITIONS=str(settings.kafka_partitions),
+        BAROMETRE_SCORING_PORT=str(args.web_port),
+        BAROMETRE_DATA_DIR=str(tmp / "worker"),
+        BAROMETRE_LOG_LEVEL="WARNING",
+    )
+    log_path = Path(args.worker_log) if args.worker_log else tmp / "scoring.log"
+    worker = Worker(env, log_path, tmp / "worker" / "scoring", args.worker_script)
+    stack.callback(worker.stop)
+    offsets = GroupOffsets(settings)
+    stack.callback(offsets.close)
+    publisher = Publisher(settings, client_id="bench-scoring")
+    stack.callback(publisher.close)
+
+    # 1. First start, no state: time until 1,000 events are consumed (the start-up reference).
+    probe = probe_records(pool, PROBE, t0 - timedelta(hours=args.ticks))
+    res.start_empty, ends = timed_start(settings, worker, offsets, publisher, probe, {}, timeout=args.timeout)
+    worker.stop()
+    worker.delete_state()
+    say(f"first start (no state): {PROBE:,} events in ClickHouse after {res.start_empty.rows_s:.1f}s")
+
+    # 2. Pre-load the topic, then the bare consumer and the worker read the same records.
+    begin = dict(ends)
+    t = time.perf_counter()
+    ends = merge_ends(ends, publish(publisher, records))
+    say(f"published {len(records):,} events in {time.perf_counter() - t:.1f}s")
+    n, secs, _ = asyncio.run(bare_read(settings.kafka_bootstrap, topic, begin, ends))
+    res.baseline_rate = n / secs
+    say(f"bare aiokafka consumer: {res.baseline_rate:,.0f} events/s")
+
+    res.loads.append(("before the worker run", os.getloadavg()))
+    worker.start()
+    base = sum(begin.values())
+    samples = offsets.wait(ends, worker, timeout=args.timeout, poll_s=0.25, others=others)
+    moved = [sample for sample in samples if sample[1] > base]
+    (t_first, n_first, cpu_first), (t_last, n_last, cpu_last) = moved[0], moved[-1]
+    res.worker_rate = (n_last - n_first) / (t_last - t_first) if t_last > t_first else float("nan")
+    res.cpu_share = {name: (cpu_last[name] - cpu_first[name]) / (t_last - t_first) for name in cpu_last}
+    res.worker_cpu = res.cpu_share["scoring worker"]
+    res.worker_cpu_per_event = (cpu_last["scoring worker"] - cpu_first["scoring worker"]) / (n_last - n_first)
+    # The longest time the committed offsets stood still while the worker had events left.
+    changes = [moved[0][0]] + [b[0] for a, b in itertools.pairwise(moved) if b[1] > a[1]]
+    res.commit_pause_s = max((b - a for a, b in itertools.pairwise(changes)), default=0.0)
+    res.loads.append(("after the worker run", os.getloadavg()))
+    say(
+        f"worker: {res.worker_rate:,.0f} events/s ({n_last - n_first:,} events in {t_last - t_first:.1f}s "
+        f"after its first commit; worker CPU {100 * res.worker_cpu:.0f}% of one core)"
+    )
+    client = make_client(settings)
+    db = settings.clickhouse_database
+    snap_rows = client.query(
+        f"SELECT count() FROM {db}.snapshots FINAL WHERE observed_at >= {{t:DateTime64(3)}}",
+        parameters={"t": first_tick},
+    ).result_rows[0][0]
+    latest_rows = client.query(f"SELECT count() FROM {db}.account_latest FINAL").result_rows[0][0]
+    client.close()
+    res.rows_ok = snap_rows == res.events and latest_rows == res.accounts
+    verdict = "ok" if res.rows_ok else "WRONG"
+    say(
+        f"rows: snapshots {snap_rows:,} (want {res.events:,}), "
+        f"account_latest {latest_rows:,} (want {res.accounts:,}): {verdict}"
+    )
+
+    # 3. Freshness at a steady rate, with the state of every account loaded.
+    res.fresh = measure_freshness(settings, pool, args.rate, args.fresh_seconds, worker)
+    res.loads.append(("after the freshness run", os.getloadavg()))
+    res.rss_loaded = worker.peak_rss()
+    f = res.fresh
+    say(f"freshness: {f.sent:,} events at {f.achieved_rate:,.0f}/s, {f.sampled:,} followed")
+
+    # 4. Recovery: stop, forget the local state, publish 1,000 events, start again.
+    worker.stop()
+    worker.delete_state()
+    ends = merge_ends(ends, topic_ends(settings.kafka_bootstrap, topic))
+    probe = probe_records(pool, PROBE, datetime.now(UTC))
+    res.start_full, ends = timed_start(
+        settings, worker, offsets, publisher, probe, ends, timeout=args.timeout
+    )
+    res.rss_recovered = worker.peak_rss()
+    worker.stop()
+    changelog = [
+        name
+        for name in KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap.split(",")).list_topics()
+        if name.startswith(settings.kafka_topic_prefix) and name.endswith("account-state-changelog")
+    ]
+    if changelog:
+        cl_ends = topic_ends(settings.kafka_bootstrap, changelog[0])
+        n, secs, size = asyncio.run(bare_read(settings.kafka_bootstrap, changelog[0], {}, cl_ends))
+        res.changelog_records, res.changelog_bytes = sum(cl_ends.values()), size
+        res.changelog_read_s = secs * res.changelog_records / max(n, 1)
+    res.loads.append(("end", os.getloadavg()))
+    return res
+
+
+def clean_up(settings: Settings) -> None:
+    """Drop the bench's database and delete its topics (changelog included)."""
+    try:
+        client = make_client(settings, database=None)
+        client.command(f"DROP DATABASE IF EXISTS {settings.clickhouse_database}")
+        client.close()
+        admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap.split(","))
+        mine = [t for t in admin.list_topics() if t.startswith(settings.kafka_topic_prefix)]
+        if mine:
+            admin.delete_topics(mine)
+        admin.close()
+    except Exception as exc:  # the figures matter more than the clean-up
+        print(f"clean-up failed: {exc}", file=sys.stderr)
+
+
+def report(res: Results) -> bool:
+    gib = 2**30
+    f = res.fresh
+    ratio = res.worker_rate / res.baseline_rate
+    rss = max(res.rss_loaded, res.rss_recovered)
+    recovery = res.start_full.rows_s - res.start_empty.rows_s
+    fresh_p99 = max(quantile(f.snapshots, 0.99), quantile(f.latest, 0.99))
+    rows = "rows in ClickHouse checked" if res.rows_ok else "rows in ClickHouse WRONG"
+    lines = [
+        "",
+        f"machine: {os.cpu_count()} CPUs; load average (1, 5, 15 min):",
+        *(f"  {label:<26} {a:5.2f} {b:5.2f} {c:5.2f}" for label, (a, b, c) in res.loads),
+        f"events: {res.events:,} of {res.accounts:,} accounts",
+        f"bare aiokafka consumer (baseline): {res.baseline_rate:>10,.0f} events/s",
+        f"one scoring worker:                {res.worker_rate:>10,.0f} events/s  ratio {ratio:.2f}  ({rows})",
+        "  CPU during that run, % of one core: "
+        + ", ".join(f"{name} {100 * share:.0f}%" for name, share in res.cpu_share.items()),
+        f"  worker CPU per event: {1e6 * res.worker_cpu_per_event:.0f} µs "
+        f"(-> {1 / res.worker_cpu_per_event:,.0f} events/s at most on one free core)",
+        f"  longest pause of the committed offsets: {res.commit_pause_s:.1f}s",
+        f"freshness at {f.achieved_rate:,.0f} events/s, Kafka ack -> queryable, polled every "
+        f"{POLL_S * 1000:.0f} ms ({f.missing} samples never seen):",
+    ]
+    for name, values in (("snapshots row", f.snapshots), ("account_latest row", f.latest)):
+        lines.append(
+            f"  {name:<20} p50 {quantile(values, 0.5):5.2f}s  p99 {quantile(values, 0.99):5.2f}s  "
+            f"max {max(values, default=float('nan')):5.2f}s  ({len(values):,} samples)"
+        )
+    lines += [
+        f"peak RSS of the worker: {res.rss_loaded / gib:.2f} GiB with {res.accounts:,} accounts loaded, "
+        f"{res.rss_recovered / gib:.2f} GiB after recovering them",
+        f"start, then {PROBE:,} new events: seconds from the process start until",
+    ]
+    starts = (("without state", res.start_empty), (f"{res.accounts:,} accounts", res.start_full))
+    for label, start in starts:
+        lines.append(
+            f"  {label:<16} rows in ClickHouse {start.rows_s:5.1f}s, "
+            f"first commit {start.first_commit_s:5.1f}s, all committed {start.committed_s:5.1f}s"
+        )
+    lines.append(f"  -> table recovery: {recovery:.1f}s (difference of the rows figures)")
+    if res.changelog_records:
+        lines.append(
+            f"  changelog: {res.changelog_records:,} records, {res.changelog_bytes / 2**20:.0f} MiB "
+            f"({res.changelog_bytes / res.changelog_records:.0f} B/record); a bare aiokafka read of it "
+            f"takes {res.changelog_read_s:.1f}s"
+        )
+    checks = [
+        (f"worker >= {RATE_TARGET:,}/s", res.worker_rate >= RATE_TARGET),
+        (f"worker/baseline >= {RATIO_TARGET}", ratio >= RATIO_TARGET),
+        (f"freshness p99 <= {FRESH_TARGET_S:g}s", fresh_p99 <= FRESH_TARGET_S and f.missing == 0),
+        (f"peak RSS <= {RSS_TARGET / gib:g} GiB", rss <= RSS_TARGET),
+        ("rows in ClickHouse", res.rows_ok),
+    ]
+    lines.append("targets: " + ", ".join(f"{name} {'met' if ok else 'MISSED'}" for name, ok in checks))
+    print("\n".join(lines))
+    return all(ok for _, ok in checks)
+
+
+def main() -> int:
+    # A SIGTERM (timeout, make) unwinds the ExitStack: the worker, Kafka and ClickHouse are stopped.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--scale", type=float, default=9.4, help="simulator scale (9.4: ~300,000 accounts)")
+    parser.add_argument("--ticks", type=int, default=1, help="snapshots per account in the pre-load")
+    parser.add_argument("--rate", type=int, default=1000, help="events/s of the freshness phase")
+    parser.add_argument("--fresh-seconds", type=float, default=40.0)
+    parser.add_argument("--timeout", type=float, default=600.0, help="longest wait for the worker")
+    parser.add_argument("--web-port", type=int, default=WEB_PORT)
+    parser.add_argument("--worker-log", help="keep the worker's log there (default: deleted with the run)")
+    parser.add_argument(
+        "--worker-script", help="run this script instead of `-m services.scoring` (e.g. a profiler wrapper)"
+    )
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-scoring-"))
+    others: dict[str, int] = {}  # the processes we own, whose CPU use is reported
+    with ExitStack() as stack:
+        stack.callback(shutil.rmtree, tmp, True)
+        kafka = os.environ.get("BAROMETRE_BENCH_KAFKA")
+        if not kafka:
+            ensure_jars()
+            cluster = KafkaCluster(tmp / "kafka", port=KAFKA_PORT, controller_port=KAFKA_CONTROLLER_PORT)
+            cluster.start()
+            others["Kafka broker"] = cluster._procs[0].pid  # no public accessor; a bench may peek
+            stack.callback(cluster.stop)
+            kafka = cluster.bootstrap_servers
+        ch = os.environ.get("BAROMETRE_BENCH_CLICKHOUSE")
+        if not ch:
+            endpoint = ClickHouseEndpoint(tmp / "ch", port=CH_PORT)
+            endpoint.start()
+            assert endpoint._proc is not None
+            others["ClickHouse endpoint"] = endpoint._proc.pid
+            stack.callback(endpoint.stop)
+            ch = endpoint.url
+        settings = Settings(
+            kafka_bootstrap=kafka,
+            clickhouse_url=ch,
+            clickhouse_database=f"bench_scoring_{uuid.uuid4().hex[:8]}",
+            kafka_topic_prefix=f"benchscoring{uuid.uuid4().hex[:6]}.",
+            data_dir=tmp / "data",
+        )
+        # On shared services, leave nothing behind (own ones go with the temporary directory).
+        stack.callback(clean_up, settings)
+        res = run(settings, args, tmp, stack, others)
+    return 0 if report(res) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
