@@ -18,7 +18,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +57,9 @@ def _code_for(status: int) -> str:
 
 def _route_template(request: Request) -> str:
     # Label by template (/v1/entities/{entity_id}), never by raw path, so label cardinality stays bounded.
-    for route in request.app.router.routes:
-        match, _ = route.matches(request.scope)
-        if match == Match.FULL:
-            return str(getattr(route, "path", "other"))
-    return "unmatched"
+    # The router records the route it matched in the scope, included routers too; read after the call.
+    route = request.scope.get("route")
+    return str(getattr(route, "path", "unmatched"))
 
 
 def install(app: FastAPI, service: str, checks: Mapping[str, ReadinessCheck], timeout: float = 2.0) -> None:

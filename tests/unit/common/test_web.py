@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import FastAPI, HTTPException
+from fastapi import APIRouter, FastAPI, HTTPException
 from fastapi.testclient import TestClient
 
 from services.common import web
@@ -12,8 +12,9 @@ from services.common import web
 
 def make_app(checks: dict[str, web.ReadinessCheck]) -> FastAPI:
     app = FastAPI()
+    router = APIRouter()  # as the services do: routes come from included routers
 
-    @app.get("/things/{thing_id}")
+    @router.get("/things/{thing_id}")
     async def thing(thing_id: int) -> dict[str, int]:
         if thing_id == 0:
             raise HTTPException(404, "no thing 0")
@@ -21,6 +22,7 @@ def make_app(checks: dict[str, web.ReadinessCheck]) -> FastAPI:
             raise RuntimeError("secret internals")
         return {"thing_id": thing_id}
 
+    app.include_router(router)
     web.install(app, "testsvc", checks, timeout=0.2)
     return app
 
