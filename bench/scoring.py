@@ -3,11 +3,17 @@
 The worker runs as its own process, `python -m services.scoring`, exactly as deployed, on a fresh
 database and fresh topics (6 partitions). Prints, in one run:
 
-* **throughput**: one tick of the simulator (``--scale`` 9.4 ≈ 300,000 accounts, one snapshot each;
-  ``--ticks`` for more) is published first, then the worker is started on it. Events/s are measured
-  between the first move of the group's committed offsets and the moment they reach the end of every
-  partition (the worker commits only after the rows are in ClickHouse), so Faust's start-up is left
-  out; row counts in ``snapshots`` and ``account_latest`` are checked afterwards;
+* **throughput**: one tick of the simulator (``--scale`` 9.4 = about 300,000 accounts, one snapshot
+  each; ``--ticks`` for more) is published first, then the worker is started on it. Events/s between the
+  first move of the group's committed offsets and the moment they reach the end of every partition (the
+  worker commits only after the rows are in ClickHouse), so Faust's start-up is left out; the same
+  between the first and the last row appearing in ``snapshots`` (polled every 250 ms), which does not
+  depend on commits. Faust sometimes stops committing right after a start (duplicate offsets in its
+  ack list, one offset a second per partition): when the offsets are still short ``COMMIT_GRACE_S``
+  after the last row, the bench reports a COMMIT STALL, stops waiting and commits them itself (after the
+  check below) so that the next phases measure what they should. Row counts in ``snapshots`` and
+  ``account_latest`` are checked; the worker's CPU time per event is printed (and that of our own
+  Kafka broker and ClickHouse endpoint when the bench started them);
 * **the baseline**: a bare aiokafka consumer reading the same records (same partitions, same offsets),
   decoding nothing, as fast as it can, timed the same way (first batch left out), and the ratio;
 * **freshness** at a steady ``--rate`` (1,000 events/s) for ``--fresh-seconds``: the ingest Publisher
@@ -19,24 +25,25 @@ database and fresh topics (6 partitions). Prints, in one run:
 * **peak RSS** of the worker (VmHWM of its process tree) after the throughput and freshness phases with
   the state of every account, and after recovering that state;
 * **recovery**: the worker is stopped, its local state deleted (the memory store always recovers from the
-  changelog), 1,000 new events published and the worker started again: time from the process start to
-  the group's committed offsets covering those events, against the same measure taken at the very first
-  start (no state). The difference is the cost of recovering the table. A bare aiokafka read of the
-  changelog topic is printed beside it;
-* the machine's load average and the worker's CPU use during the throughput phase.
+  changelog), 1,000 new events published and the worker started again: seconds from the process start
+  until the 1,000 rows are in ClickHouse (and until the first commit, and all commits), against the same
+  measure at the very first start (no state). The difference of the rows figures is the cost of
+  recovering the table. A bare aiokafka read of the changelog topic is printed beside it;
+* the machine's load average at each phase (the figures are only as good as the machine is quiet).
 
 Targets: >= 10,000 events/s per worker, worker/baseline >= 0.25, freshness p99 <= 2 s, peak RSS
 <= 1.5 GiB; exit status 1 when one is missed.
 
 Starts its own Kafka broker and ClickHouse endpoint on bench ports (or uses BAROMETRE_BENCH_KAFKA /
-BAROMETRE_BENCH_CLICKHOUSE when set). Usage: `python bench/scoring.py [--scale 9.4] [--ticks 1]`.
+BAROMETRE_BENCH_CLICKHOUSE when set, and then drops its database and topics at the end). Usage:
+`python bench/scoring.py [--scale 9.4] [--ticks 1] [--worker-log PATH] [--worker-script WRAPPER.py]`
+(a wrapper script runs instead of `-m services.scoring`, e.g. to profile the worker in place).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import itertools
 import json
 import os
 import random
@@ -60,6 +67,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from kafka import KafkaConsumer
 from kafka.admin import KafkaAdminClient
 from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
 from kafka.structs import TopicPartition as KafkaTopicPartition
 
 from infra.clickhouse import ClickHouseEndpoint
@@ -79,6 +87,9 @@ RATE_TARGET, RATIO_TARGET, FRESH_TARGET_S, RSS_TARGET = 10_000, 0.25, 2.0, 1.5 *
 PROBE = 1_000  # events published before each timed start
 SAMPLE_EVERY = 4  # freshness: one event in four is followed until it is queryable
 POLL_S = 0.05
+# Once every row is in ClickHouse, how long the committed offsets may stand still before the bench stops
+# waiting for them (faust can take hours to commit after a start: see the report's "commit stall").
+COMMIT_GRACE_S = 45.0
 
 Records = list[tuple[bytes, bytes]]
 Ends = dict[int, int]
@@ -165,6 +176,16 @@ class Worker:
         return self.log_path.read_text(errors="replace")[-3000:] if self.log_path.exists() else ""
 
 
+@dataclass
+class Sample:
+    """One poll during the throughput run."""
+
+    at: float  # monotonic time
+    committed: int  # records committed by the group (within the wanted ends)
+    rows: int  # rows in ClickHouse's snapshots table
+    cpu: dict[str, float]  # CPU seconds of the worker (and of our Kafka and ClickHouse when we own them)
+
+
 class GroupOffsets:
     """The scoring group's committed offsets on the snapshots topic."""
 
@@ -188,32 +209,44 @@ class GroupOffsets:
         self,
         ends: Mapping[int, int],
         worker: Worker,
+        rows: Callable[[], int],
+        rows_wanted: int,
         timeout: float,
-        poll_s: float = 0.1,
+        poll_s: float = 0.25,
         others: Mapping[str, int] | None = None,
-    ) -> list[tuple[float, int, dict[str, float]]]:
-        """Poll until the committed offsets reach ``ends``; return (monotonic time, committed total,
-        CPU seconds of the worker and of ``others``, name -> pid) at each poll."""
-        samples: list[tuple[float, int, dict[str, float]]] = []
-        deadline = time.monotonic() + timeout
-        next_note = time.monotonic() + 15.0
+    ) -> list[Sample]:
+        """Poll until the committed offsets reach ``ends``, or until ``COMMIT_GRACE_S`` after ``rows()``
+        reached ``rows_wanted`` (the offsets are then reported short)."""
+        samples: list[Sample] = []
+        start = time.monotonic()
+        next_note = start + 15.0
         while True:
             now = time.monotonic()
             committed = self.committed()
-            total = sum(min(committed.get(p, 0), end) for p, end in ends.items())
             cpu = {"scoring worker": worker.cpu_seconds()}
             cpu.update((name, cpu_seconds(pid)) for name, pid in (others or {}).items())
-            samples.append((now, total, cpu))
+            total = sum(min(committed.get(p, 0), end) for p, end in ends.items())
+            samples.append(Sample(now, total, rows(), cpu))
             if all(committed.get(p, 0) >= end for p, end in ends.items()):
+                return samples
+            done = [x for x in samples if x.rows >= rows_wanted]
+            if done and now - done[0].at > COMMIT_GRACE_S:
                 return samples
             worker.check_alive()
             if now > next_note:
                 missing = sum(max(0, end - committed.get(p, 0)) for p, end in ends.items())
                 print(f"  ... {missing:,} records not committed yet", flush=True)
                 next_note = now + 15.0
-            if now > deadline:
+            if now - start > timeout:
                 raise SystemExit(f"the worker did not reach {ends} in {timeout:.0f}s (at {committed})")
             time.sleep(poll_s)
+
+    def commit(self, ends: Mapping[int, int]) -> None:
+        """Set the (stopped) group's committed offsets to ``ends``."""
+        self.admin.alter_group_offsets(
+            self.group,
+            {KafkaTopicPartition(self.topic, p): OffsetAndMetadata(e, "", -1) for p, e in ends.items()},
+        )
 
     def close(self) -> None:
         self.admin.close()
@@ -283,7 +316,7 @@ def timed_start(
                 first_s = now - started
             if committed_s != committed_s and all(committed.get(p, 0) >= e for p, e in ends.items()):
                 committed_s = now - started
-            if rows_s == rows_s and committed_s == committed_s:
+            if rows_s == rows_s and (committed_s == committed_s or now - started - rows_s > COMMIT_GRACE_S):
                 return Start(rows_s, first_s, committed_s), ends
             worker.check_alive()
             if now - started > timeout:
@@ -484,7 +517,9 @@ class Results:
     rss_recovered: int = 0
     start_empty: Start = field(default_factory=lambda: Start(0.0, 0.0, 0.0))
     start_full: Start = field(default_factory=lambda: Start(0.0, 0.0, 0.0))
-    commit_pause_s: float = 0.0
+    commit_lag_s: float = 0.0
+    uncommitted: int = 0
+    rows_rate: float = 0.0
     changelog_records: int = 0
     changelog_bytes: int = 0
     changelog_read_s: float = 0.0
@@ -539,6 +574,8 @@ def run(
     res.start_empty, ends = timed_start(settings, worker, offsets, publisher, probe, {}, timeout=args.timeout)
     worker.stop()
     worker.delete_state()
+    if res.start_empty.committed_s != res.start_empty.committed_s:  # stalled (see Start): commit for it
+        offsets.commit(ends)
     say(f"first start (no state): {PROBE:,} events in ClickHouse after {res.start_empty.rows_s:.1f}s")
 
     # 2. Pre-load the topic, then the bare consumer and the worker read the same records.
@@ -551,25 +588,39 @@ def run(
     say(f"bare aiokafka consumer: {res.baseline_rate:,.0f} events/s")
 
     res.loads.append(("before the worker run", os.getloadavg()))
-    worker.start()
-    base = sum(begin.values())
-    samples = offsets.wait(ends, worker, timeout=args.timeout, poll_s=0.25, others=others)
-    moved = [sample for sample in samples if sample[1] > base]
-    (t_first, n_first, cpu_first), (t_last, n_last, cpu_last) = moved[0], moved[-1]
-    res.worker_rate = (n_last - n_first) / (t_last - t_first) if t_last > t_first else float("nan")
-    res.cpu_share = {name: (cpu_last[name] - cpu_first[name]) / (t_last - t_first) for name in cpu_last}
-    res.worker_cpu = res.cpu_share["scoring worker"]
-    res.worker_cpu_per_event = (cpu_last["scoring worker"] - cpu_first["scoring worker"]) / (n_last - n_first)
-    # The longest time the committed offsets stood still while the worker had events left.
-    changes = [moved[0][0]] + [b[0] for a, b in itertools.pairwise(moved) if b[1] > a[1]]
-    res.commit_pause_s = max((b - a for a, b in itertools.pairwise(changes)), default=0.0)
-    res.loads.append(("after the worker run", os.getloadavg()))
-    say(
-        f"worker: {res.worker_rate:,.0f} events/s ({n_last - n_first:,} events in {t_last - t_first:.1f}s "
-        f"after its first commit; worker CPU {100 * res.worker_cpu:.0f}% of one core)"
-    )
     client = make_client(settings)
     db = settings.clickhouse_database
+
+    def rows() -> int:
+        return int(client.command(f"SELECT count() FROM {db}.snapshots"))  # type: ignore[arg-type]
+
+    rows_base = rows()
+    worker.start()
+    base = sum(begin.values())
+    samples = offsets.wait(ends, worker, rows, rows_base + res.events, args.timeout, others=others)
+    # By committed offsets (the target): from their first move to their last one; when they stalled
+    # (rows all written, offsets not), up to when the bench gave up waiting.
+    moved = [x for x in samples if x.committed > base]
+    first = moved[0]
+    res.uncommitted = sum(ends.values()) - moved[-1].committed
+    last = moved[-1] if res.uncommitted else next(x for x in moved if x.committed == moved[-1].committed)
+    res.worker_rate = (last.committed - first.committed) / (last.at - first.at)
+    # How long after the last row the offsets were committed (NaN: not within COMMIT_GRACE_S).
+    rows_done = next(x.at for x in samples if x.rows >= rows_base + res.events)
+    res.commit_lag_s = float("nan") if res.uncommitted else last.at - rows_done
+    # By rows in ClickHouse: from the first rows to the last ones (the CPU figures are taken there).
+    r0 = next(x for x in samples if x.rows > rows_base)
+    r1 = next(x for x in samples if x.rows >= rows_base + res.events)
+    res.rows_rate = (r1.rows - r0.rows) / (r1.at - r0.at)
+    res.cpu_share = {name: (r1.cpu[name] - r0.cpu[name]) / (r1.at - r0.at) for name in r1.cpu}
+    res.worker_cpu = res.cpu_share["scoring worker"]
+    res.worker_cpu_per_event = (r1.cpu["scoring worker"] - r0.cpu["scoring worker"]) / (r1.rows - r0.rows)
+    res.loads.append(("after the worker run", os.getloadavg()))
+    stalled = f"; {res.uncommitted:,} events never committed" if res.uncommitted else ""
+    say(
+        f"worker: {res.worker_rate:,.0f} events/s by committed offsets{stalled}, {res.rows_rate:,.0f} "
+        f"events/s by rows in ClickHouse; worker CPU {100 * res.worker_cpu:.0f}% of one core"
+    )
     snap_rows = client.query(
         f"SELECT count() FROM {db}.snapshots FINAL WHERE observed_at >= {{t:DateTime64(3)}}",
         parameters={"t": first_tick},
@@ -594,6 +645,10 @@ def run(
     worker.stop()
     worker.delete_state()
     ends = merge_ends(ends, topic_ends(settings.kafka_bootstrap, topic))
+    if res.uncommitted:
+        # Every row is in ClickHouse (checked above) but faust did not commit: commit for it, or the
+        # restart would score them all again before the probe and time that instead of the recovery.
+        offsets.commit(ends)
     probe = probe_records(pool, PROBE, datetime.now(UTC))
     res.start_full, ends = timed_start(
         settings, worker, offsets, publisher, probe, ends, timeout=args.timeout
@@ -602,7 +657,7 @@ def run(
     worker.stop()
     changelog = [
         name
-        for name in KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap.split(",")).list_topics()
+        for name in offsets.admin.list_topics()
         if name.startswith(settings.kafka_topic_prefix) and name.endswith("account-state-changelog")
     ]
     if changelog:
@@ -644,11 +699,18 @@ def report(res: Results) -> bool:
         f"events: {res.events:,} of {res.accounts:,} accounts",
         f"bare aiokafka consumer (baseline): {res.baseline_rate:>10,.0f} events/s",
         f"one scoring worker:                {res.worker_rate:>10,.0f} events/s  ratio {ratio:.2f}  ({rows})",
+        f"  the same by rows in ClickHouse:  {res.rows_rate:>10,.0f} events/s  ratio "
+        f"{res.rows_rate / res.baseline_rate:.2f}",
         "  CPU during that run, % of one core: "
         + ", ".join(f"{name} {100 * share:.0f}%" for name, share in res.cpu_share.items()),
         f"  worker CPU per event: {1e6 * res.worker_cpu_per_event:.0f} µs "
         f"(-> {1 / res.worker_cpu_per_event:,.0f} events/s at most on one free core)",
-        f"  longest pause of the committed offsets: {res.commit_pause_s:.1f}s",
+        (
+            f"  COMMIT STALL: {res.uncommitted:,} events written but still not committed "
+            f"{COMMIT_GRACE_S:.0f}s after the last row"
+            if res.uncommitted
+            else f"  offsets all committed {res.commit_lag_s:.1f}s after the last row was written"
+        ),
         f"freshness at {f.achieved_rate:,.0f} events/s, Kafka ack -> queryable, polled every "
         f"{POLL_S * 1000:.0f} ms ({f.missing} samples never seen):",
     ]
@@ -664,9 +726,10 @@ def report(res: Results) -> bool:
     ]
     starts = (("without state", res.start_empty), (f"{res.accounts:,} accounts", res.start_full))
     for label, start in starts:
+        committed = "never (stall)" if start.committed_s != start.committed_s else f"{start.committed_s:.1f}s"
         lines.append(
-            f"  {label:<16} rows in ClickHouse {start.rows_s:5.1f}s, "
-            f"first commit {start.first_commit_s:5.1f}s, all committed {start.committed_s:5.1f}s"
+            f"  {label:<18} rows in ClickHouse {start.rows_s:5.1f}s, "
+            f"first commit {start.first_commit_s:5.1f}s, all committed {committed}"
         )
     lines.append(f"  -> table recovery: {recovery:.1f}s (difference of the rows figures)")
     if res.changelog_records:
