@@ -325,7 +325,7 @@ class Stack:
             for name, url in self.urls().items():
                 print(f"  {name:<{width}}  {url}", flush=True)
             if self.simulator:
-                print("  (the simulator back-fills 90 days, newest first, then observes each account every 15 min)")
+                print("  (simulator: 90 days back-filled newest first, then every account each 15 min)")
             print("Press Ctrl-C to stop.\n", flush=True)
             while not self._stop.wait(1.0):
                 dead = [p.name for p in self.started if not p.alive()]
