@@ -21,6 +21,9 @@ _TOPIC_CONFIGS: dict[Topic, dict[str, str]] = {
     Topic.ACCOUNT_SNAPSHOTS: {"retention.ms": "-1"},  # the log is the truth: `barometre rebuild` replays it
     Topic.ACCOUNT_SNAPSHOTS_DLQ: {"retention.ms": str(30 * 24 * 3600 * 1000)},
     Topic.ALERTS: {"retention.ms": str(365 * 24 * 3600 * 1000)},
+    Topic.INCIDENTS: {"retention.ms": str(365 * 24 * 3600 * 1000)},
+    # Candidates are consumed within seconds; a week covers any outage of the alert stage.
+    Topic.ALERT_CANDIDATES: {"retention.ms": str(7 * 24 * 3600 * 1000)},
 }
 
 

@@ -173,6 +173,11 @@ class Topic(StrEnum):
     ACCOUNT_SNAPSHOTS = "account-snapshots.v1"
     ACCOUNT_SNAPSHOTS_DLQ = "account-snapshots.dlq"
     ALERTS = "alerts.v1"
+    # Internal, keyed by platform: the scoring worker's per-account detections on their way to the one
+    # noise-control stage that sees a whole platform (docs/ALERTS.md, "What the worker does").
+    ALERT_CANDIDATES = "alert-candidates.v1"
+    # Platform-wide incidents (Incident.to_dict() as JSON), keyed by platform; beside alerts.v1.
+    INCIDENTS = "incidents.v1"
 
 
 # The scoring worker's Faust app id, which is also its Kafka consumer group: `import --wait` reads the
