@@ -8,30 +8,87 @@ ones (services.common.web).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import signal
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from types import FrameType
+from typing import Any
 
 from clickhouse_connect.driver.exceptions import OperationalError
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from services.api.alert_hub import AlertHub
 from services.api.deps import Api
-from services.api.routes import accounts, dashboard, entities, presence, rankings, reports, scores
+from services.api.routes import (
+    accounts,
+    alerts,
+    dashboard,
+    entities,
+    incidents,
+    presence,
+    rankings,
+    reports,
+    scores,
+    silences,
+    webhooks,
+)
+from services.api.webhooks import Dispatcher
 from services.common import web
 from services.common.clickhouse import make_client
 from services.common.settings import Settings
 
 RETRY_AFTER_S = 5
 
+log = logging.getLogger(__name__)
+
+
+def _end_streams_on_signal(hub: AlertHub) -> None:
+    """Let SIGINT/SIGTERM end the open alert streams, then do what the server does with them.
+
+    uvicorn waits for open connections to finish before it stops, and an SSE stream never finishes by
+    itself; the streams must end first (EventSource clients reconnect to another replica by
+    themselves). Only possible from the main thread (not in tests that serve the app from a thread).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous = signal.getsignal(sig)
+
+        def handler(signum: int, frame: FrameType | None, previous: Any = previous) -> None:
+            hub.close_streams()
+            if callable(previous):
+                previous(signum, frame)
+
+        signal.signal(sig, handler)
+
 
 def create_app(settings: Settings) -> FastAPI:
     """Build the api application for ``settings``."""
     api = Api(settings)
+    hub = AlertHub(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
-        api.clickhouse.close()
+        _end_streams_on_signal(hub)
+        dispatcher: Dispatcher | None = None
+        task: asyncio.Task[None] | None = None
+        if settings.webhooks_enabled:
+            dispatcher = Dispatcher(settings, lambda: make_client(settings))
+            task = asyncio.create_task(dispatcher.run(), name="webhook-dispatcher")
+        app.state.webhook_dispatcher = dispatcher
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await hub.close()
+            api.clickhouse.close()
 
     app = FastAPI(
         title="barometre API",
@@ -42,6 +99,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.api = api
+    app.state.alert_hub = hub
 
     async def clickhouse() -> None:
         def ping() -> None:
@@ -64,7 +122,18 @@ def create_app(settings: Settings) -> FastAPI:
             headers={"Retry-After": str(RETRY_AFTER_S)},
         )
 
-    for module in (presence, rankings, entities, accounts, scores, reports):
+    for module in (
+        presence,
+        rankings,
+        entities,
+        accounts,
+        scores,
+        reports,
+        alerts,
+        incidents,
+        silences,
+        webhooks,
+    ):
         app.include_router(module.router)
     # The dashboard: the page at / (and /entite/{id}), /v1/territories, and its files under /static.
     app.include_router(dashboard.router)

@@ -20,12 +20,14 @@ import anyio
 from anyio import CapacityLimiter
 from clickhouse_connect.driver.client import Client
 from fastapi import Depends, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BeforeValidator
 from pydantic_core import PydanticCustomError
 
 from services.api import queries
 from services.api.cache import AnswerCache
 from services.api.exports import ExportFormat
+from services.api.paging import decode_cursor
 from services.api.queries import Metric, RankBy, Scope
 from services.common.clickhouse import make_client
 from services.common.events import (
@@ -37,6 +39,8 @@ from services.common.events import (
 from services.common.names import Category, Platform, Window, normalise_platform
 from services.common.reference.parsers import PANEL_NAME_PATTERN
 from services.common.settings import Settings
+from services.common.tokens import Scope as TokenScope
+from services.common.tokens import TokenVerifier
 from services.common.web import ApiError
 
 T = TypeVar("T")
@@ -101,6 +105,7 @@ class Api:
         self.clickhouse = ClickHouse(settings)
         self.limiter = CapacityLimiter(CLICKHOUSE_CONCURRENCY)
         self.cache = cache or AnswerCache(self.limiter)
+        self.verifier = TokenVerifier(settings, lambda: make_client(settings))
 
     def client(self) -> Client:
         return self.clickhouse.client()
@@ -131,6 +136,31 @@ async def get_api(request: Request) -> Api:
 
 
 ApiDep = Annotated[Api, Depends(get_api)]
+
+_bearer = HTTPBearer(auto_error=False, description="A token with the alerts:write or admin scope")
+_UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}
+
+
+async def alerts_writer(
+    api: ApiDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> str:
+    """Who is calling (the token's public prefix, or ``bootstrap``) when the bearer token has the
+    alerts:write or admin scope; 401 without a valid token, 403 without the scope."""
+    if credentials is None:
+        raise ApiError(
+            401, "unauthorized", "a bearer token with the alerts:write scope is needed", _UNAUTHORIZED
+        )
+    token = credentials.credentials
+    scopes = await api.verifier.scopes(token)
+    if not scopes:
+        raise ApiError(401, "unauthorized", "unknown or revoked token", _UNAUTHORIZED)
+    if TokenScope.ALERTS_WRITE not in scopes and TokenScope.ADMIN not in scopes:
+        raise ApiError(403, "forbidden", "this token has neither the alerts:write nor the admin scope")
+    # Tokens are brm_<id>_<secret>: the id part names the token without revealing it.
+    return token[:12] if token.startswith("brm_") else "bootstrap"
+
+
+AlertsWriter = Annotated[str, Depends(alerts_writer)]
 
 
 def now() -> datetime:
@@ -253,6 +283,27 @@ CategoryQuery = Annotated[
 AtQuery = Annotated[datetime | None, BeforeValidator(_instant), Query(description=_AT_DOC)]
 FromQuery = Annotated[
     datetime | None, BeforeValidator(_instant), Query(alias="from", description="RFC 3339 instant, included.")
+]
+
+
+def _cursor(value: object) -> str | None:
+    if value is None:
+        return None
+    text = _text(value)
+    try:
+        decode_cursor(text)
+    except ValueError as exc:
+        raise _invalid(str(exc)) from None
+    return text
+
+
+CursorQuery = Annotated[
+    str | None, BeforeValidator(_cursor), Query(description="`next` of the previous page, as it is.")
+]
+SinceQuery = Annotated[
+    datetime | None,
+    BeforeValidator(_instant),
+    Query(description="RFC 3339 instant: only what was detected at or after it."),
 ]
 ToQuery = Annotated[
     datetime | None, BeforeValidator(_instant), Query(alias="to", description="RFC 3339 instant.")

@@ -1,0 +1,85 @@
+"""Platform-wide incidents (docs/ALERTS.md, "Grouping and inhibition"): the list and one incident."""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
+from pydantic import BeforeValidator
+
+from services.api import alert_store
+from services.api.alert_models import IncidentOut, IncidentsPage
+from services.api.deps import ApiDep, CursorQuery, OptionalPlatformQuery, SinceQuery, choice
+from services.api.models import ERROR_RESPONSES, NOT_FOUND
+from services.api.paging import next_cursor, position
+from services.common.names import AlertType
+from services.common.web import ApiError
+
+router = APIRouter(prefix="/v1/incidents", tags=["alerts"])
+
+MAX_LIMIT = 1_000
+DEFAULT_LIMIT = 100
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+
+
+class IncidentStatus(StrEnum):
+    OPEN = "open"
+    RESOLVED = "resolved"
+
+
+@router.get(
+    "",
+    response_model=IncidentsPage,
+    responses=ERROR_RESPONSES,
+    summary="Incidents, newest first",
+    description="Platform-wide incidents newest first (by `detected_at`, then `incident_id`), at most "
+    f"`limit` (default {DEFAULT_LIMIT}, at most {MAX_LIMIT:,}); `next` is the following page's cursor.",
+)
+async def list_incidents(
+    api: ApiDep,
+    since: SinceQuery = None,
+    platform: OptionalPlatformQuery = None,
+    type: Annotated[
+        AlertType | None, BeforeValidator(choice(AlertType, "alert type")), Query(description="Alert type.")
+    ] = None,
+    status: Annotated[
+        IncidentStatus | None,
+        BeforeValidator(choice(IncidentStatus, "status")),
+        Query(description="open or resolved."),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    cursor: CursorQuery = None,
+) -> Response:
+    after = position(cursor)
+
+    def compute() -> IncidentsPage:
+        items, more = alert_store.list_incidents(
+            api.client(), api.db, since=since, platform=platform, type=type,
+            status=None if status is None else status.value, limit=limit, after=after,
+        )  # fmt: skip
+        cursor_next = next_cursor(items, more, "detected_at", "incident_id")
+        return IncidentsPage.model_validate({"items": items, "next": cursor_next})
+
+    return Response((await api.run(compute)).model_dump_json(), media_type="application/json")
+
+
+@router.get(
+    "/{incident_id}",
+    response_model=IncidentOut,
+    responses={**ERROR_RESPONSES, **NOT_FOUND},
+    summary="One incident",
+)
+async def get_incident(api: ApiDep, incident_id: str) -> Response:
+    if not _ID_RE.fullmatch(incident_id):
+        raise ApiError(404, "not_found", f"unknown incident {incident_id[:140]!r}")
+
+    def compute() -> IncidentOut:
+        row = alert_store.get_incident(api.client(), api.db, incident_id)
+        if row is None:
+            raise ApiError(404, "not_found", f"unknown incident {incident_id!r}")
+        return IncidentOut.model_validate(row)
+
+    return Response((await api.run(compute)).model_dump_json(), media_type="application/json")

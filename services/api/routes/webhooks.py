@@ -1,0 +1,111 @@
+"""Webhook subscriptions: where the dispatcher (services/api/webhooks.py) POSTs alerts, and what became
+of each delivery. Every route needs a token with alerts:write or admin: a subscription's URL may hold
+a receiver's own credentials. Secrets are shown once, in the answer that creates the subscription."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
+
+from services.api import alert_store
+from services.api.alert_models import DeliveriesOut, WebhookCreated, WebhookIn, WebhookOut, WebhooksOut
+from services.api.deps import AlertsWriter, ApiDep, now
+from services.api.models import ERROR_RESPONSES, NOT_FOUND
+from services.api.routes.alerts import AUTH_RESPONSES
+from services.common.web import ApiError
+
+router = APIRouter(prefix="/v1/webhooks", tags=["alerts"])
+
+MAX_LIMIT = 1_000
+_ID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+RESPONSES = {**ERROR_RESPONSES, **AUTH_RESPONSES}
+
+
+def _public(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k != "secret"}
+
+
+def _json(body: str, status: int = 200) -> Response:
+    return Response(body, status_code=status, media_type="application/json")
+
+
+def _check_id(subscription_id: str) -> str:
+    if not _ID_RE.fullmatch(subscription_id):
+        raise ApiError(404, "not_found", f"unknown webhook {subscription_id[:140]!r}")
+    return subscription_id
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=WebhookCreated,
+    responses=RESPONSES,
+    summary="Subscribe a URL to alerts",
+    description="The dispatcher POSTs every matching alert (Alert v1 JSON) to `url`, signed with "
+    "`secret` (header `X-Barometre-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "
+    '"<t>.<body>")>`). Without `secret`, one is generated; either way this answer is the only one '
+    "that shows it. Empty filters match everything; `min_severity` defaults to info.",
+)
+async def create_webhook(api: ApiDep, caller: AlertsWriter, body: WebhookIn) -> Response:
+    row = {
+        "subscription_id": str(uuid.uuid4()), "url": body.url,
+        "secret": body.secret or "whsec_" + secrets.token_urlsafe(32),
+        "types": [t.value for t in body.types], "platforms": [p.value for p in body.platforms],
+        "entity_ids": body.entity_ids, "min_severity": body.min_severity.value,
+        "description": body.description, "created_by": caller, "created_at": now(),
+    }  # fmt: skip
+    await api.run(lambda: alert_store.insert_subscription(api.client(), api.db, row))
+    return _json(WebhookCreated.model_validate(row).model_dump_json(), 201)
+
+
+@router.get("", response_model=WebhooksOut, responses=RESPONSES, summary="Webhook subscriptions (no secrets)")
+async def list_webhooks(api: ApiDep, caller: AlertsWriter) -> Response:
+    rows = await api.run(lambda: alert_store.list_subscriptions(api.client(), api.db))
+    return _json(WebhooksOut(items=[WebhookOut.model_validate(_public(r)) for r in rows]).model_dump_json())
+
+
+@router.delete(
+    "/{subscription_id}",
+    status_code=204,
+    responses={**RESPONSES, **NOT_FOUND},
+    summary="Delete a subscription (deliveries under way finish)",
+)
+async def delete_webhook(api: ApiDep, caller: AlertsWriter, subscription_id: str) -> Response:
+    subscription_id = _check_id(subscription_id)
+
+    def compute() -> None:
+        row = alert_store.get_subscription(api.client(), api.db, subscription_id)
+        if row is None:
+            raise ApiError(404, "not_found", f"unknown webhook {subscription_id!r}")
+        alert_store.insert_subscription(api.client(), api.db, row, deleted=True)
+
+    await api.run(compute)
+    return Response(status_code=204)
+
+
+@router.get(
+    "/{subscription_id}/deliveries",
+    response_model=DeliveriesOut,
+    responses={**RESPONSES, **NOT_FOUND},
+    summary="What became of each alert sent to a subscription, the latest first",
+)
+async def list_deliveries(
+    api: ApiDep,
+    caller: AlertsWriter,
+    subscription_id: str,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
+) -> Response:
+    subscription_id = _check_id(subscription_id)
+
+    def compute() -> DeliveriesOut:
+        if alert_store.get_subscription(api.client(), api.db, subscription_id) is None:
+            raise ApiError(404, "not_found", f"unknown webhook {subscription_id!r}")
+        rows = alert_store.list_deliveries(api.client(), api.db, subscription_id, limit)
+        return DeliveriesOut.model_validate({"subscription_id": subscription_id, "items": rows})
+
+    return _json((await api.run(compute)).model_dump_json())
