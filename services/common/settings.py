@@ -59,6 +59,23 @@ class Settings(BaseSettings):
     # A token every service accepts with every scope, for automation (see docs/CONTRACT.md). No default.
     bootstrap_token: SecretStr | None = None
 
+    # --- Alert delivery in the api process (services/api/alert_hub.py, services/api/webhooks.py).
+    # Live stream: events kept in memory for resuming (Last-Event-ID), and each client's queue; a client
+    # whose queue is full is disconnected (it resumes from its last event id), never the hub held up.
+    alert_stream_buffer: int = Field(default=10_000, ge=1)
+    alert_stream_client_queue: int = Field(default=1_000, ge=1)
+    alert_stream_heartbeat_s: float = Field(default=15.0, gt=0)
+    # The webhook dispatcher (consumer group <prefix>barometre-webhooks); false turns it off in this
+    # process (e.g. api replicas that should only serve HTTP).
+    webhooks_enabled: bool = True
+    webhook_reload_s: float = Field(default=5.0, gt=0)  # subscriptions are re-read this often
+    webhook_timeout_s: float = Field(default=10.0, gt=0)  # per attempt
+    webhook_max_attempts: int = Field(default=8, ge=1)
+    webhook_backoff_s: float = Field(default=1.0, ge=0)  # first retry delay; doubles, with jitter
+    webhook_backoff_max_s: float = Field(default=300.0, ge=0)
+    webhook_give_up_s: float = Field(default=3600.0, gt=0)  # no attempt starts later than this
+    webhook_concurrency: int = Field(default=4, ge=1)  # deliveries in flight per subscription
+
     log_level: str = "INFO"
 
     # --- Platform pollers (services.ingest.sources.pollers). Base URLs are settings so that tests, proxies
