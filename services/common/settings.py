@@ -55,6 +55,12 @@ class Settings(BaseSettings):
     scoring_store: str = "memory://"
     # A daily point tells an account's state for this long (docs/SCORING.md, "Staleness").
     staleness_days: int = Field(default=45, ge=1, le=3650)
+    # --- Alerts in the scoring worker (docs/ALERTS.md, "What the worker does").
+    # Detections of the grouped types are held this long, so that many accounts of one platform
+    # changing at once are seen whole and become one incident (NoiseParams.group_wait).
+    alert_group_wait_s: float = Field(default=60.0, ge=0)
+    # How often the worker looks for accounts silent past the staleness window (account_gone).
+    alert_silence_check_s: float = Field(default=3600.0, gt=0)
 
     # A token every service accepts with every scope, for automation (see docs/CONTRACT.md). No default.
     bootstrap_token: SecretStr | None = None

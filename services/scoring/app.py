@@ -10,6 +10,21 @@ The state table is keyed by the raw ``account_id`` bytes, exactly like the sourc
 producer's partitioner (murmur2, as Kafka's and kafka-python's): a batch mixes partitions, and this keeps
 each key's changelog record on the partition of its source events, so recovery after a rebalance finds
 it where it expects.
+
+Alerts (docs/ALERTS.md, "What the worker does") take two stages, because snapshots are partitioned by
+account while grouping needs a whole platform in one place:
+
+1. the snapshots agent runs the detectors on each new point (inside the processor) and sends what they
+   find to the internal topic ``alert-candidates.v1``, keyed by platform, acknowledged by Kafka before
+   the batch's states are stored and its offsets committed (a crash re-detects, never loses);
+2. the alert agent consumes that topic: one :class:`NoiseControl` per platform, kept in the
+   ``alert-noise`` table (pickled, keyed by platform), decides what is published. Each step's rows go
+   to ClickHouse (``alerts``, ``incidents``), then its alerts to ``alerts.v1`` and its incidents to
+   ``incidents.v1``, acknowledged, then the new state is stored, then offsets may be committed. Timers
+   release held detections (``flush``) every second, reload silences every 5 s and active accounts
+   every minute from ClickHouse, and look for silent accounts (``BAROMETRE_ALERT_SILENCE_CHECK_S``).
+
+Delivery is at least once: after a crash, an alert may be published again, with the same ``alert_id``.
 """
 
 from __future__ import annotations
@@ -17,17 +32,37 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import faust
 from faust import web
+from kafka.partitioner.default import murmur2
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_latest
 
 from services.common.clickhouse import make_client
 from services.common.events import AccountSnapshot
 from services.common.names import DeadLetterCode, Topic
 from services.common.settings import Settings
+from services.scoring.alerts.codec import (
+    CandidateFormatError,
+    candidate_key,
+    decode_candidate,
+    dump_control,
+    encode_candidate,
+    load_control,
+)
+from services.scoring.alerts.noise import Candidate, NoiseControl, NoiseParams, Silence, Step, Verdict
+from services.scoring.alerts.records import (
+    ALERT_COLUMNS,
+    INCIDENT_COLUMNS,
+    alert_records,
+    alert_rows,
+    incident_records,
+    incident_rows,
+    opened,
+)
+from services.scoring.alerts.store import AlertStore
 from services.scoring.dead_letters import (
     Rejection,
     classify,
@@ -35,7 +70,8 @@ from services.scoring.dead_letters import (
     describe_processing_error,
     isolate_failures,
 )
-from services.scoring.processor import BatchOutput, Processor
+from services.scoring.maths.points import from_ms
+from services.scoring.processor import BatchOutput, Processor, detector_params, silent_accounts, wall_ms
 from services.scoring.sink import ClickHouseSink
 
 log = logging.getLogger(__name__)
@@ -49,6 +85,30 @@ LAG = Gauge(
     "barometre_scoring_consumer_lag", "Records not yet consumed, by partition.", ["topic", "partition"]
 )
 LAST_BATCH = Gauge("barometre_scoring_last_batch_timestamp_seconds", "When the last batch was written.")
+DETECTIONS = Counter(
+    "barometre_alert_detections_total", "Detections sent to noise control, by alert type.", ["type"]
+)
+OUTCOMES = Counter(
+    "barometre_alert_outcomes_total",
+    "Noise control's final verdicts on detections (emit, duplicate, ongoing, cooldown, silenced, "
+    "inhibited), by verdict.",
+    ["verdict"],
+)
+PUBLISHED = Counter(
+    "barometre_alerts_published_total",
+    "Alerts published on alerts.v1, by type and severity.",
+    ["type", "severity"],
+)
+INCIDENTS_OPENED = Counter(
+    "barometre_alert_incidents_opened_total", "Platform-wide incidents opened, by alert type.", ["type"]
+)
+UNREADABLE = Counter(
+    "barometre_alert_candidates_unreadable_total", "Records of the candidates topic skipped as unreadable."
+)
+
+RELEASE_S = 1.0  # held detections are released this often (NoiseControl.flush)
+SILENCES_S = 5.0  # silences are re-read from ClickHouse this often
+ACTIVE_ACCOUNTS_S = 60.0  # active accounts per platform (the incidents' denominator) this often
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -90,16 +150,44 @@ def create_app(settings: Settings) -> faust.App:
         value_serializer="raw",
         partitions=settings.kafka_partitions,
     )
-    states = app.Table(
-        "account-state",
-        default=None,
-        key_type=bytes,
-        value_type=bytes,
-        partitions=settings.kafka_partitions,
-        use_partitioner=True,
+
+    def bytes_table(name: str) -> Any:
+        # Our own bytes, keyed by raw bytes; placed by the producer's partitioner (module docstring).
+        return app.Table(
+            name,
+            default=None,
+            key_type=bytes,
+            value_type=bytes,
+            partitions=settings.kafka_partitions,
+            use_partitioner=True,
+        )
+
+    states = bytes_table("account-state")
+    candidates_topic, alerts_topic, incidents_topic = (
+        app.topic(
+            settings.topic(topic),
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=settings.kafka_partitions,
+        )
+        for topic in (Topic.ALERT_CANDIDATES, Topic.ALERTS, Topic.INCIDENTS)
     )
+    # The alert stage's state: platform -> its pickled NoiseControl (codec.dump_control). Written from
+    # the agent and from timers, hence the producer's partitioner (the candidates' key is the platform).
+    noise_states = bytes_table("alert-noise")
     sink = ClickHouseSink(lambda: make_client(settings), settings.clickhouse_database)
-    processor = Processor(settings, fetch_history=sink.fetch_history)
+    detector = detector_params(settings)
+    processor = Processor(settings, fetch_history=sink.fetch_history, alerts=detector)
+    noise_params = NoiseParams(group_wait_ms=round(settings.alert_group_wait_s * 1000))
+    # Two clients without sessions: the stage writes while timers read, possibly at the same time.
+    writer = AlertStore(
+        lambda: make_client(settings, autogenerate_session_id=False), settings.clickhouse_database
+    )
+    reader = AlertStore(
+        lambda: make_client(settings, autogenerate_session_id=False), settings.clickhouse_database
+    )
 
     # What keeps the worker from being ready besides ClickHouse writes (which the sink reports): a check
     # name -> what is being retried. Empty when all is well.
@@ -118,16 +206,16 @@ def create_app(settings: Settings) -> faust.App:
         )
         return msg.key, value
 
-    async def send_dead_letters(letters: Sequence[tuple[bytes | None, bytes]]) -> None:
-        """Send ``letters`` and return once Kafka acknowledged every one (acks=all), however long it takes:
-        the batch's offsets must not be committed before its dead letters are safe."""
-        pending = list(letters)
+    async def send_acked(topic: Any, records: Sequence[tuple[bytes | None, bytes]], what: str) -> None:
+        """Send ``records`` to ``topic`` and return once Kafka acknowledged every one (acks=all), however
+        long it takes: the batch's offsets must not be committed before they are safe."""
+        pending = list(records)
         delay = 0.5
         while pending:
             results: list[object] = []
             try:
                 # send() only queues the record; awaiting its future waits for the acknowledgement.
-                futures = [await dead_letters.send(key=key, value=value) for key, value in pending]
+                futures = [await topic.send(key=key, value=value) for key, value in pending]
                 results = list(await asyncio.gather(*futures, return_exceptions=True))
             except Exception as exc:  # the producer itself failed: resend them all
                 results = [exc] * len(pending)
@@ -137,12 +225,22 @@ def create_app(settings: Settings) -> faust.App:
             if failed:
                 first = next(r for r in results if isinstance(r, Exception))
                 if "kafka" not in retrying:
-                    log.warning("Dead letters not acknowledged, retrying (the worker waits): %s", first)
-                retrying["kafka"] = "dead-letter sends failing, retrying"
+                    log.warning("%s not acknowledged, retrying (the worker waits): %s", what, first)
+                retrying["kafka"] = f"{what} sends failing, retrying"
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, MAX_BACKOFF_S)
             pending = failed
         retrying.pop("kafka", None)
+
+    async def send_candidates(candidates: Sequence[Candidate]) -> None:
+        """Send detections to the alert stage, acknowledged (the caller commits nothing before)."""
+        await send_acked(
+            candidates_topic,
+            [(candidate_key(c), encode_candidate(c)) for c in candidates],
+            "Alert candidates",
+        )
+        for c in candidates:
+            DETECTIONS.labels(c.type.value).inc()
 
     async def process(good: Sequence[AccountSnapshot]) -> tuple[BatchOutput | None, dict[str, Exception]]:
         """Score ``good``, dead-lettering the accounts the processor fails on (isolate_failures);
@@ -194,21 +292,24 @@ def create_app(settings: Settings) -> faust.App:
             )
             letters.extend(letter(msg, rejection) for msg in records_of[account_id])
         if letters:
-            await send_dead_letters(letters)
+            await send_acked(dead_letters, letters, "Dead letters")
             EVENTS.labels("dead_letter").inc(len(letters))
         if out is not None:
             await asyncio.to_thread(sink.write, out.tables, offsets, out.after)
+            if out.candidates:
+                # Before the states: once a state holds a point, that point raises nothing again.
+                await send_candidates(out.candidates)
             for key, value in out.states.items():
                 states[key] = value
         EVENTS.labels("processed").inc(len(good) - sum(len(records_of[a]) for a in failed))
         LAST_BATCH.set(time.time())
 
-    async def handle(events: Sequence[Any]) -> None:
+    async def handle(events: Sequence[Any], batch: Callable[[Sequence[Any]], Awaitable[None]]) -> None:
         try:
             delay = 0.5
             while True:
                 try:
-                    await handle_batch(events)
+                    await batch(events)
                     retrying.pop("batches", None)
                     return
                 except Exception:
@@ -229,7 +330,173 @@ def create_app(settings: Settings) -> faust.App:
     @app.agent(snapshots)
     async def score(stream: Any) -> None:
         async for events in stream.take_events(BATCH, within=FLUSH_S):
-            await handle(events)
+            await handle(events, handle_batch)
+
+    # --- The alert stage (module docstring): one NoiseControl per platform.
+
+    stage_lock = asyncio.Lock()  # the agent and the timers take turns on the controls
+    cache: dict[str, tuple[bytes, NoiseControl]] = {}  # platform -> (its stored bytes, the control)
+    silences: list[Silence] | None = None  # None until read once
+    active: dict[str, int] = {}
+
+    def stage_ready() -> bool:
+        return not app.rebalancing and not getattr(app, "in_recovery", False)
+
+    def take(platform: str) -> tuple[NoiseControl, bytes | None]:
+        """The control of ``platform`` (out of the cache until :func:`keep` or :func:`save`: a step that
+        fails half-way must start again from the stored state, not from a half-changed object)."""
+        stored = noise_states.get(platform.encode())
+        cached = cache.pop(platform, None)
+        if cached is not None and stored is not None and (cached[0] is stored or cached[0] == stored):
+            control = cached[1]
+        elif stored:
+            try:
+                control = load_control(stored, noise_params)
+            except ValueError:
+                log.exception("The noise-control state of %s is unreadable; starting afresh", platform)
+                control = NoiseControl(noise_params)
+        else:
+            control = NoiseControl(noise_params)
+        control.set_silences(silences or ())
+        control.set_active_accounts(active)
+        return control, stored
+
+    def keep(platform: str, stored: bytes | None, control: NoiseControl) -> None:
+        if stored is not None:
+            cache[platform] = (stored, control)
+
+    def save(platform: str, control: NoiseControl) -> None:
+        data = dump_control(control)
+        noise_states[platform.encode()] = data
+        cache[platform] = (data, control)
+
+    async def deliver(step: Step, now: int) -> None:
+        """Rows to ClickHouse, then records to Kafka, acknowledged: only then may the state move on."""
+        rows = alert_rows(step, now, time.time_ns())
+        incidents = incident_rows(step)
+        if rows or incidents:
+            tables = {"alerts": (ALERT_COLUMNS, rows), "incidents": (INCIDENT_COLUMNS, incidents)}
+            await asyncio.to_thread(writer.write, tables)
+        published = alert_records(step, from_ms(now))
+        if published:
+            await send_acked(alerts_topic, published, "Alerts")
+        if step.incidents:
+            await send_acked(incidents_topic, incident_records(step), "Incidents")
+        for outcome in step.outcomes:
+            if outcome.verdict is not Verdict.PENDING:
+                OUTCOMES.labels(outcome.verdict.value).inc()
+        for candidate in step.alerts:
+            PUBLISHED.labels(candidate.type.value, candidate.detection.severity.value).inc()
+        for incident in opened(step):
+            INCIDENTS_OPENED.labels(incident.type.value).inc()
+
+    async def read_silences() -> None:
+        nonlocal silences
+        silences = await asyncio.to_thread(reader.silences, wall_ms())
+
+    async def read_active_accounts() -> None:
+        active.update(await asyncio.to_thread(reader.active_accounts, settings.staleness_days))
+
+    async def read_until_done(read: Callable[[], Awaitable[None]], what: str) -> None:
+        delay = 0.5
+        while True:
+            try:
+                await read()
+                retrying.pop("alert_reads", None)
+                return
+            except Exception as exc:  # ClickHouse away: the stage waits rather than decide blind
+                if "alert_reads" not in retrying:
+                    log.warning("Reading %s failed, retrying (the alert stage waits): %s", what, exc)
+                retrying["alert_reads"] = f"reading {what} failing, retrying"
+                reader.drop_client()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_BACKOFF_S)
+
+    async def handle_candidates(events: Sequence[Any]) -> None:
+        found: dict[str, list[Candidate]] = {}
+        for event in events:
+            msg = event.message
+            try:
+                candidate = decode_candidate(msg.value)
+            except CandidateFormatError as exc:
+                # Only this worker writes the topic: an unreadable record is a bug (or a foreign
+                # writer); it cannot become an alert, and holding the stage for it helps nobody.
+                log.error("Skipping %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, exc)
+                UNREADABLE.inc()
+                continue
+            found.setdefault(candidate.platform, []).append(candidate)
+        async with stage_lock:
+            if silences is None:  # never decide without knowing the silences and the platforms' sizes
+                await read_until_done(read_silences, "silences")
+                await read_until_done(read_active_accounts, "active accounts")
+            now = wall_ms()
+            for platform, candidates in found.items():
+                control, _ = take(platform)
+                step = control.process(now, candidates)
+                await deliver(step, now)
+                save(platform, control)
+
+    @app.agent(candidates_topic)
+    async def alert_stage(stream: Any) -> None:
+        async for events in stream.take_events(BATCH, within=FLUSH_S):
+            await handle(events, handle_candidates)
+
+    def local_keys(table: Any, topic: Any) -> list[bytes]:
+        """The keys of ``table`` on the partitions of ``topic`` this worker is active for (not the
+        standby copies it may hold of others'), as the producer's murmur2 partitioner places them."""
+        name = topic.get_topic_name()
+        count = app.consumer.topic_partitions(name) or settings.kafka_partitions
+        mine = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == name}
+        return [key for key in list(table.keys()) if (murmur2(key) & 0x7FFFFFFF) % count in mine]
+
+    @app.timer(interval=RELEASE_S)  # type: ignore[untyped-decorator]  # mode's timer decorator is untyped
+    async def release_held() -> None:
+        if not stage_ready() or silences is None:
+            return
+        async with stage_lock:
+            now = wall_ms()
+            changed = False
+            for key in local_keys(noise_states, candidates_topic):
+                platform = key.decode()
+                control, stored = take(platform)
+                held = control.pending
+                step = control.flush(now)
+                if step.outcomes or step.incidents or control.pending != held:
+                    await deliver(step, now)
+                    save(platform, control)
+                    changed = True
+                else:
+                    keep(platform, stored, control)
+            if changed:
+                await app.producer.flush()  # the new states on their changelog before going on
+
+    @app.timer(interval=SILENCES_S)  # type: ignore[untyped-decorator]  # mode's timer decorator is untyped
+    async def reload_silences() -> None:
+        await read_quietly(read_silences, "silences")
+
+    @app.timer(interval=ACTIVE_ACCOUNTS_S)  # type: ignore[untyped-decorator]  # mode's timer decorator is untyped
+    async def reload_active_accounts() -> None:
+        await read_quietly(read_active_accounts, "active accounts")
+
+    async def read_quietly(read: Callable[[], Awaitable[None]], what: str) -> None:
+        try:
+            await read()
+            retrying.pop("alert_reads", None)
+        except Exception as exc:  # keep the last known ones; the next tick tries again
+            if "alert_reads" not in retrying:
+                log.warning("Reading %s failed (the last known are kept): %s", what, exc)
+            retrying["alert_reads"] = f"reading {what} failing, retrying"
+            reader.drop_client()
+
+    @app.timer(interval=settings.alert_silence_check_s)  # type: ignore[untyped-decorator]  # untyped decorator
+    async def check_silent_accounts() -> None:
+        if not stage_ready():
+            return
+        keys = local_keys(states, snapshots)
+        held = [(key, value) for key in keys if (value := states.get(key))]
+        found = await asyncio.to_thread(silent_accounts, held, wall_ms(), detector)
+        if found:
+            await send_candidates(found)
 
     @app.timer(interval=10.0)  # type: ignore[untyped-decorator]  # mode's timer decorator is untyped
     async def report_lag() -> None:
@@ -252,6 +519,7 @@ def create_app(settings: Settings) -> faust.App:
             "clickhouse": retrying.get("clickhouse", "ok") if sink.healthy else "writes failing, retrying",
             "kafka": retrying.get("kafka", "ok"),
             "batches": retrying.get("batches", "ok"),
+            "alerts": retrying.get("alert_reads", "ok") if writer.healthy else "writes failing, retrying",
         }
         ready = all(state == "ok" for state in checks.values())
         body = {"status": "ready" if ready else "not_ready", "service": "scoring", "checks": checks}

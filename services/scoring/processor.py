@@ -10,6 +10,12 @@ presence is then recomputed from its whole daily history, read back from ClickHo
 Entity rollups are recomputed by ClickHouse from ``account_latest`` after the batch's inserts (see
 ``entity_rollup``), so they sum accounts handled by any worker. ``table_suffix`` points the rollup at
 ``account_latest<suffix>`` and ``entity_latest<suffix>`` (the fresh tables of ``barometre rebuild``).
+
+Given detector parameters (``alerts``, the live worker), each point that becomes part of an account's
+series (a new day, or a newer snapshot of its day) also goes through the alert detectors, with the
+wall clock as ``now`` so that history (older than 7 days) raises nothing; what they find is returned
+as ``Candidate`` s for the alert stage (docs/ALERTS.md, "What the worker does"). ``barometre rebuild``
+passes none: a replay detects nothing.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from dataclasses import dataclass, field
 from services.common.events import AccountSnapshot
 from services.common.names import Window
 from services.common.settings import Settings
+from services.scoring.alerts.detection import DetectorParams, detect_point, detect_silence
+from services.scoring.alerts.noise import Candidate
 from services.scoring.maths import (
     DAY_MS,
     DEFAULT_HORIZON_DAYS,
@@ -154,11 +162,55 @@ class AccountState:
 
 @dataclass
 class BatchOutput:
-    """What one batch produces: rows per table, statements to run after them, new states by key."""
+    """What one batch produces: rows per table, statements to run after them, new states by key, and
+    the alert candidates its points raised (always empty without detector parameters)."""
 
     tables: dict[str, TableRows]
     after: list[Statement]
     states: dict[bytes, bytes] = field(default_factory=dict)
+    candidates: list[Candidate] = field(default_factory=list)
+
+
+def wall_ms() -> int:
+    """The wall clock, in epoch milliseconds (the detectors' ``now``)."""
+    return time.time_ns() // 1_000_000
+
+
+def detector_params(settings: Settings) -> DetectorParams:
+    """The alert detectors' parameters of this worker: the defaults, with its staleness window."""
+    return DetectorParams(staleness_ms=settings.staleness_days * DAY_MS)
+
+
+def silent_accounts(
+    states: Iterable[tuple[bytes, bytes]],
+    wall: int,
+    params: DetectorParams,
+    horizon_days: int = DEFAULT_HORIZON_DAYS,
+) -> list[Candidate]:
+    """``account_gone`` candidates of the accounts in ``states`` (key, AccountState bytes) that have
+    been silent past the staleness window (``detect_silence``).
+
+    ``now`` is event time: the wall clock, but never later than the latest point of these accounts, so
+    that during a back-fill the accounts whose later points are still queued do not look silent. A
+    silence that began more than ``max_alert_age_ms`` before the wall clock is history all the same
+    (during an import of 2013 figures, ``now`` is in 2013).
+    """
+    latest: list[tuple[str, str | None, DailyPoint]] = []
+    for key, value in states:
+        state = AccountState.from_bytes(value, horizon_days)
+        point = state.series.latest
+        if point is not None:
+            latest.append((key.decode(), state.entity_id or None, point))
+    if not latest:
+        return []
+    now = min(wall, max(point.observed_at for _, _, point in latest))
+    age = params.max_alert_age_ms
+    out: list[Candidate] = []
+    for account_id, entity_id, point in latest:
+        detection = detect_silence((point,), now, params)
+        if detection is not None and (age is None or wall - detection.observed_at <= age):
+            out.append(Candidate(account_id, entity_id, detection))
+    return out
 
 
 # Reads an account's whole daily history from ClickHouse: account_id -> points.
@@ -175,8 +227,12 @@ class Processor:
         horizon_days: int = DEFAULT_HORIZON_DAYS,
         *,
         table_suffix: str = "",
+        alerts: DetectorParams | None = None,
+        clock: Callable[[], int] = wall_ms,
     ) -> None:
         self.staleness_ms = settings.staleness_days * DAY_MS
+        self.alerts = alerts
+        self.clock = clock
         self.horizon_days = horizon_days
         self.fetch_history = fetch_history
         self.db = settings.clickhouse_database
@@ -197,6 +253,8 @@ class Processor:
             {"snapshots": raw, "account_daily": daily, "account_latest": latest, "presence": presence}, []
         )
         version = time.time_ns()
+        detector = self.alerts
+        now = self.clock() if detector is not None else 0
         touched: set[tuple[str, str]] = set()
         needs_history: dict[str, tuple[AccountState, list[DailyPoint]]] = {}
         for account_id, items in by_account.items():
@@ -238,6 +296,11 @@ class Processor:
                 score = self._score_at(state.series, point)
                 daily.rows.append(self._daily_row(account_id, platform, state, point, score, version))
                 scored.add(point.day)
+                if detector is not None:  # a new day or a newer snapshot of its day (changed)
+                    for detection in detect_point(
+                        state.series, point, replaced=change.replaced, now=now, params=detector
+                    ):
+                        out.candidates.append(Candidate(account_id, state.entity_id or None, detection))
                 if earliest_change is None or point.observed_at < earliest_change:
                     earliest_change = point.observed_at
             if earliest_change is not None:

@@ -293,7 +293,7 @@ class NoiseControl:
     """
 
     def __init__(self, params: NoiseParams = DEFAULT_NOISE, silences: Sequence[Silence] = ()) -> None:
-        self.params: Final = params
+        self.params = params  # replaceable: a restored state takes the settings of the worker restoring it
         self._silences: tuple[Silence, ...] = tuple(silences)
         self._active: dict[str, int] = {}
         self._episodes: dict[tuple[str, AlertType], _Episode] = {}

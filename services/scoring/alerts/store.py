@@ -1,0 +1,134 @@
+"""The ClickHouse side of the alert stage: its writes (``alerts``, ``incidents``) and its reads
+(``silences``, active accounts per platform). The one impure module of this package.
+
+Writes never drop anything: :meth:`AlertStore.write` retries with back-off until ClickHouse takes the
+rows, and the caller publishes on Kafka and commits only after it returned. Each insert carries an
+``insert_deduplication_token`` derived from the table and the rows themselves, so a retry after a
+write that did succeed (a timeout on the answer) is deduplicated; a re-processing after a crash gives
+rows of the same ids, which the tables' ReplacingMergeTree keys collapse.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+from clickhouse_connect.driver.client import Client
+from prometheus_client import Counter
+
+from services.scoring.alerts.noise import Silence
+from services.scoring.alerts.records import SILENCE_COLUMNS, silence_from_row
+
+log = logging.getLogger(__name__)
+
+WRITE_RETRIES = Counter("barometre_alert_write_retries_total", "Alert and incident writes retried.")
+
+
+def content_token(table: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """The deduplication token of an insert: the same rows into the same table, the same token."""
+    text = json.dumps([table, list(columns), [list(r) for r in rows]], default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class AlertStore:
+    """Reads and writes of the alert stage (module docstring)."""
+
+    def __init__(
+        self,
+        client_factory: Callable[[], Client],
+        db: str,
+        *,
+        max_backoff_s: float = 30.0,
+        sleep: Callable[[float], object] = time.sleep,
+    ) -> None:
+        self._client_factory = client_factory
+        self._client: Client | None = None
+        self._db = db
+        self._max_backoff = max_backoff_s
+        self._sleep = sleep
+        self._refused: set[str] = set()  # silences already reported as unusable
+        self.healthy = True
+
+    def _get(self) -> Client:
+        if self._client is None:
+            self._client = self._client_factory()
+        return self._client
+
+    def write(self, tables: Mapping[str, tuple[Sequence[str], Sequence[Sequence[object]]]]) -> None:
+        """Insert each table's ``(columns, rows)``; retry all of them until ClickHouse takes them."""
+        delay = 0.5
+        while True:
+            try:
+                client = self._get()
+                for table, (columns, rows) in tables.items():
+                    if rows:
+                        client.insert(
+                            f"{self._db}.{table}",
+                            [list(r) for r in rows],
+                            column_names=list(columns),
+                            settings={"insert_deduplication_token": content_token(table, columns, rows)},
+                        )
+                if not self.healthy:
+                    log.info("ClickHouse takes alerts again")
+                self.healthy = True
+                return
+            except Exception as exc:  # any failure: keep the rows, wait, try again
+                WRITE_RETRIES.inc()
+                if self.healthy:
+                    log.warning("Writing alerts to ClickHouse failed, retrying (the stage waits): %s", exc)
+                self.healthy = False
+                self.drop_client()
+                self._sleep(delay)
+                delay = min(delay * 2, self._max_backoff)
+
+    def silences(self, now_ms: int) -> list[Silence]:
+        """The silences in force at ``now_ms`` or later (latest version of each). Rows noise control
+        cannot use (no matcher, an unknown type…) are left out, with a warning once per silence."""
+        columns = ", ".join(
+            f"toUnixTimestamp64Milli({c})" if c in ("starts_at", "ends_at") else c for c in SILENCE_COLUMNS
+        )
+        rows = (
+            self._get()
+            .query(
+                f"SELECT {columns} FROM {self._db}.silences FINAL "
+                "WHERE ends_at > fromUnixTimestamp64Milli({now:Int64}, 'UTC') ORDER BY silence_id",
+                parameters={"now": now_ms},
+            )
+            .result_rows
+        )
+        out: list[Silence] = []
+        for row in rows:
+            try:
+                out.append(silence_from_row(row))
+            except ValueError as exc:
+                if row[0] not in self._refused:
+                    self._refused.add(str(row[0]))
+                    log.warning("Silence %s cannot be applied and is ignored: %s", row[0], exc)
+        return out
+
+    def active_accounts(self, staleness_days: int) -> dict[str, int]:
+        """Per platform, the accounts whose latest point is active and fresh (within the staleness
+        window): the denominator of the share of a platform an incident needs."""
+        rows = (
+            self._get()
+            .query(
+                "SELECT platform, countIf(status = 'active' AND observed_at > now64(3) - "
+                "toIntervalDay({staleness:UInt32})) "
+                f"FROM {self._db}.account_latest FINAL GROUP BY platform",
+                parameters={"staleness": staleness_days},
+            )
+            .result_rows
+        )
+        return {str(platform): int(count) for platform, count in rows}
+
+    def drop_client(self) -> None:
+        """Forget the client (after a failure: the next call opens a fresh connection)."""
+        if self._client is not None:
+            try:
+                self._client.close()
+            except Exception:  # a broken connection may fail to close; it is dropped all the same
+                log.debug("closing the ClickHouse client failed", exc_info=True)
+            self._client = None
