@@ -93,13 +93,13 @@ def raw_producer(settings: Settings, records: list[tuple[bytes, bytes]], topic: 
     return len(records) / elapsed
 
 
-def push(events: list[dict[str, object]], clients: int, batch: int = 1000) -> float:
+def push(events: list[dict[str, object]], clients: int, port: int, batch: int = 1000) -> float:
     bodies = [json.dumps(events[i : i + batch]).encode() for i in range(0, len(events), batch)]
     errors: list[str] = []
     accepted = [0] * clients
 
     def worker(k: int) -> None:
-        with httpx.Client(base_url=f"http://127.0.0.1:{INGEST_PORT}", timeout=60) as c:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as c:
             for body in bodies[k::clients]:
                 r = c.post(
                     "/v1/snapshots",
@@ -127,6 +127,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--ingest-port", type=int, default=INGEST_PORT, help="port of the ingest service")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     with ExitStack() as stack:
@@ -171,7 +172,7 @@ def main() -> int:
             BAROMETRE_CLICKHOUSE_DATABASE=settings.clickhouse_database,
             BAROMETRE_KAFKA_TOPIC_PREFIX=settings.kafka_topic_prefix,
             BAROMETRE_BOOTSTRAP_TOKEN=TOKEN,
-            BAROMETRE_INGEST_PORT=str(INGEST_PORT),
+            BAROMETRE_INGEST_PORT=str(args.ingest_port),
             BAROMETRE_LOG_LEVEL="WARNING",
         )
         server = subprocess.Popen([sys.executable, "-m", "services.ingest"], env=env)
@@ -179,13 +180,13 @@ def main() -> int:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                if httpx.get(f"http://127.0.0.1:{INGEST_PORT}/readyz", timeout=2).status_code == 200:
+                if httpx.get(f"http://127.0.0.1:{args.ingest_port}/readyz", timeout=2).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
             time.sleep(0.3)
-        push(events[:5000], args.clients)  # warm-up: connections, producer metadata
-        pushed = push(events, args.clients)
+        push(events[:5000], args.clients, args.ingest_port)  # warm-up: connections, producer metadata
+        pushed = push(events, args.clients, args.ingest_port)
 
         path = tmp / "snapshots.jsonl"
         path.write_text("".join(json.dumps(e) + "\n" for e in events))

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -172,11 +173,9 @@ def format_timestamp(moment: datetime) -> str:
     """The canonical text of an instant: UTC, ``Z``, microseconds only when there are some."""
     if moment.tzinfo is None:
         raise ValueError("naive datetime: an instant needs an offset")
-    utc = moment.astimezone(UTC)
-    text = utc.strftime("%Y-%m-%dT%H:%M:%S")
-    if utc.microsecond:
-        text += f".{utc.microsecond:06d}"
-    return text + "Z"
+    # isoformat writes the seconds, then ".ffffff" only when there are microseconds, then "+00:00";
+    # three times faster than strftime, and this runs for every event ingest publishes.
+    return moment.astimezone(UTC).isoformat()[:-6] + "Z"
 
 
 def normalise_account_id(value: str) -> str:
@@ -215,7 +214,20 @@ def check_entity_id(value: str) -> str:
 
 def derive_event_id(account_id: str, observed_at: datetime) -> str:
     """The id of a snapshot that came without one: UUIDv5 of ``account_id|observed_at`` (canonical UTC)."""
-    return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{account_id}|{format_timestamp(observed_at)}"))
+    return _uuid5_text(_EVENT_ID_NAMESPACE_BYTES, f"{account_id}|{format_timestamp(observed_at)}")
+
+
+_EVENT_ID_NAMESPACE_BYTES = EVENT_ID_NAMESPACE.bytes
+
+
+def _uuid5_text(namespace: bytes, name: str) -> str:
+    """``str(uuid.uuid5(namespace, name))`` without building a UUID object: a third of the time, on the
+    hot path of ingest (most snapshots come without an event_id)."""
+    digest = bytearray(hashlib.sha1(namespace + name.encode(), usedforsecurity=False).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def derive_alert_id(alert_type: AlertType, account_id: str, observed_at: datetime) -> str:

@@ -145,10 +145,9 @@ def create_app(
             accepted, rejected = await asyncio.to_thread(
                 validation.check, items, now, known, SourceKind.PUSH.value
             )
-        records = [(s.account_id.encode(), s.to_event_bytes()) for s in accepted]
         try:
             with PUBLISH_SECONDS.time():
-                await asyncio.to_thread(publisher.publish, records)
+                await asyncio.to_thread(publisher.publish, accepted)
         except PublishError as exc:
             log.warning("publish failed (%d acknowledged): %s", exc.acknowledged, exc)
             return _error(

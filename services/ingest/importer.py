@@ -107,7 +107,7 @@ def _process_chunk(
     registry: validation.Registry,
 ) -> ChunkResult:
     accepted, rejected = validation.check(chunk, now, registry, SourceKind.IMPORT.value)
-    ends = publisher.publish([(s.account_id.encode(), s.to_event_bytes()) for s in accepted])
+    ends = publisher.publish(accepted)
     return len(chunk), len(accepted), [(r.index, r.error) for r in rejected], ends
 
 

@@ -14,20 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+from services.ingest.fastpath import COUNTS
 from services.ingest.validation import Rejection
 
 # AccountSnapshot fields that are integers: CSV cells are text, JSON counts are numbers.
-COUNT_FIELDS = frozenset(
-    {
-        "followers",
-        "following",
-        "posts_total",
-        "posts_30d",
-        "interactions_30d",
-        "replies_30d",
-        "automated_posts_30d",
-    }
-)
+COUNT_FIELDS = frozenset(COUNTS)
 
 
 def open_binary(path: Path) -> IO[bytes]:
