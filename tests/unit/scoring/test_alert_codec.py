@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import pickle
+import zlib
+from dataclasses import replace
 
 import pytest
 
@@ -118,10 +120,25 @@ def test_the_noise_control_state_round_trips_with_the_params_of_now() -> None:
     ]
 
 
+def test_a_large_state_stays_well_below_kafkas_record_limit() -> None:
+    control = NoiseControl(NoiseParams())
+    held = [
+        Candidate(
+            f"facebook:{i}",
+            None,
+            replace(DROP, observed_at=DROP.observed_at + i, details={**DROP.details, "change": -i}),
+        )
+        for i in range(5_000)
+    ]
+    control.process(1_000, held)
+    assert control.pending == 5_000
+    assert len(dump_control(control)) < 100_000  # Kafka refuses records over 1 MB by default
+
+
 def test_unreadable_state_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown noise-control state format"):
         load_control(b"\x02junk", NoiseParams())
     with pytest.raises(ValueError, match="cannot be read"):
         load_control(b"\x01junk", NoiseParams())
     with pytest.raises(ValueError, match="not a NoiseControl"):
-        load_control(b"\x01" + pickle.dumps({"a": 1}), NoiseParams())
+        load_control(b"\x01" + zlib.compress(pickle.dumps({"a": 1})), NoiseParams())

@@ -17,6 +17,7 @@ from services.scoring.alerts.noise import Candidate, NoiseControl, NoiseParams, 
 from services.scoring.alerts.records import (
     ALERT_COLUMNS,
     INCIDENT_COLUMNS,
+    TOPIC_MEMBERS,
     alert_records,
     alert_rows,
     incident_records,
@@ -96,6 +97,17 @@ def test_an_incident_becomes_a_row_a_record_and_inhibited_rows() -> None:
     assert later.resolved and opened(resolved) == []
     assert incident_version(later) == incident_version(incident) + 1  # replaces the open row
     assert incident_rows(resolved)[0][INCIDENT_COLUMNS.index("status")] == "resolved"
+
+
+def test_a_huge_incident_keeps_its_topic_record_small() -> None:
+    control = NoiseControl(NoiseParams(group_wait_ms=1_000))
+    accounts = [f"facebook:{100_000_000_000_000 + i}" for i in range(3_000)]
+    step = control.process(NOW, [drop(a, T0 + i) for i, a in enumerate(accounts)])
+    [(_, value)] = incident_records(step)
+    body = json.loads(value)
+    assert body["accounts"] == 3_000 and body["members"] == accounts[:TOPIC_MEMBERS]
+    assert len(value) < 100_000
+    assert incident_rows(step)[0][INCIDENT_COLUMNS.index("members")] == accounts  # all of them stored
 
 
 def test_silenced_and_duplicate_detections_leave_no_row() -> None:
