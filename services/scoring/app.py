@@ -44,6 +44,7 @@ from services.common.clickhouse import make_client
 from services.common.events import AccountSnapshot
 from services.common.names import DeadLetterCode, Topic
 from services.common.settings import Settings
+from services.scoring import faust_patches  # noqa: F401  # fixes faust's offset commits, on import
 from services.scoring.alerts.codec import (
     CandidateFormatError,
     candidate_key,

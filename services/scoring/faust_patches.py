@@ -1,0 +1,159 @@
+"""Fixes to faust-streaming's offset bookkeeping that the scoring worker depends on (faust 0.15.x).
+
+Faust commits, per partition, the end of the first run of consecutive offsets in ``Consumer._acked[tp]``
+(``Consumer._new_offset``). Offsets the fetcher never saw (a compacted topic, transaction markers) are
+recorded as a *gap* (``Consumer._add_gap``) and merged into that list at commit time, so that the run
+goes on across them. Two faults of that gap detection stalled our commits (robinhood/faust#559, #625):
+
+1. **Seeking back after resuming.** At the end of a recovery, faust resumes the stream partitions and
+   only then awaits ``Consumer.perform_seek()`` (``faust/tables/recovery.py``), a round trip to the
+   group coordinator. The fetcher, already running for the changelogs, delivers the first records of
+   the stream partitions meanwhile, and ``perform_seek`` then sets ``_read_offset[tp]`` (the last offset
+   delivered) back to the committed offset. The next record delivered looks like it skipped every
+   offset since: those offsets, already delivered and acknowledged, are recorded as a gap, and the
+   gap is appended to ``_acked[tp]`` a second time. ``_new_offset`` cuts its run at the first
+   duplicate, so each commit (one a second) moves a partition's offset by one: after a restart of
+   the scoring worker with state to recover, its offsets lagged the written rows by minutes (the
+   bench's "commit stall", 50-150 duplicates a partition). Worse, records delivered but not yet
+   written can be inside such a gap, which lets a commit pass them before their rows are in
+   ClickHouse.
+2. **The record after a real gap.** ``_drain_messages`` calls ``_add_gap(tp, last + 1, offset)`` and
+   ``_add_gap`` records ``[last + 1, offset]`` *inclusive*: the record being delivered counts as
+   acknowledged before it is processed, and once acked it is in ``_acked`` twice (same stall).
+
+The fix: ``perform_seek`` remembers the last offset delivered before it rewound ``_read_offset``, and
+``_add_gap`` records only offsets after that one and before the record being delivered, i.e. offsets
+that were really never delivered. The remembered offsets are forgotten with the partition
+(``on_partitions_revoked``), when faust forgets its own read offsets. As a safety net against other
+paths to duplicates, ``_new_offset`` removes duplicates from ``_acked[tp]`` first and logs a warning.
+
+Our own acknowledgements play no part: the agent acks each event once (``take_events``), and
+``app.hold_back`` only marks messages acknowledged *without* telling the consumer, which adds nothing
+to ``_acked``.
+
+The patches are applied once, on import (``services.scoring.app`` imports this module), for the
+faust versions whose consumer code they were written against; on another version nothing is patched
+and a warning says to check again (``tests/unit/scoring/test_faust_patches.py`` fails then).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import faust
+from faust.transport.consumer import Consumer, ensure_TP
+
+log = logging.getLogger(__name__)
+
+# The faust-streaming releases whose Consumer these patches were read against and tested with.
+PATCHED_VERSIONS = ("0.15.",)
+_READ_BEFORE_SEEK = "_barometre_read_before_seek"  # per consumer: TP -> last offset delivered
+
+
+def applies_to(version: str) -> bool:
+    """Whether the patches are written for faust ``version``."""
+    return version.startswith(PATCHED_VERSIONS)
+
+
+def _read_before_seek(consumer: Consumer) -> dict[Any, int]:
+    marks: dict[Any, int] | None = consumer.__dict__.get(_READ_BEFORE_SEEK)
+    if marks is None:
+        marks = consumer.__dict__[_READ_BEFORE_SEEK] = {}
+    return marks
+
+
+def _patch_perform_seek(original: Callable[[Consumer], Awaitable[None]]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    async def perform_seek(self: Consumer) -> None:
+        # faust 0.15's Consumer.perform_seek, plus the marks: the fetcher goes on delivering during
+        # the round trip, so the last offsets delivered are the ones read right before the rewind.
+        read_offset = self._read_offset
+        committed_offsets = await self.seek_to_committed()
+        marks = _read_before_seek(self)
+        for tp, offset in read_offset.items():
+            if offset is not None:
+                marks[tp] = max(offset, marks.get(tp, offset))
+        read_offset.update(
+            {
+                tp: offset if offset is not None and offset >= 0 else None
+                for tp, offset in committed_offsets.items()
+            }
+        )
+        self._committed_offset.update(
+            {
+                ensure_TP(tp): offset if offset else None
+                for tp, offset in committed_offsets.items()
+                if offset is not None
+            }
+        )
+
+    return perform_seek
+
+
+def _patch_add_gap(original: Callable[[Consumer, Any, int, int], Awaitable[None]]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    async def _add_gap(self: Consumer, tp: Any, offset_from: int, offset_to: int) -> None:
+        # offset_to is the record being delivered: not a gap (fault 2).
+        last_delivered = _read_before_seek(self).get(tp)
+        if last_delivered is not None:  # delivered before a seek rewound _read_offset (fault 1)
+            offset_from = max(offset_from, last_delivered + 1)
+        await original(self, tp, offset_from, offset_to - 1)
+
+    return _add_gap
+
+
+def _patch_on_partitions_revoked(original: Callable[..., Awaitable[None]]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    async def on_partitions_revoked(self: Consumer, revoked: Iterable[Any]) -> None:
+        marks = _read_before_seek(self)
+        for tp in revoked:
+            marks.pop(tp, None)
+        await original(self, revoked)
+
+    return on_partitions_revoked
+
+
+def _patch_new_offset(original: Callable[[Consumer, Any], int | None]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def _new_offset(self: Consumer, tp: Any) -> int | None:
+        acked = self._acked[tp]
+        if len(set(acked)) != len(acked):
+            log.warning(
+                "faust acknowledged offsets of %s more than once (%d duplicates); ignoring the duplicates",
+                tp,
+                len(acked) - len(set(acked)),
+            )
+            acked[:] = sorted(set(acked))
+        return original(self, tp)
+
+    return _new_offset
+
+
+def apply() -> bool:
+    """Patch faust's Consumer (once); return whether the patches are in place."""
+    if getattr(Consumer, "_barometre_patched", False):
+        return True
+    if not applies_to(faust.__version__):
+        log.warning(
+            "faust %s: the offset-commit patches of %s were written for %s and are NOT applied; "
+            "check whether that version still needs them",
+            faust.__version__,
+            __name__,
+            ", ".join(f"{v}x" for v in PATCHED_VERSIONS),
+        )
+        return False
+    # The wrapped methods keep their signatures; mypy cannot follow the assignment to a class.
+    Consumer.perform_seek = _patch_perform_seek(Consumer.perform_seek)  # type: ignore[method-assign]
+    Consumer._add_gap = _patch_add_gap(Consumer._add_gap)  # type: ignore[method-assign]
+    Consumer.on_partitions_revoked = _patch_on_partitions_revoked(  # type: ignore[method-assign]
+        Consumer.on_partitions_revoked
+    )
+    Consumer._new_offset = _patch_new_offset(Consumer._new_offset)  # type: ignore[method-assign]
+    Consumer._barometre_patched = True  # type: ignore[attr-defined]
+    return True
+
+
+apply()

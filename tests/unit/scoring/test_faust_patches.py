@@ -1,0 +1,153 @@
+"""faust's offset bookkeeping with ``services.scoring.faust_patches``: the commit position follows the
+acknowledged records through a seek back after a recovery and across a real gap, never past a record
+not yet acknowledged; and plain faust still has the faults (so the patches still have a reason).
+
+The consumer is faust's own (the aiokafka driver's ``Consumer`` of a real ``faust.App``), driven as its
+fetcher drives it (``deliver`` mirrors the bookkeeping of ``Consumer._drain_messages``). The one call
+that needs a broker, the group coordinator's committed offsets behind ``perform_seek``, answers from
+``COMMITTED``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import types
+from collections.abc import Iterator, Mapping
+from typing import cast
+
+import faust
+import pytest
+from faust.transport.conductor import Conductor
+from faust.transport.consumer import Consumer
+from faust.types import TP
+from faust.types.tuples import ConsumerMessage
+
+from services.scoring import faust_patches
+
+TOPIC = "account-snapshots.v1"
+PART = TP(TOPIC, 0)
+COMMITTED = 100
+
+
+@pytest.fixture
+def consumer() -> Iterator[Consumer]:
+    app = faust.App("faust-patches-test", broker="kafka://127.0.0.1:9", store="memory://")
+    consumer = cast(Consumer, app.consumer)
+    # What the conductor does for a topic an agent consumes:
+    cast(Conductor, app.topics)._acking_topics.add(TOPIC)
+
+    async def seek_to_committed() -> Mapping[TP, int]:
+        return {PART: COMMITTED}
+
+    consumer.seek_to_committed = seek_to_committed  # type: ignore[method-assign]
+    yield consumer
+
+
+def unpatched(consumer: Consumer) -> Consumer:
+    """``consumer`` with faust's own methods in place of the patched ones."""
+    for name in ("perform_seek", "_add_gap", "on_partitions_revoked", "_new_offset"):
+        original = getattr(Consumer, name).__wrapped__
+        setattr(consumer, name, types.MethodType(original, consumer))
+    return consumer
+
+
+def message(offset: int) -> ConsumerMessage:
+    return ConsumerMessage(TOPIC, 0, offset, 0.0, 0, None, b"key", b"value", None)
+
+
+async def deliver(consumer: Consumer, offset: int) -> ConsumerMessage:
+    """What ``Consumer._drain_messages`` does with a record before and after handing it to the streams."""
+    last = consumer._read_offset[PART]
+    if last is None or offset >= last:
+        if offset - (last or 0) > 1 and last:
+            await consumer._add_gap(PART, last + 1, offset)
+        consumer._read_offset[PART] = offset
+    return message(offset)
+
+
+async def restart_with_recovery(consumer: Consumer) -> None:
+    """A worker restarting with state: assigned at the committed offset, records delivered and acked
+    once the recovery resumes the partition, then the recovery's ``perform_seek`` (more records are
+    delivered during its round trip to the coordinator), then more records."""
+    await consumer.perform_seek()  # on assignment
+    for offset in range(COMMITTED, COMMITTED + 40):
+        consumer.ack(await deliver(consumer, offset))
+
+    async def seek_to_committed() -> Mapping[TP, int]:
+        for offset in range(COMMITTED + 40, COMMITTED + 50):
+            consumer.ack(await deliver(consumer, offset))
+        return {PART: COMMITTED}
+
+    consumer.seek_to_committed = seek_to_committed  # type: ignore[method-assign]
+    await consumer.perform_seek()  # recovery done: "Seek stream partitions to committed offsets"
+    for offset in range(COMMITTED + 50, COMMITTED + 80):
+        consumer.ack(await deliver(consumer, offset))
+
+
+def commits_until(consumer: Consumer, end: int, most: int = 200) -> int:
+    """How many commits (each ``_new_offset`` then the commit's bookkeeping) bring the committed
+    offset to ``end``; faust's commit timer makes one a second (``broker_commit_interval``)."""
+    for n in range(1, most + 1):
+        offset = consumer._new_offset(PART)
+        if offset is not None:
+            consumer._committed_offset[PART] = offset
+        if consumer._committed_offset[PART] == end:
+            return n
+    raise AssertionError(f"the committed offset is stuck at {consumer._committed_offset[PART]}")
+
+
+def test_a_seek_back_after_recovery_leaves_the_acknowledged_records_one_commit_away(
+    consumer: Consumer,
+) -> None:
+    asyncio.run(restart_with_recovery(consumer))
+    assert commits_until(consumer, COMMITTED + 80) == 1
+
+
+def test_plain_faust_commits_one_offset_at_a_time_after_that_seek(consumer: Consumer) -> None:
+    asyncio.run(restart_with_recovery(unpatched(consumer)))
+    assert consumer._new_offset(PART) == COMMITTED + 2
+    assert commits_until(consumer, COMMITTED + 80) >= 49
+
+
+async def around_a_gap(consumer: Consumer) -> None:
+    """Records 100-109 and 115-119 (110-114 missing, e.g. compacted away), all acknowledged."""
+    await consumer.perform_seek()
+    for offset in [*range(100, 110), *range(115, 120)]:
+        consumer.ack(await deliver(consumer, offset))
+
+
+def test_a_real_gap_is_passed_in_one_commit(consumer: Consumer) -> None:
+    asyncio.run(around_a_gap(consumer))
+    assert commits_until(consumer, 120) == 1
+
+
+def test_plain_faust_counts_the_record_after_a_gap_twice(consumer: Consumer) -> None:
+    asyncio.run(around_a_gap(unpatched(consumer)))
+    assert consumer._new_offset(PART) == 116  # 115 came from the gap and from its own ack
+
+
+def test_a_gap_never_covers_a_record_not_acknowledged_yet(consumer: Consumer) -> None:
+    async def run() -> None:
+        await consumer.perform_seek()
+        for offset in range(100, 110):
+            consumer.ack(await deliver(consumer, offset))
+        await deliver(consumer, 115)  # delivered, still being processed
+        consumer.ack(await deliver(consumer, 116))  # acknowledged first (e.g. another agent)
+
+    asyncio.run(run())
+    assert consumer._new_offset(PART) == 115
+
+
+def test_duplicates_from_elsewhere_do_not_stall_commits(consumer: Consumer) -> None:
+    consumer._acked[PART] = [100, 101, 101, 102, 102, 103]
+    consumer._acked_index[PART] = {100, 101, 102, 103}
+    assert consumer._new_offset(PART) == 104
+
+
+def test_the_patches_are_applied_for_the_installed_faust() -> None:
+    assert faust_patches.applies_to(faust.__version__), (
+        f"faust {faust.__version__}: check whether services/scoring/faust_patches.py is still needed "
+        "(the plain-faust tests above say whether the faults are still there), then update PATCHED_VERSIONS"
+    )
+    assert faust_patches.apply()
+    assert not faust_patches.applies_to("0.16.0")
