@@ -73,7 +73,7 @@ from services.scoring.dead_letters import (
 )
 from services.scoring.maths.points import from_ms
 from services.scoring.processor import BatchOutput, Processor, detector_params, silent_accounts, wall_ms
-from services.scoring.sink import ClickHouseSink
+from services.scoring.sink import ClickHouseSink, SinkStopped
 
 log = logging.getLogger(__name__)
 
@@ -260,7 +260,7 @@ def create_app(settings: Settings) -> faust.App:
                         "Scoring a batch failed on a dependency, retrying (the worker waits): %s", exc
                     )
                 retrying["clickhouse"] = "reads failing, retrying"
-                await asyncio.sleep(delay)
+                await asyncio.to_thread(sink.back_off, delay, exc)  # SinkStopped when shutting down
                 delay = min(delay * 2, MAX_BACKOFF_S)
 
     async def handle_batch(events: Sequence[Any]) -> None:
@@ -313,6 +313,12 @@ def create_app(settings: Settings) -> faust.App:
                     await batch(events)
                     retrying.pop("batches", None)
                     return
+                except SinkStopped as exc:
+                    # Shutting down while ClickHouse fails: give the batch up, uncommitted; the next
+                    # start consumes it again.
+                    log.warning("Stopping with a batch of %d events unwritten: %s", len(events), exc)
+                    hold_back(events)
+                    return
                 except Exception:
                     # Not the events (those are dead-lettered) nor a dependency (waited out above): a bug
                     # of ours. Retrying the batch is safe (every write is idempotent) and keeps its
@@ -332,6 +338,13 @@ def create_app(settings: Settings) -> faust.App:
     async def score(stream: Any) -> None:
         async for events in stream.take_events(BATCH, within=FLUSH_S):
             await handle(events, handle_batch)
+
+    @app.task  # type: ignore[untyped-decorator]  # faust's task decorator is untyped
+    async def stop_retrying_on_shutdown() -> None:
+        # Faust's shutdown first waits until every event taken is acknowledged; a batch whose write
+        # retries while ClickHouse is down would keep it waiting forever.
+        await app.wait_until_stopped()
+        sink.stop()
 
     # --- The alert stage (module docstring): one NoiseControl per platform.
 

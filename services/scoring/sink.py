@@ -5,7 +5,9 @@ an ``insert_deduplication_token`` derived from the table and the batch's Kafka o
 written again after a crash (same events, same rows) is deduplicated by ClickHouse, and the tables'
 ReplacingMergeTree keys collapse whatever still gets through. When ClickHouse does not answer, the
 write is retried with back-off for as long as it takes: the worker pauses, it never drops a batch and
-never commits offsets past rows that are not written (the agent awaits this call before acking).
+never commits offsets past rows that are not written (the agent awaits this call before acking). Only
+:meth:`ClickHouseSink.stop` (the worker shutting down) ends the retries: the write then raises
+:class:`SinkStopped` at once, the batch unwritten, and the worker leaves its offsets uncommitted.
 
 ``table_suffix`` sends every write and read to ``<table><suffix>`` instead (``barometre rebuild`` fills
 fresh ``<table>__rebuild`` tables with the same code, then swaps them in); the live worker leaves it empty.
@@ -16,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import time
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -35,6 +37,10 @@ WRITE_SECONDS = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 WRITE_RETRIES = Counter("barometre_scoring_write_retries_total", "ClickHouse writes retried.")
+
+
+class SinkStopped(Exception):
+    """The sink was stopped while a batch still could not be written: that batch is not written."""
 
 
 @dataclass
@@ -69,16 +75,35 @@ class ClickHouseSink:
         db: str,
         *,
         max_backoff_s: float = 30.0,
-        sleep: Callable[[float], object] = time.sleep,
+        sleep: Callable[[float], object] | None = None,
         table_suffix: str = "",
     ) -> None:
+        """``sleep`` waits between retries (default: the back-off, cut short by :meth:`stop`)."""
         self._client_factory = client_factory
         self._client: Client | None = None
         self._db = db
         self._suffix = table_suffix
         self._max_backoff = max_backoff_s
-        self._sleep = sleep
+        self._stopping = threading.Event()
+        self._sleep = sleep or self._stopping.wait
         self.healthy = True
+
+    def stop(self) -> None:
+        """Give up retrying: a write failing now, or waiting to retry, raises :class:`SinkStopped` at
+        once (thread-safe; the worker's shutdown calls it so that it never waits on the back-off)."""
+        self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def back_off(self, seconds: float, cause: Exception) -> None:
+        """Wait ``seconds`` before retrying what failed with ``cause`` (a write, or a read such as
+        :meth:`fetch_history`); raise :class:`SinkStopped` instead once the sink is stopped."""
+        if not self.stopping:
+            self._sleep(seconds)
+        if self.stopping:
+            raise SinkStopped(f"stopped while ClickHouse fails ({cause})") from cause
 
     def _get(self) -> Client:
         if self._client is None:
@@ -117,7 +142,8 @@ class ClickHouseSink:
         offsets: Mapping[int, tuple[int, int]],
         after: Sequence[Statement] = (),
     ) -> None:
-        """Write every table's rows, then run ``after``; retry the whole batch until it succeeds.
+        """Write every table's rows, then run ``after``; retry the whole batch until it succeeds, or
+        raise :class:`SinkStopped` once :meth:`stop` was called and an attempt failed.
 
         Inserts are idempotent (deduplication tokens, ReplacingMergeTree), so retrying the whole batch
         after a partial failure writes nothing twice that could change a figure.
@@ -137,7 +163,7 @@ class ClickHouseSink:
                         log.warning("ClickHouse write failed, retrying (the worker waits): %s", exc)
                     self.healthy = False
                     self._drop_client()
-                    self._sleep(delay)
+                    self.back_off(delay, exc)
                     delay = min(delay * 2, self._max_backoff)
 
     async def write_async(
