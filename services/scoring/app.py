@@ -63,7 +63,7 @@ from services.scoring.alerts.records import (
     incident_rows,
     opened,
 )
-from services.scoring.alerts.store import AlertStore
+from services.scoring.alerts.store import AlertStore, StoreStopped
 from services.scoring.dead_letters import (
     Rejection,
     classify,
@@ -80,6 +80,7 @@ log = logging.getLogger(__name__)
 BATCH = 10_000
 FLUSH_S = 1.0
 MAX_BACKOFF_S = 30.0
+ROLLUP_REFRESH_S = 3600.0  # entity rollups gone stale without a new event are recomputed this often
 
 EVENTS = Counter("barometre_scoring_events_total", "Snapshot events consumed, by outcome.", ["outcome"])
 LAG = Gauge(
@@ -313,9 +314,9 @@ def create_app(settings: Settings) -> faust.App:
                     await batch(events)
                     retrying.pop("batches", None)
                     return
-                except SinkStopped as exc:
-                    # Shutting down while ClickHouse fails: give the batch up, uncommitted; the next
-                    # start consumes it again.
+                except (SinkStopped, StoreStopped) as exc:
+                    # Shutting down while ClickHouse fails: give the batch up (unwritten, unpublished),
+                    # uncommitted; the next start consumes it again.
                     log.warning("Stopping with a batch of %d events unwritten: %s", len(events), exc)
                     hold_back(events)
                     return
@@ -342,9 +343,23 @@ def create_app(settings: Settings) -> faust.App:
     @app.task  # type: ignore[untyped-decorator]  # faust's task decorator is untyped
     async def stop_retrying_on_shutdown() -> None:
         # Faust's shutdown first waits until every event taken is acknowledged; a batch whose write
-        # retries while ClickHouse is down would keep it waiting forever.
+        # retries while ClickHouse is down would keep it waiting forever (the alert stage's too).
         await app.wait_until_stopped()
         sink.stop()
+        writer.stop()
+
+    @app.task  # type: ignore[untyped-decorator]  # faust's task decorator is untyped
+    async def refresh_stale_rollups() -> None:
+        # Batches recompute the rollups of the entities they touch; an account going stale (its latest
+        # point leaving the staleness window) touches nothing, so its entity's sums are redone here.
+        while not app.should_stop:
+            try:
+                pairs = await asyncio.to_thread(sink.refresh, processor.stale_rollups(), processor.rollups)
+                if pairs:
+                    log.info("Recomputed %d entity rollups that had gone stale", pairs)
+            except Exception as exc:  # ClickHouse away: the next round tries again
+                log.warning("Recomputing stale entity rollups failed (retried later): %s", exc)
+            await app.sleep(ROLLUP_REFRESH_S)
 
     # --- The alert stage (module docstring): one NoiseControl per platform.
 
@@ -423,7 +438,8 @@ def create_app(settings: Settings) -> faust.App:
                     log.warning("Reading %s failed, retrying (the alert stage waits): %s", what, exc)
                 retrying["alert_reads"] = f"reading {what} failing, retrying"
                 reader.drop_client()
-                await asyncio.sleep(delay)
+                if await asyncio.to_thread(writer.pause, delay):  # cut short by a shutdown
+                    raise StoreStopped(f"stopped while reading {what} fails ({exc})") from exc
                 delay = min(delay * 2, MAX_BACKOFF_S)
 
     async def handle_candidates(events: Sequence[Any]) -> None:
@@ -484,6 +500,8 @@ def create_app(settings: Settings) -> faust.App:
                         keep(platform, stored, control)
                 if changed:
                     await app.producer.flush()  # the new states on their changelog before going on
+            except StoreStopped as exc:  # shutting down while ClickHouse fails: they stay held, stored
+                log.warning("Stopping with held alert detections undelivered: %s", exc)
             except Exception:
                 # A bug of ours, not a dependency (those are waited out): the held detections stay in the
                 # stored state, and the next tick tries again; a crashed timer would stop the worker.

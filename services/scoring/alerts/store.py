@@ -2,7 +2,9 @@
 (``silences``, active accounts per platform). The one impure module of this package.
 
 Writes never drop anything: :meth:`AlertStore.write` retries with back-off until ClickHouse takes the
-rows, and the caller publishes on Kafka and commits only after it returned. Each insert carries an
+rows, and the caller publishes on Kafka and commits only after it returned. Only :meth:`AlertStore.stop`
+(the worker shutting down) ends the retries: the write then raises :class:`StoreStopped`, nothing
+published, and the worker leaves the candidates' offsets uncommitted. Each insert carries an
 ``insert_deduplication_token`` derived from the table and the rows themselves, so a retry after a
 write that did succeed (a timeout on the answer) is deduplicated; a re-processing after a crash gives
 rows of the same ids, which the tables' ReplacingMergeTree keys collapse.
@@ -13,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import time
+import threading
 from collections.abc import Callable, Mapping, Sequence
 
 from clickhouse_connect.driver.client import Client
@@ -25,6 +27,10 @@ from services.scoring.alerts.records import SILENCE_COLUMNS, silence_from_row
 log = logging.getLogger(__name__)
 
 WRITE_RETRIES = Counter("barometre_alert_write_retries_total", "Alert and incident writes retried.")
+
+
+class StoreStopped(Exception):
+    """The store was stopped (shutdown) while rows still could not be written: they are not written."""
 
 
 def content_token(table: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -42,15 +48,28 @@ class AlertStore:
         db: str,
         *,
         max_backoff_s: float = 30.0,
-        sleep: Callable[[float], object] = time.sleep,
     ) -> None:
         self._client_factory = client_factory
         self._client: Client | None = None
         self._db = db
         self._max_backoff = max_backoff_s
-        self._sleep = sleep
+        self._stopping = threading.Event()
         self._refused: set[str] = set()  # silences already reported as unusable
         self.healthy = True
+
+    def stop(self) -> None:
+        """Give up retrying (thread-safe): a write failing, or waiting to retry, raises
+        :class:`StoreStopped`."""
+        self._stopping.set()
+
+    def pause(self, seconds: float) -> bool:
+        """Wait ``seconds`` before a retry, cut short by :meth:`stop`; whether the store was stopped."""
+        return self._stopping.wait(seconds)
+
+    @property
+    def stopping(self) -> bool:
+        """Whether :meth:`stop` was called."""
+        return self._stopping.is_set()
 
     def _get(self) -> Client:
         if self._client is None:
@@ -81,7 +100,8 @@ class AlertStore:
                     log.warning("Writing alerts to ClickHouse failed, retrying (the stage waits): %s", exc)
                 self.healthy = False
                 self.drop_client()
-                self._sleep(delay)
+                if self.pause(delay):
+                    raise StoreStopped(f"stopped while ClickHouse fails ({exc})") from exc
                 delay = min(delay * 2, self._max_backoff)
 
     def silences(self, now_ms: int) -> list[Silence]:

@@ -27,7 +27,7 @@ from tests.integration.scoring.test_dead_letters import Producer, Sent, Worker, 
 
 pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse, pytest.mark.slow]
 
-PORT = 18781  # scoring ports 18781-18783 belong to this module
+PORT = 18781  # test_alert_outage.py has 18782
 GROUP_WAIT_S = 3
 T = TypeVar("T")
 
