@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
+from kafka import KafkaConsumer
 from prometheus_client import Counter, Gauge
 from pydantic import ValidationError
 
@@ -237,13 +239,9 @@ class AlertHub:
         )
         consumer = self._consumer = self._consumer_for("barometre-api-alert-hub")
         await consumer.start()
-        await consumer.topics()  # fetches the metadata that partitions_for_topic reads
-        groups = []
-        for kind in ("alert", "incident"):
-            partitions = consumer.partitions_for_topic(self._topics[kind]) or set()
-            if not partitions:
-                raise HubUnavailable(f"topic {self._topics[kind]} has no partitions")
-            groups.append(tuple(TopicPartition(self._topics[kind], p) for p in sorted(partitions)))
+        names = (self._topics["alert"], self._topics["incident"])
+        found = await asyncio.to_thread(_partitions, self._settings.kafka_bootstrap, names)
+        groups = [tuple(TopicPartition(name, p) for p in found[name]) for name in names]
         layout = Layout(groups[0], groups[1])
         every = [*layout.alerts, *layout.incidents]
         consumer.assign(every)
@@ -405,6 +403,29 @@ class AlertHub:
 
     def buffered(self) -> int:
         return len(self._buffer) if self._buffer is not None else 0
+
+
+def _partitions(
+    bootstrap: str, topics: Sequence[str], timeout_s: float = START_TIMEOUT_S
+) -> dict[str, list[int]]:
+    """The partitions of each topic, waiting for topics created a moment ago to reach the metadata.
+    (kafka-python here: aiokafka's public API does not refresh the metadata partitions_for_topic reads.)"""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), enable_auto_commit=False)
+    try:
+        deadline = time.monotonic() + timeout_s
+        out: dict[str, list[int]] = {}
+        for topic in topics:
+            partitions = consumer.partitions_for_topic(topic)
+            while not partitions and time.monotonic() < deadline:
+                time.sleep(0.1)
+                consumer.topics()  # refreshes the metadata
+                partitions = consumer.partitions_for_topic(topic)
+            if not partitions:
+                raise HubUnavailable(f"topic {topic} has no partitions")
+            out[topic] = sorted(partitions)
+        return out
+    finally:
+        consumer.close()
 
 
 # Wakes a stream waiting on its queue when the server shuts down (never sent: the stream ends first).

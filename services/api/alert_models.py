@@ -28,6 +28,11 @@ def invalid(message: str) -> PydanticCustomError:
     return PydanticCustomError("invalid_value", message.replace("{", "{{").replace("}", "}}"))
 
 
+def to_ms(moment: datetime) -> datetime:
+    """``moment`` truncated to the millisecond: what DateTime64(3) stores, so answers match reads."""
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
 def _str(value: object, what: str) -> str:
     if not isinstance(value, str):
         raise invalid(f"{what} must be a string")
@@ -248,12 +253,12 @@ class SilenceIn(BaseModel):
 
     def period(self, now: datetime) -> tuple[datetime, datetime]:
         """``[starts_at, ends_at)`` once defaults are applied; ValueError when it is not a valid period."""
-        starts = self.starts_at or now
-        ends = self.ends_at if self.ends_at is not None else starts + (self.duration or timedelta())
-        if ends <= starts:
-            raise ValueError("ends_at: must be after starts_at")
+        starts = to_ms(self.starts_at or now)
+        ends = to_ms(self.ends_at) if self.ends_at is not None else starts + (self.duration or timedelta())
         if ends <= now:
             raise ValueError("ends_at: the silence would already be over")
+        if ends <= starts:
+            raise ValueError("ends_at: must be after starts_at")
         if ends - starts > MAX_SILENCE:
             raise ValueError(f"a silence lasts at most {MAX_SILENCE.days} days; create a new one after")
         return starts, ends

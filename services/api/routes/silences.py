@@ -15,7 +15,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from services.api import alert_store
-from services.api.alert_models import SilenceIn, SilenceOut, SilencesOut
+from services.api.alert_models import SilenceIn, SilenceOut, SilencesOut, to_ms
 from services.api.deps import AlertsWriter, ApiDep, now
 from services.api.models import ERROR_RESPONSES, NOT_FOUND
 from services.api.routes.alerts import AUTH_RESPONSES
@@ -47,7 +47,7 @@ def _json(model: SilenceOut | SilencesOut, status: int = 200) -> Response:
     "at most 366 days. `comment` says why.",
 )
 async def create_silence(api: ApiDep, caller: AlertsWriter, body: SilenceIn) -> Response:
-    at = now()
+    at = to_ms(now())
     try:
         starts, ends = body.period(at)
     except ValueError as exc:
@@ -75,7 +75,7 @@ async def list_silences(
     active: Annotated[bool | None, Query(description="In force now (true) or not (false).")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
 ) -> Response:
-    at = now()
+    at = to_ms(now())
     rows = await api.run(
         lambda: alert_store.list_silences(api.client(), api.db, active=active, now=at, limit=limit)
     )
@@ -93,7 +93,7 @@ async def list_silences(
 async def expire_silence(api: ApiDep, caller: AlertsWriter, silence_id: str) -> Response:
     if not _ID_RE.fullmatch(silence_id):
         raise ApiError(404, "not_found", f"unknown silence {silence_id[:140]!r}")
-    at = now()
+    at = to_ms(now())
 
     def compute() -> SilenceOut:
         row = alert_store.get_silence(api.client(), api.db, silence_id)

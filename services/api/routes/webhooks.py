@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from services.api import alert_store
-from services.api.alert_models import DeliveriesOut, WebhookCreated, WebhookIn, WebhookOut, WebhooksOut
+from services.api.alert_models import DeliveriesOut, WebhookCreated, WebhookIn, WebhookOut, WebhooksOut, to_ms
 from services.api.deps import AlertsWriter, ApiDep, now
 from services.api.models import ERROR_RESPONSES, NOT_FOUND
 from services.api.routes.alerts import AUTH_RESPONSES
@@ -57,7 +57,7 @@ async def create_webhook(api: ApiDep, caller: AlertsWriter, body: WebhookIn) -> 
         "secret": body.secret or "whsec_" + secrets.token_urlsafe(32),
         "types": [t.value for t in body.types], "platforms": [p.value for p in body.platforms],
         "entity_ids": body.entity_ids, "min_severity": body.min_severity.value,
-        "description": body.description, "created_by": caller, "created_at": now(),
+        "description": body.description, "created_by": caller, "created_at": to_ms(now()),
     }  # fmt: skip
     await api.run(lambda: alert_store.insert_subscription(api.client(), api.db, row))
     return _json(WebhookCreated.model_validate(row).model_dump_json(), 201)

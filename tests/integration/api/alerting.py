@@ -137,7 +137,8 @@ class SseEvent:
 
 @dataclass
 class SseReader:
-    """Reads an SSE response in a thread; ``next()`` waits for the next event."""
+    """Reads an SSE response in a thread; ``start()`` returns once the stream is live (its first line
+    came) or refused, ``next()`` waits for the next event."""
 
     url: str
     headers: dict[str, str] = field(default_factory=dict)
@@ -160,9 +161,12 @@ class SseReader:
                 client.stream("GET", self.url, headers=self.headers) as response,
             ):
                 self.status = response.status_code
-                self._opened.set()
+                if self.status != 200:
+                    self._opened.set()
                 fields: dict[str, str] = {}
                 for line in response.iter_lines():
+                    # The stream's first line (retry:) comes once the client is registered with the hub.
+                    self._opened.set()
                     if self._stop.is_set():
                         return
                     if line.startswith(":"):
