@@ -214,7 +214,13 @@ def check_entity_id(value: str) -> str:
 
 def derive_event_id(account_id: str, observed_at: datetime) -> str:
     """The id of a snapshot that came without one: UUIDv5 of ``account_id|observed_at`` (canonical UTC)."""
-    return _uuid5_text(_EVENT_ID_NAMESPACE_BYTES, f"{account_id}|{format_timestamp(observed_at)}")
+    return derive_event_id_from_text(account_id, format_timestamp(observed_at))
+
+
+def derive_event_id_from_text(account_id: str, observed_at: str) -> str:
+    """:func:`derive_event_id` when the canonical text of ``observed_at`` (:func:`format_timestamp`) is
+    already at hand, as on ingest's hot path."""
+    return _uuid5_text(_EVENT_ID_NAMESPACE_BYTES, f"{account_id}|{observed_at}")
 
 
 _EVENT_ID_NAMESPACE_BYTES = EVENT_ID_NAMESPACE.bytes

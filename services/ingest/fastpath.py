@@ -26,7 +26,7 @@ from services.common.events import (
     MAX_HANDLE_LENGTH,
     SOURCE_PATTERN,
     check_entity_id,
-    derive_event_id,
+    derive_event_id_from_text,
     format_timestamp,
     normalise_account_id,
     parse_timestamp,
@@ -96,11 +96,6 @@ def _plain_text(value: object, regex: re.Pattern[str]) -> bool:
     return type(value) is str and regex.fullmatch(value) is not None
 
 
-def _count(value: object) -> bool:
-    # JSON integers only: a float (10.0 is allowed by the contract) or a bool goes to the model.
-    return type(value) is int and 0 <= value <= MAX_COUNT
-
-
 def snapshot_fields(item: Mapping[str, object], now: datetime) -> dict[str, object] | None:
     """The event ``item`` becomes, as ``AccountSnapshot.model_validate(item, context={"now": now})``
     would dump it, or ``None`` when ``item`` is not the plain case (the model must decide).
@@ -140,12 +135,15 @@ def snapshot_fields(item: Mapping[str, object], now: datetime) -> dict[str, obje
         return None
     if moment > now + DEFAULT_FUTURE_TOLERANCE:
         return None
+    # Counts: JSON integers only (type, not isinstance: a bool is an int to Python, not to JSON); a
+    # float, which the contract allows when its fraction is zero, goes to the model.
     followers = item.get("followers")
-    if not _count(followers):
+    if type(followers) is not int or not 0 <= followers <= MAX_COUNT:
         return None
+    observed_text = format_timestamp(moment)
     event_id = item.get("event_id", _ABSENT)
     if event_id is _ABSENT:
-        event_id = derive_event_id(account_id, moment)
+        event_id = derive_event_id_from_text(account_id, observed_text)
     elif not _plain_text(event_id, _EVENT_ID_RE):
         return None
     source = item.get("source")
@@ -169,12 +167,12 @@ def snapshot_fields(item: Mapping[str, object], now: datetime) -> dict[str, obje
         if type(handle) is not str or not 1 <= len(handle) <= MAX_HANDLE_LENGTH:
             return None
         fields["handle"] = handle
-    fields["observed_at"] = format_timestamp(moment)
+    fields["observed_at"] = observed_text
     fields["followers"] = followers
     for name in _OPTIONAL_COUNTS:
         value = item.get(name, _ABSENT)
         if value is not _ABSENT:
-            if not _count(value):
+            if type(value) is not int or not 0 <= value <= MAX_COUNT:
                 return None
             fields[name] = value
     fields["status"] = status

@@ -13,17 +13,26 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from kafka import KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
-from kafka.partitioner.default import murmur2
+from murmurhash2 import murmurhash2
 
 from services.common.names import Topic
 from services.common.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# Kafka's murmur2 is MurmurHash2 (32-bit) with this seed; kafka-python's copy of it is pure Python.
+_MURMUR2_SEED = 0x9747B28C
+
+
+def partition_of(key: bytes, partitions: int) -> int:
+    """The partition of ``key`` among ``partitions``, as Kafka's default partitioner (Java's and
+    kafka-python's) picks it: one account's events go where the scoring worker keeps its state."""
+    return (murmurhash2(key, _MURMUR2_SEED) & 0x7FFFFFFF) % partitions
 
 
 class PublishError(RuntimeError):
@@ -65,8 +74,6 @@ class Publisher:
         self._client_id = client_id
         self._producer: KafkaProducer | None = None
         self._lock = threading.Lock()
-        self._partition_cache: dict[bytes, int] = {}
-        self._partition_count = 0
 
     def _get(self) -> KafkaProducer:
         # Created lazily so that a service starts (and says "not ready") while Kafka is down.
@@ -103,9 +110,14 @@ class Publisher:
             raise PublishError(f"Kafka is unreachable: {exc}", 0) from exc
         futures = []
         try:
-            partition_of = self._partitioner(producer)
+            # Partitions picked here, in C, rather than by kafka-python's pure-Python murmur2 (a fifth of
+            # the cost of a send). partitions_for waits for metadata up to max_block_ms.
+            partitions = sorted(producer.partitions_for(self.topic))
+            count, send, topic = len(partitions), producer.send, self.topic
             for key, value in records:
-                futures.append(producer.send(self.topic, key=key, value=value, partition=partition_of(key)))
+                futures.append(
+                    send(topic, key=key, value=value, partition=partitions[partition_of(key, count)])
+                )
             producer.flush(timeout=self._tuning.delivery_timeout_ms / 1000)
         except KafkaTimeoutError as exc:
             acked = sum(1 for f in futures if f.succeeded())
@@ -125,27 +137,6 @@ class Publisher:
             meta = future.value
             ends[meta.partition] = max(ends.get(meta.partition, 0), meta.offset + 1)
         return ends
-
-    def _partitioner(self, producer: KafkaProducer) -> Callable[[bytes], int]:
-        """The partition of a key, as the default partitioner picks it (murmur2, like Kafka's own
-        clients, so a key's events and the scoring worker's state agree), memoised: the same accounts
-        come back every round, and hashing in Python is a fifth of the cost of a send."""
-        partitions = producer.partitions_for(self.topic)  # waits for metadata up to max_block_ms
-        ordered = sorted(partitions)
-        if len(ordered) != self._partition_count:
-            self._partition_cache.clear()
-            self._partition_count = len(ordered)
-        cache = self._partition_cache
-        if len(cache) > 1_000_000:  # bounded: the registry has ~300,000 accounts
-            cache.clear()
-
-        def partition_of(key: bytes) -> int:
-            found = cache.get(key)
-            if found is None:
-                found = cache[key] = ordered[(murmur2(key) & 0x7FFFFFFF) % len(ordered)]
-            return found
-
-        return partition_of
 
     def wait_connected(self, timeout: float = 10.0) -> bool:
         """True once the producer has reached a broker (for readiness)."""
