@@ -80,6 +80,7 @@ log = logging.getLogger(__name__)
 BATCH = 10_000
 FLUSH_S = 1.0
 MAX_BACKOFF_S = 30.0
+ROLLUP_REFRESH_S = 3600.0  # entity rollups gone stale without a new event are recomputed this often
 
 EVENTS = Counter("barometre_scoring_events_total", "Snapshot events consumed, by outcome.", ["outcome"])
 LAG = Gauge(
@@ -346,6 +347,19 @@ def create_app(settings: Settings) -> faust.App:
         await app.wait_until_stopped()
         sink.stop()
         writer.stop()
+
+    @app.task  # type: ignore[untyped-decorator]  # faust's task decorator is untyped
+    async def refresh_stale_rollups() -> None:
+        # Batches recompute the rollups of the entities they touch; an account going stale (its latest
+        # point leaving the staleness window) touches nothing, so its entity's sums are redone here.
+        while not app.should_stop:
+            try:
+                pairs = await asyncio.to_thread(sink.refresh, processor.stale_rollups(), processor.rollups)
+                if pairs:
+                    log.info("Recomputed %d entity rollups that had gone stale", pairs)
+            except Exception as exc:  # ClickHouse away: the next round tries again
+                log.warning("Recomputing stale entity rollups failed (retried later): %s", exc)
+            await app.sleep(ROLLUP_REFRESH_S)
 
     # --- The alert stage (module docstring): one NoiseControl per platform.
 

@@ -320,10 +320,7 @@ class Processor:
             out.states[key] = state.to_bytes()
         if needs_history:
             self._recompute_from_history(needs_history, presence, daily, out, version)
-        # In chunks: the pairs travel as a bound parameter in the request's URL, which servers cap.
-        pairs = sorted(touched)
-        for start in range(0, len(pairs), ROLLUP_CHUNK):
-            out.after.append(self.entity_rollup(pairs[start : start + ROLLUP_CHUNK]))
+        out.after.extend(self.rollups(touched))
         return out
 
     def _recompute_from_history(
@@ -453,6 +450,36 @@ class Processor:
             GROUP BY a.platform, a.entity_id
         """
         return Statement(sql, {"touched": list(touched), "staleness": self.staleness_ms // DAY_MS})
+
+    def rollups(self, pairs: Iterable[tuple[str, str]]) -> list[Statement]:
+        """:meth:`entity_rollup` of ``pairs``, in chunks: the pairs travel as a bound parameter in the
+        request's URL, which servers cap."""
+        ordered = sorted(pairs)
+        return [
+            self.entity_rollup(ordered[start : start + ROLLUP_CHUNK])
+            for start in range(0, len(ordered), ROLLUP_CHUNK)
+        ]
+
+    def stale_rollups(self) -> Statement:
+        """The (platform, entity) pairs whose ``entity_latest`` row was computed before one of their
+        accounts went stale (its latest point left the staleness window): their sums still count it.
+
+        Batches recompute the rollups of the entities they touch, and an account going stale touches
+        nothing: the worker recomputes these periodically (``app.refresh_stale_rollups``).
+        """
+        sql = f"""
+            SELECT DISTINCT a.platform, a.entity_id
+            FROM (
+                SELECT platform, entity_id, observed_at FROM {self.db}.account_latest{self.table_suffix} FINAL
+                WHERE observed_at <= now64(3) - toIntervalDay({{staleness:UInt32}})
+            ) AS a
+            INNER JOIN (
+                SELECT platform, entity_id, max(version) AS computed
+                FROM {self.db}.entity_latest{self.table_suffix} GROUP BY platform, entity_id
+            ) AS e ON e.platform = a.platform AND e.entity_id = a.entity_id
+            WHERE toUnixTimestamp64Nano(a.observed_at + toIntervalDay({{staleness:UInt32}})) > e.computed
+        """
+        return Statement(sql, {"staleness": self.staleness_ms // DAY_MS})
 
 
 def _ms_of(s: AccountSnapshot) -> int:

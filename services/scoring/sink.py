@@ -174,6 +174,22 @@ class ClickHouseSink:
     ) -> None:
         await asyncio.to_thread(self.write, tables, offsets, after)
 
+    def refresh(
+        self, find: Statement, statements: Callable[[list[tuple[str, str]]], Sequence[Statement]]
+    ) -> int:
+        """Run ``statements`` of the (platform, entity) pairs that ``find`` selects; return how many
+        pairs. One attempt (a timer calls it again later), on a client of its own: the batches' writes
+        go on meanwhile on the sink's client, which takes one request at a time."""
+        client = self._client_factory()
+        try:
+            found = client.query(find.sql, parameters=dict(find.parameters)).result_rows
+            pairs = [(str(platform), str(entity)) for platform, entity in found]
+            for statement in statements(pairs):
+                client.raw_query(statement.sql, parameters=dict(statement.parameters))
+            return len(pairs)
+        finally:
+            client.close()
+
     def fetch_history(self, account_ids: Sequence[str]) -> dict[str, list[DailyPoint]]:
         """Every daily point of ``account_ids`` written so far (for points older than the state holds)."""
         rows = (
