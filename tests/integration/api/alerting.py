@@ -213,7 +213,8 @@ class Receiver:
                 self.bad_signatures += 1
                 return Response(status_code=401)
             if self.script:
-                return Response(status_code=self.script.pop(0))
+                status = self.script.pop(0)
+                return Response(status_code=status, headers={"Retry-After": "1"} if status == 429 else None)
             self.received.append(json.loads(body))
             self.arrived.set()
             return Response(status_code=204)
