@@ -405,7 +405,13 @@ def test_names() -> None:
     assert Category.from_kind("EPCI") is Category.EPCI
     with pytest.raises(ValueError, match="unknown entity kind"):
         Category.of_entity_id("CANTON:1")
-    assert [t.value for t in Topic] == ["account-snapshots.v1", "account-snapshots.dlq", "alerts.v1"]
+    assert [t.value for t in Topic] == [
+        "account-snapshots.v1",
+        "account-snapshots.dlq",
+        "alerts.v1",
+        "alert-candidates.v1",
+        "incidents.v1",
+    ]
     assert names.normalise_platform("twitter") is Platform.X
     assert AccountSnapshot.model_fields["schema_version"].default == names.ACCOUNT_SNAPSHOT_SCHEMA
     assert DeadLetter.model_fields["schema_version"].default == names.DEAD_LETTER_SCHEMA
