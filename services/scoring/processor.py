@@ -239,8 +239,18 @@ class Processor:
         self.table_suffix = table_suffix
 
     def process(
-        self, snapshots: Iterable[AccountSnapshot], states: Mapping[bytes, bytes | None]
+        self,
+        snapshots: Iterable[AccountSnapshot],
+        states: Mapping[bytes, bytes | None],
+        received: Mapping[str, int] | None = None,
     ) -> BatchOutput:
+        """Rows and new states for ``snapshots`` given the ``states`` of their accounts.
+
+        ``received`` (event_id -> epoch ms) says when barometre received each snapshot (the Kafka
+        record's timestamp): the detectors judge a point as of then, never later than the clock, so
+        that a worker catching up on a backlog, or re-processing the log, takes the same decisions as
+        one that kept up (docs/ALERTS.md, "Clocks"). Absent: the clock.
+        """
         by_account: dict[str, list[AccountSnapshot]] = defaultdict(list)
         raw = TableRows(SNAPSHOT_COLUMNS)
         for s in snapshots:
@@ -297,8 +307,9 @@ class Processor:
                 daily.rows.append(self._daily_row(account_id, platform, state, point, score, version))
                 scored.add(point.day)
                 if detector is not None:  # a new day or a newer snapshot of its day (changed)
+                    at = now if received is None else min(now, received.get(s.event_id, now))
                     for detection in detect_point(
-                        state.series, point, replaced=change.replaced, now=now, params=detector
+                        state.series, point, replaced=change.replaced, now=at, params=detector
                     ):
                         out.candidates.append(Candidate(account_id, state.entity_id or None, detection))
                 if earliest_change is None or point.observed_at < earliest_change:

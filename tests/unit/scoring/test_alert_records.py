@@ -203,6 +203,25 @@ def test_the_processor_returns_the_candidates_of_its_points() -> None:
     )
 
 
+def test_points_are_judged_as_of_when_they_were_received() -> None:
+    """A worker catching up on a backlog (or re-processing the log) judges each point as of its record's
+    timestamp, not as of the moment it happens to read it: the decisions do not depend on lag."""
+    drop = snapshot("x:a", 9.1, 3900)
+    base = history("x:a", range(50, 9, -1))
+
+    def candidates(received: dict[str, int] | None) -> list[AlertType]:
+        states: dict[bytes, bytes | None] = {}
+        p = processor()
+        states.update(p.process(base, states, {s.event_id: to_ms(s.observed_at) for s in base}).states)
+        return [c.type for c in p.process([drop], states, received).candidates]
+
+    # Nine days old at the wall clock: history, unless it was received when it was observed.
+    assert candidates(None) == []
+    assert candidates({drop.event_id: to_ms(drop.observed_at) + 60_000}) == [AlertType.AUDIENCE_DROP]
+    # A record timestamp in the future (a producer's wrong clock) counts as the wall clock.
+    assert candidates({drop.event_id: WALL + 30 * 24 * 3_600_000}) == []
+
+
 def test_imported_history_raises_nothing() -> None:
     points = history("x:old", range(120, 60, -1))
     points[30] = snapshot("x:old", 90, 100)  # a collapse, 90 days ago
