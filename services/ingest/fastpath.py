@@ -92,6 +92,28 @@ def _account_id(value: object) -> str | None:
     return found
 
 
+# Parsed timestamps by the text sent: a polling round, a simulator tick or a daily export gives one
+# instant to thousands of snapshots. Bounded; cleared when full.
+_INSTANTS: dict[str, tuple[datetime, str]] = {}
+_INSTANTS_MAX = 100_000
+
+
+def _instant(value: object) -> tuple[datetime, str] | None:
+    """(the UTC instant, its canonical text) of a valid timestamp, else None."""
+    if type(value) is not str:
+        return None
+    found = _INSTANTS.get(value)
+    if found is None:
+        try:
+            moment = parse_timestamp(value)
+        except ValueError:
+            return None
+        if len(_INSTANTS) >= _INSTANTS_MAX:
+            _INSTANTS.clear()
+        found = _INSTANTS[value] = (moment, format_timestamp(moment))
+    return found
+
+
 def _plain_text(value: object, regex: re.Pattern[str]) -> bool:
     return type(value) is str and regex.fullmatch(value) is not None
 
@@ -126,21 +148,15 @@ def snapshot_fields(item: Mapping[str, object], now: datetime) -> dict[str, obje
             return None
     elif "entity_id" in item:  # null: the model says "leave the field out"
         return None
-    observed_at = item.get("observed_at")
-    if type(observed_at) is not str:
+    instant = _instant(item.get("observed_at"))
+    if instant is None or instant[0] > now + DEFAULT_FUTURE_TOLERANCE:
         return None
-    try:
-        moment = parse_timestamp(observed_at)
-    except ValueError:
-        return None
-    if moment > now + DEFAULT_FUTURE_TOLERANCE:
-        return None
+    observed_text = instant[1]
     # Counts: JSON integers only (type, not isinstance: a bool is an int to Python, not to JSON); a
     # float, which the contract allows when its fraction is zero, goes to the model.
     followers = item.get("followers")
     if type(followers) is not int or not 0 <= followers <= MAX_COUNT:
         return None
-    observed_text = format_timestamp(moment)
     event_id = item.get("event_id", _ABSENT)
     if event_id is _ABSENT:
         event_id = derive_event_id_from_text(account_id, observed_text)

@@ -95,7 +95,9 @@ def _init_worker(settings: Settings, registry: validation.Registry) -> None:
     global _worker
     # Each chunk is flushed and acknowledged before its result returns, so nothing is pending when the
     # pool ends the process; there is nothing to close on the way out.
-    _worker = (Publisher(settings, client_id="barometre-import"), registry)
+    publisher = Publisher(settings, client_id="barometre-import")
+    publisher.warm_up()  # while the first chunks are read
+    _worker = (publisher, registry)
 
 
 # (line number, what the file reader made of the line); (lines, published, rejections, end offsets)

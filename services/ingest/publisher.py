@@ -138,6 +138,14 @@ class Publisher:
             ends[meta.partition] = max(ends.get(meta.partition, 0), meta.offset + 1)
         return ends
 
+    def warm_up(self) -> None:
+        """Connect and learn the topic's partitions now, so that the first publish does not wait for
+        them; best effort: a failure here is met again, and reported, by :meth:`publish`."""
+        try:
+            self._get().partitions_for(self.topic)
+        except Exception as exc:  # any error: a pool initializer that raises is restarted forever
+            log.debug("producer warm-up failed: %s", exc)
+
     def wait_connected(self, timeout: float = 10.0) -> bool:
         """True once the producer has reached a broker (for readiness)."""
         deadline = time.monotonic() + timeout
