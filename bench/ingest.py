@@ -6,7 +6,9 @@ Prints, in one run:
 * file import: lines/s of `barometre import snapshots` on a JSON Lines file (validation + publish);
 * the baseline: a raw kafka-python producer sending the same serialized events with the same producer
   settings (acks=all, idempotence, lz4, linger), in this process;
-* the ratios, and whether the targets hold: push >= 20,000/s, import >= 50,000 lines/s, push/raw >= 0.5.
+* the ratios, and whether the targets hold: push >= 20,000/s, import >= 50,000 lines/s, push/raw >= 0.5;
+* where the time goes: CPU per event of each process (µs, and share of a core) and how busy the
+  machine's cores were, so that a missed target can be told from a machine busy with other work.
 
 Starts its own Kafka broker and ClickHouse endpoint on bench ports (or uses BAROMETRE_BENCH_KAFKA /
 BAROMETRE_BENCH_CLICKHOUSE when set). Usage: `python bench/ingest.py [--events N]`.
@@ -18,6 +20,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import subprocess
 import sys
 import tempfile
@@ -31,6 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx
 from kafka import KafkaProducer
+from kafka.admin import KafkaAdminClient, NewTopic
+from pydantic import SecretStr
 
 from infra.clickhouse import ClickHouseEndpoint
 from infra.kafka import KafkaCluster, ensure_jars
@@ -74,7 +79,49 @@ def make_events(n: int, seed: int = 7) -> list[dict[str, object]]:
     return out
 
 
-def raw_producer(settings: Settings, records: list[tuple[bytes, bytes]], topic: str) -> float:
+class Usage:
+    """CPU used during a phase (Linux /proc): this process, one other process, waited-for children,
+    and the whole machine (busy cores), so each figure comes with what it cost and in what company."""
+
+    def __init__(self, pid: int | None = None) -> None:
+        self.pid = pid
+        self.start = self._sample()
+
+    def _sample(self) -> tuple[float, float, float, float, float]:
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return (
+            time.perf_counter(),
+            time.process_time(),
+            _pid_cpu(self.pid) if self.pid else 0.0,
+            children.ru_utime + children.ru_stime,
+            _machine_busy(),
+        )
+
+    def stop(self) -> dict[str, float]:
+        end = self._sample()
+        wall, own, other, children, busy = (b - a for a, b in zip(self.start, end, strict=True))
+        return {"wall": wall, "self": own, "pid": other, "children": children, "busy_cores": busy / wall}
+
+
+def _pid_cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _machine_busy() -> float:
+    """CPU-seconds spent busy by all cores since boot (user, nice, system, irq, softirq, steal)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    busy = sum(values[:3]) + sum(values[5:8])
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_line(what: str, seconds: float, events: int, wall: float) -> str:
+    return f"{what} {seconds / events * 1e6:.1f} µs/event ({seconds / wall:.2f} core)"
+
+
+def raw_producer(
+    settings: Settings, records: list[tuple[bytes, bytes]], topic: str
+) -> tuple[float, dict[str, float]]:
     t = ProducerTuning()
     producer = KafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap,
@@ -84,13 +131,14 @@ def raw_producer(settings: Settings, records: list[tuple[bytes, bytes]], topic: 
         batch_size=t.batch_size,
         compression_type=t.compression_type,
     )
-    start = time.perf_counter()
+    producer.send(topic, key=b"warm-up", value=b"{}").get(timeout=30)
+    usage = Usage()
     futures = [producer.send(topic, key=k, value=v) for k, v in records]
     producer.flush()
-    elapsed = time.perf_counter() - start
+    used = usage.stop()
     assert all(f.succeeded() for f in futures)
     producer.close()
-    return len(records) / elapsed
+    return len(records) / used["wall"], used
 
 
 def push(events: list[dict[str, object]], clients: int, port: int, batch: int = 1000) -> float:
@@ -149,7 +197,7 @@ def main() -> int:
             clickhouse_url=ch,
             clickhouse_database=f"bench_{uuid.uuid4().hex[:8]}",
             kafka_topic_prefix=f"bench{uuid.uuid4().hex[:6]}.",
-            bootstrap_token=TOKEN,
+            bootstrap_token=SecretStr(TOKEN),
         )
         prepare_database(settings)
         ensure_topics(settings)
@@ -163,7 +211,11 @@ def main() -> int:
             (s.account_id.encode(), s.to_event_bytes())
             for s in (AccountSnapshot.model_validate({**e, "source": "push"}) for e in events)
         ]
-        raw = raw_producer(settings, records, f"{settings.kafka_topic_prefix}raw")
+        raw_topic = f"{settings.kafka_topic_prefix}raw"
+        admin = KafkaAdminClient(bootstrap_servers=kafka)
+        admin.create_topics([NewTopic(raw_topic, settings.kafka_partitions, settings.kafka_replication)])
+        admin.close()
+        raw, raw_used = raw_producer(settings, records, raw_topic)
 
         env = dict(os.environ)
         env.update(
@@ -176,7 +228,12 @@ def main() -> int:
             BAROMETRE_LOG_LEVEL="WARNING",
         )
         server = subprocess.Popen([sys.executable, "-m", "services.ingest"], env=env)
-        stack.callback(lambda: (server.terminate(), server.wait(10)))
+
+        def stop_server() -> None:
+            server.terminate()
+            server.wait(10)
+
+        stack.callback(stop_server)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -186,24 +243,48 @@ def main() -> int:
                 pass
             time.sleep(0.3)
         push(events[:5000], args.clients, args.ingest_port)  # warm-up: connections, producer metadata
+        usage = Usage(server.pid)
         pushed = push(events, args.clients, args.ingest_port)
+        push_used = usage.stop()
 
         path = tmp / "snapshots.jsonl"
         path.write_text("".join(json.dumps(e) + "\n" for e in events))
-        start = time.perf_counter()
+        usage = Usage()
         out = subprocess.run(
             [sys.executable, "-m", "services.cli", "import", "snapshots", str(path), "--no-progress"],
             env=env,
             capture_output=True,
             text=True,
         )
-        imported = len(events) / (time.perf_counter() - start)
+        import_used = usage.stop()
+        imported = len(events) / import_used["wall"]
         if out.returncode != 0:
             raise SystemExit(f"import failed: {out.stderr[-2000:]}")
+        # The command's own report: "... in 1.6s (62,000 lines/s)", i.e. without the start-up.
+        own_rate = out.stdout.rsplit("(", 1)[-1].split(" ")[0]
 
+    n = len(events)
     print(f"raw kafka-python producer (baseline): {raw:>10,.0f} events/s")
+    print(
+        "  CPU: "
+        + cpu_line("producer process", raw_used["self"], n, raw_used["wall"])
+        + f"; machine {raw_used['busy_cores']:.2f} of {os.cpu_count()} cores busy"
+    )
     print(f"HTTP push, one ingest process:        {pushed:>10,.0f} snapshots/s  ratio {pushed / raw:.2f}")
+    print(
+        "  CPU: "
+        + cpu_line("ingest process", push_used["pid"], n, push_used["wall"])
+        + ", "
+        + cpu_line("push clients", push_used["self"], n, push_used["wall"])
+        + f"; machine {push_used['busy_cores']:.2f} of {os.cpu_count()} cores busy"
+    )
     print(f"file import (whole command):          {imported:>10,.0f} lines/s      ratio {imported / raw:.2f}")
+    print(
+        "  CPU: "
+        + cpu_line("command and its workers", import_used["children"], n, import_used["wall"])
+        + f"; machine {import_used['busy_cores']:.2f} of {os.cpu_count()} cores busy;"
+        + f" the command's own rate after start-up: {own_rate} lines/s"
+    )
     ok = pushed >= PUSH_TARGET and imported >= IMPORT_TARGET and pushed / raw >= RATIO_TARGET
     print(
         f"targets: push >= {PUSH_TARGET:,}/s {'met' if pushed >= PUSH_TARGET else 'MISSED'}, "
