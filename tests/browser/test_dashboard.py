@@ -11,17 +11,19 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import pytest
+from kafka import KafkaProducer
 
 from services.common.clickhouse import make_client
-from services.common.names import Platform
-from services.common.settings import Settings
+from services.common.events import Alert
+from services.common.names import Platform, Topic
 from tests.browser.conftest import Dashboard, Recorded, save_screenshot
 from tests.browser.seed import GRENOBLE, Account, accounts
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
-pytestmark = [pytest.mark.browser, pytest.mark.clickhouse]
+# kafka: the page's alert feed is a live stream of the alerts.v1 topic (GET /v1/alerts/stream).
+pytestmark = [pytest.mark.browser, pytest.mark.clickhouse, pytest.mark.kafka]
 
 # A whole number written the fr-FR way: groups of three digits separated by a narrow no-break space.
 FR_INTEGER = re.compile(r"^\d{1,3}(\u202f\d{3})*$")
@@ -44,6 +46,11 @@ def wait_for_ranking(page: Page, expected: list[str]) -> None:
                (tr) => tr.dataset.entityId)) === JSON.stringify(expected)""",
         arg=expected,
     )
+
+
+def wait_for_live_feed(page: Page) -> None:
+    """Wait until the alert feed's stream is open (its status says so; other texts say "en direct")."""
+    page.wait_for_function("document.querySelector('#alertes-etat').textContent === 'En direct'")
 
 
 def api_ranking(dashboard: Dashboard, **params: str) -> list[str]:
@@ -89,9 +96,9 @@ def test_dashboard_loads_with_charts_and_no_console_errors(
     followers = page.locator("#classement tbody tr").first.locator("td").nth(2).inner_text()
     assert FR_INTEGER.match(followers), followers
 
-    # Alerts: the live feed, or "Aucune alerte" while the alerts routes are not served.
-    if "/v1/alerts/stream" not in dashboard.routes:
-        page.get_by_text("Aucune alerte.").wait_for()
+    # Alerts: the live feed is connected, and empty.
+    wait_for_live_feed(page)
+    page.get_by_text("Aucune alerte.").wait_for()
     page.wait_for_timeout(500)  # let late requests finish, so their errors would show
     save_screenshot(page, "dashboard.png")
     console.assert_clean()
@@ -194,38 +201,38 @@ def test_entity_page_shows_each_account_history_and_the_score(
 
 
 def publish_alert(dashboard: Dashboard, alert: dict[str, object]) -> None:
-    """Deliver ``alert`` the way the alerts issue does: rows of the ``alerts`` table (adapt here if the
-    stream is fed otherwise)."""
+    """Publish ``alert`` as the scoring worker does: its row in the ``alerts`` table and its Alert v1
+    record on ``alerts.v1`` (key = account_id), which the page's stream receives."""
+    document = Alert.model_validate(alert)
     client = make_client(dashboard.settings)
     try:
-        tables = client.query(
-            "SELECT name FROM system.tables WHERE database = {db:String} AND name = 'alerts'",
-            parameters={"db": dashboard.settings.clickhouse_database},
-        ).result_rows
-        if not tables:
-            pytest.fail("the alerts routes exist but there is no alerts table: update publish_alert()")
         client.insert(
             f"{dashboard.settings.clickhouse_database}.alerts",
-            [list(alert.values())],
-            column_names=list(alert),
+            [[*(getattr(document, k) for k in ALERT_COLUMNS), "{}", None, time.time_ns()]],
+            column_names=[*ALERT_COLUMNS, "details", "inhibited_by", "version"],
         )
     finally:
         client.close()
+    producer = KafkaProducer(bootstrap_servers=dashboard.settings.kafka_bootstrap, acks="all")
+    try:
+        producer.send(
+            dashboard.settings.topic(Topic.ALERTS),
+            key=document.account_id.encode(),
+            value=document.to_event_bytes(),
+        )
+        producer.flush(30)
+    finally:
+        producer.close()
 
 
-def alerts_stream_served() -> bool:
-    """Whether the api application serves the alerts stream (read from its OpenAPI; no database needed)."""
-    from services.api.app import create_app
-
-    return "/v1/alerts/stream" in create_app(Settings()).openapi().get("paths", {})
+ALERT_COLUMNS = ("alert_id", "type", "account_id", "entity_id", "platform", "observed_at", "detected_at",
+                 "value", "expected", "score", "severity")  # fmt: skip
 
 
-def test_an_alert_appears_live(request: pytest.FixtureRequest, page: Page, console: Recorded) -> None:
-    if not alerts_stream_served():
-        pytest.skip("alerts routes come with the alerts issue (GET /v1/alerts/stream is not served yet)")
-    dashboard: Dashboard = request.getfixturevalue("dashboard")
+def test_an_alert_appears_live(dashboard: Dashboard, page: Page, console: Recorded) -> None:
     page.goto(dashboard.url + "/")
-    page.get_by_text("En direct").wait_for()
+    wait_for_live_feed(page)
+    page.get_by_text("Aucune alerte.").wait_for()
     now = dashboard.world.now
     publish_alert(
         dashboard,
@@ -245,8 +252,20 @@ def test_an_alert_appears_live(request: pytest.FixtureRequest, page: Page, conso
         },
     )
     item = page.locator('#alertes-liste li[data-alert-id="00000000-0000-5000-8000-00000000a1e7"]')
-    item.wait_for(timeout=30_000)
-    assert "Pic d'audience" in item.inner_text()
-    assert "Grenoble" in item.inner_text()
+    item.wait_for(timeout=10_000)
+    assert "alert--fresh" in (item.get_attribute("class") or "")  # came by the stream, not the list
+    text = item.text_content() or ""  # as written (the badge is upper-cased by CSS)
+    assert "Pic d'audience" in text
+    assert "Critique" in text
+    assert f"{fr_int(120_000)} abonnés (attendu : {fr_int(20_000)})" in text
+    link = item.get_by_role("link", name="Grenoble")
+    link.wait_for()
+    assert link.get_attribute("href") == "/entite/" + GRENOBLE
     assert page.get_by_text("Aucune alerte.").is_hidden()
+    save_screenshot(page, "dashboard-alerte.png")
+    # The feed's list and the stream agree: reloading shows it from GET /v1/alerts.
+    page.reload()
+    item.wait_for()
+    link.click()
+    page.get_by_role("heading", level=1, name="Grenoble").wait_for()
     console.assert_clean()
