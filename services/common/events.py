@@ -226,14 +226,16 @@ def derive_event_id_from_text(account_id: str, observed_at: str) -> str:
 _EVENT_ID_NAMESPACE_BYTES = EVENT_ID_NAMESPACE.bytes
 
 
+# The RFC 4122 variant (binary 10xx) in the first hex digit of the fourth group, by the digit hashed.
+_UUID_VARIANT = {digit: "89ab"[int(digit, 16) & 0x3] for digit in "0123456789abcdef"}
+
+
 def _uuid5_text(namespace: bytes, name: str) -> str:
-    """``str(uuid.uuid5(namespace, name))`` without building a UUID object: a third of the time, on the
+    """``str(uuid.uuid5(namespace, name))`` without building a UUID object: a quarter of the time, on the
     hot path of ingest (most snapshots come without an event_id)."""
-    digest = bytearray(hashlib.sha1(namespace + name.encode(), usedforsecurity=False).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
-    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
-    h = digest.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    h = hashlib.sha1(namespace + name.encode(), usedforsecurity=False).hexdigest()
+    # The first 16 bytes of the SHA-1, with the version digit set to 5 and the variant bits to 10.
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_UUID_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
 
 
 def derive_alert_id(alert_type: AlertType, account_id: str, observed_at: datetime) -> str:
