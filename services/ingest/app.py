@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -89,6 +90,10 @@ def create_app(
         except Exception as exc:  # readiness reports it; the background refresh keeps trying
             log.warning("could not load the registry yet: %s", exc)
         tasks = [asyncio.create_task(prepare_kafka()), asyncio.create_task(known.run())]
+        # What start-up built (modules, the app, the registry) lives as long as the process: moved out of
+        # the collector's reach, so that the full collections which the snapshots in flight keep
+        # triggering do not scan it every time (a fifth of the CPU per pushed snapshot, measured).
+        gc.freeze()
         try:
             yield
         finally:
