@@ -45,7 +45,13 @@ class PublishError(RuntimeError):
 
 @dataclass(frozen=True)
 class ProducerTuning:
-    """How the producer trades latency for throughput; defaults suit HTTP batches of 1,000-10,000."""
+    """How the producer trades latency for throughput; defaults suit HTTP batches of 1,000-10,000.
+
+    Measured with publishes of 1,000 records (CPU of the producing process per record): batches of 64 KiB
+    to 1 MiB, lz4 or no compression, a linger of 5 or 20 ms are all within the noise (13.5-16 µs);
+    ``linger_ms=0`` costs a fifth more (17-19 µs: more, smaller batches). lz4 stays for the disk: the
+    snapshots topic is kept forever.
+    """
 
     linger_ms: int = 5
     batch_size: int = 256 * 1024
