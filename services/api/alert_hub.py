@@ -54,6 +54,7 @@ CLIENTS_DROPPED = Counter(
 RETRY_MS = 3000  # told to EventSource: reconnect after 3 s
 START_TIMEOUT_S = 10.0
 CATCH_UP_TIMEOUT_S = 60.0
+FAILURE_MEMORY_S = 5.0  # a failed start is answered for this long without trying again
 Positions = dict[TopicPartition, int]
 
 
@@ -204,6 +205,7 @@ class AlertHub:
         self.layout: Layout | None = None
         self.positions: Positions = {}
         self._buffer: Buffer | None = None
+        self._failure: tuple[float, str] | None = None  # when the last start failed, and why
 
     @property
     def started(self) -> bool:
@@ -226,11 +228,20 @@ class AlertHub:
         async with self._lock:
             if self.started:
                 return
+            # Clients arriving while Kafka is away are answered at once, not each after a timeout.
+            now = asyncio.get_running_loop().time()
+            if self._failure is not None and now - self._failure[0] < FAILURE_MEMORY_S:
+                raise HubUnavailable(self._failure[1])
             try:
                 await asyncio.wait_for(self._connect(), START_TIMEOUT_S)
-            except Exception as exc:
+            except BaseException as exc:  # cancelled too (the client left): no consumer left behind
                 await self._stop_consumer()
-                raise HubUnavailable(f"Kafka does not answer ({type(exc).__name__}: {exc})") from exc
+                if not isinstance(exc, Exception):
+                    raise
+                message = f"Kafka does not answer ({type(exc).__name__}: {exc})"
+                self._failure = (asyncio.get_running_loop().time(), message)
+                raise HubUnavailable(message) from exc
+            self._failure = None
             self._task = asyncio.create_task(self._run(), name="alert-hub")
 
     async def _connect(self) -> None:
@@ -248,9 +259,13 @@ class AlertHub:
         ends = await consumer.end_offsets(every)
         for tp in every:
             consumer.seek(tp, ends[tp])
-        self.layout, self.positions = layout, {tp: ends[tp] for tp in every}
-        self._buffer = Buffer(self._settings.alert_stream_buffer, self.positions)
+        self.begin(layout, {tp: ends[tp] for tp in every})
         log.info("alert hub reading %d partitions from their end", len(every))
+
+    def begin(self, layout: Layout, positions: Positions) -> None:
+        """Start the stream's bookkeeping at ``positions`` (the end of every partition)."""
+        self.layout, self.positions = layout, dict(positions)
+        self._buffer = Buffer(self._settings.alert_stream_buffer, self.positions)
 
     async def _run(self) -> None:
         assert self._consumer is not None
@@ -265,7 +280,7 @@ class AlertHub:
                 continue
             for tp, records in batch.items():
                 for record in records:
-                    self._dispatch(tp, record)
+                    self.dispatch(tp, record)
 
     def _event(
         self, tp: TopicPartition, record: ConsumerRecord[Any, Any], positions: Positions
@@ -281,7 +296,8 @@ class AlertHub:
             event=kind, tp=tp, offset=record.offset, id=self.layout.encode(positions), **fields
         )
 
-    def _dispatch(self, tp: TopicPartition, record: ConsumerRecord[Any, Any]) -> None:
+    def dispatch(self, tp: TopicPartition, record: ConsumerRecord[Any, Any]) -> None:
+        """Hand one record read from Kafka to the buffer and to the clients that want it."""
         self.positions[tp] = record.offset + 1
         event = self._event(tp, record, self.positions)
         if event is None:

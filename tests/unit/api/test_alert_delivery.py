@@ -3,13 +3,15 @@ commit, subscription filters, stream event ids, the resume buffer, stream filter
 
 from __future__ import annotations
 
+import asyncio
 import random
 from datetime import UTC, datetime
 
 import pytest
 from aiokafka import TopicPartition
+from aiokafka.structs import ConsumerRecord
 
-from services.api.alert_hub import Buffer, Layout, StaleEventId, StreamEvent, matches, parse_record
+from services.api.alert_hub import AlertHub, Buffer, Layout, StaleEventId, StreamEvent, matches, parse_record
 from services.api.alert_store import AlertFilter
 from services.api.paging import decode_cursor, encode_cursor
 from services.api.webhook_signature import signature, signature_header, verify_signature
@@ -23,6 +25,7 @@ from services.api.webhooks import (
 )
 from services.common.events import Alert
 from services.common.names import AlertSeverity, AlertType, Platform
+from services.common.settings import Settings
 
 BODY = b'{"alert_id":"a1","type":"audience_drop"}'
 NOW = 1_790_000_000
@@ -185,3 +188,37 @@ def test_cursors() -> None:
     for bad in ("", "x", encode_cursor(moment, "a")[:-2], "W1sxXV0", "WyJhIiwiYiJd", "A" * 600):
         with pytest.raises(ValueError, match="not a cursor"):
             decode_cursor(bad)
+
+
+def record(tp: TopicPartition, offset: int, account: str) -> ConsumerRecord[bytes, bytes]:
+    platform = account.partition(":")[0]
+    value = make_alert(alert_id=f"a{offset}", account_id=account, platform=platform).to_event_bytes()
+    return ConsumerRecord(
+        tp.topic, tp.partition, offset, 0, 0, account.encode(), value, None, 0, len(value), ()
+    )
+
+
+def test_a_slow_client_is_dropped_after_what_it_was_sent() -> None:
+    """The hub never waits for a client: one whose queue is full is cut off, gets what its queue holds,
+    and its stream ends (it resumes from its last event id); the others go on."""
+
+    async def scenario() -> None:
+        hub = AlertHub(Settings(alert_stream_client_queue=2, alert_stream_heartbeat_s=0.05))
+        hub.begin(LAYOUT, {tp: 0 for tp in (*LAYOUT.alerts, *LAYOUT.incidents)})
+        slow, other = hub.stream(AlertFilter(), None), hub.stream(AlertFilter(platform=Platform.X), None)
+        assert await anext(slow) == b"retry: 3000\n\n"  # registered
+        assert await anext(other) == b"retry: 3000\n\n"
+        tp = LAYOUT.alerts[0]
+        for offset in range(3):
+            hub.dispatch(tp, record(tp, offset, "facebook:grenoble"))
+        assert hub.clients == 1  # the slow one is out, the filtered one still in
+        frames = [frame async for frame in slow]
+        assert [f.split(b"\n")[1] for f in frames] == [b"id: 1,0,0;0,0", b"id: 2,0,0;0,0"]
+        hub.dispatch(tp, record(tp, 3, "x:lyon"))
+        assert b"id: 4,0,0;0,0" in await anext(other)
+        assert await anext(other) == b": keepalive\n\n"
+        await other.aclose()
+        assert hub.clients == 0
+        assert hub.buffered() == 4
+
+    asyncio.run(scenario())
