@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import signal
 import threading
 from collections.abc import AsyncIterator
@@ -43,10 +42,8 @@ from services.common.settings import Settings
 
 RETRY_AFTER_S = 5
 
-log = logging.getLogger(__name__)
 
-
-def _end_streams_on_signal(hub: AlertHub) -> None:
+def _end_streams_on_signal(hub: AlertHub, loop: asyncio.AbstractEventLoop) -> None:
     """Let SIGINT/SIGTERM end the open alert streams, then do what the server does with them.
 
     uvicorn waits for open connections to finish before it stops, and an SSE stream never finishes by
@@ -59,7 +56,8 @@ def _end_streams_on_signal(hub: AlertHub) -> None:
         previous = signal.getsignal(sig)
 
         def handler(signum: int, frame: FrameType | None, previous: Any = previous) -> None:
-            hub.close_streams()
+            # A signal handler may run in the middle of a step of the loop: let the loop do it.
+            loop.call_soon_threadsafe(hub.close_streams)
             if callable(previous):
                 previous(signum, frame)
 
@@ -73,7 +71,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        _end_streams_on_signal(hub)
+        _end_streams_on_signal(hub, asyncio.get_running_loop())
         dispatcher: Dispatcher | None = None
         task: asyncio.Task[None] | None = None
         if settings.webhooks_enabled:
