@@ -32,6 +32,7 @@ from services.api.queries import Metric, RankBy, Scope
 from services.common.clickhouse import make_client
 from services.common.events import (
     DEPARTEMENT_CODE_PATTERN,
+    EVENT_ID_PATTERN,
     FOREIGN_CODE_PATTERN,
     REGION_CODE_PATTERN,
     parse_timestamp,
@@ -161,6 +162,18 @@ async def alerts_writer(
 
 
 AlertsWriter = Annotated[str, Depends(alerts_writer)]
+
+# The forms of the ids of alert delivery: alerts and incidents (UUIDv5, or any event id), and the
+# silences and webhooks the api creates (UUIDv4, lower-case).
+EVENT_ID_RE = re.compile(EVENT_ID_PATTERN)
+UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def path_id(value: str, form: re.Pattern[str], what: str) -> str:
+    """``value`` when it has the form of a ``what`` id; otherwise a 404 (it cannot name one)."""
+    if not form.fullmatch(value):
+        raise ApiError(404, "not_found", f"unknown {what} {value[:140]!r}")
+    return value
 
 
 def now() -> datetime:

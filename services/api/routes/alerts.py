@@ -6,7 +6,6 @@ The list and the detail read ClickHouse (the ``alerts`` table the scoring worker
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -25,10 +24,18 @@ from services.api.alert_models import (
     parse_entity_id,
 )
 from services.api.alert_store import AlertFilter
-from services.api.deps import AlertsWriter, ApiDep, CursorQuery, OptionalPlatformQuery, SinceQuery, choice
+from services.api.deps import (
+    EVENT_ID_RE,
+    AlertsWriter,
+    ApiDep,
+    CursorQuery,
+    OptionalPlatformQuery,
+    SinceQuery,
+    choice,
+    path_id,
+)
 from services.api.models import ERROR_RESPONSES, NOT_FOUND
 from services.api.paging import next_cursor, position
-from services.common.events import EVENT_ID_PATTERN
 from services.common.names import AlertSeverity, AlertStatus, AlertType
 from services.common.web import ApiError
 
@@ -37,7 +44,6 @@ router = APIRouter(prefix="/v1/alerts", tags=["alerts"])
 MAX_LIMIT = 1_000
 DEFAULT_LIMIT = 100
 RETRY_AFTER_S = 5
-_ALERT_ID_RE = re.compile(EVENT_ID_PATTERN)
 
 ACKS = Counter(
     "barometre_api_alert_acks_total", "Acknowledgements received, by result: new or repeated.", ["result"]
@@ -64,12 +70,6 @@ EntityQuery = Annotated[
 AccountQuery = Annotated[
     str | None, BeforeValidator(parse_account_id), Query(description="platform:id, e.g. facebook:123456.")
 ]
-
-
-def _check_alert_id(alert_id: str) -> str:
-    if not _ALERT_ID_RE.fullmatch(alert_id):
-        raise ApiError(404, "not_found", f"unknown alert {alert_id[:140]!r}")
-    return alert_id
 
 
 @router.get(
@@ -175,7 +175,7 @@ async def stream_alerts(
     summary="One alert, with what explains it and its acknowledgement",
 )
 async def get_alert(api: ApiDep, alert_id: str) -> Response:
-    alert_id = _check_alert_id(alert_id)
+    alert_id = path_id(alert_id, EVENT_ID_RE, "alert")
 
     def compute() -> AlertDetailOut:
         row = alert_store.get_alert(api.client(), api.db, alert_id)
@@ -197,7 +197,7 @@ async def get_alert(api: ApiDep, alert_id: str) -> Response:
 async def ack_alert(
     api: ApiDep, caller: AlertsWriter, alert_id: str, body: Annotated[AckIn | None, Body()] = None
 ) -> Response:
-    alert_id = _check_alert_id(alert_id)
+    alert_id = path_id(alert_id, EVENT_ID_RE, "alert")
     comment = body.comment.strip() if body else ""
 
     def compute() -> AlertDetailOut:

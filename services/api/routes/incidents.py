@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from enum import StrEnum
 from typing import Annotated
 
@@ -12,7 +11,15 @@ from pydantic import BeforeValidator
 
 from services.api import alert_store
 from services.api.alert_models import IncidentOut, IncidentsPage
-from services.api.deps import ApiDep, CursorQuery, OptionalPlatformQuery, SinceQuery, choice
+from services.api.deps import (
+    EVENT_ID_RE,
+    ApiDep,
+    CursorQuery,
+    OptionalPlatformQuery,
+    SinceQuery,
+    choice,
+    path_id,
+)
 from services.api.models import ERROR_RESPONSES, NOT_FOUND
 from services.api.paging import next_cursor, position
 from services.common.names import AlertType
@@ -22,7 +29,6 @@ router = APIRouter(prefix="/v1/incidents", tags=["alerts"])
 
 MAX_LIMIT = 1_000
 DEFAULT_LIMIT = 100
-_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
 
 class IncidentStatus(StrEnum):
@@ -73,8 +79,7 @@ async def list_incidents(
     summary="One incident",
 )
 async def get_incident(api: ApiDep, incident_id: str) -> Response:
-    if not _ID_RE.fullmatch(incident_id):
-        raise ApiError(404, "not_found", f"unknown incident {incident_id[:140]!r}")
+    incident_id = path_id(incident_id, EVENT_ID_RE, "incident")
 
     def compute() -> IncidentOut:
         row = alert_store.get_incident(api.client(), api.db, incident_id)

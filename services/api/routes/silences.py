@@ -6,7 +6,6 @@ alert that a silence in force matches. Expiring one early writes a new version t
 
 from __future__ import annotations
 
-import re
 import uuid
 from datetime import datetime, timedelta
 from typing import Annotated, Any
@@ -16,7 +15,7 @@ from fastapi.responses import Response
 
 from services.api import alert_store
 from services.api.alert_models import SilenceIn, SilenceOut, SilencesOut, to_ms
-from services.api.deps import AlertsWriter, ApiDep, now
+from services.api.deps import UUID_RE, AlertsWriter, ApiDep, now, path_id
 from services.api.models import ERROR_RESPONSES, NOT_FOUND
 from services.api.routes.alerts import AUTH_RESPONSES
 from services.common.web import ApiError
@@ -24,7 +23,6 @@ from services.common.web import ApiError
 router = APIRouter(prefix="/v1/silences", tags=["alerts"])
 
 MAX_LIMIT = 1_000
-_ID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 MILLISECOND = timedelta(milliseconds=1)
 
 
@@ -91,8 +89,7 @@ async def list_silences(
     "is answered as it is.",
 )
 async def expire_silence(api: ApiDep, caller: AlertsWriter, silence_id: str) -> Response:
-    if not _ID_RE.fullmatch(silence_id):
-        raise ApiError(404, "not_found", f"unknown silence {silence_id[:140]!r}")
+    silence_id = path_id(silence_id, UUID_RE, "silence")
     at = to_ms(now())
 
     def compute() -> SilenceOut:

@@ -4,7 +4,6 @@ a receiver's own credentials. Secrets are shown once, in the answer that creates
 
 from __future__ import annotations
 
-import re
 import secrets
 import uuid
 from typing import Annotated, Any
@@ -14,7 +13,7 @@ from fastapi.responses import Response
 
 from services.api import alert_store
 from services.api.alert_models import DeliveriesOut, WebhookCreated, WebhookIn, WebhookOut, WebhooksOut, to_ms
-from services.api.deps import AlertsWriter, ApiDep, now
+from services.api.deps import UUID_RE, AlertsWriter, ApiDep, now, path_id
 from services.api.models import ERROR_RESPONSES, NOT_FOUND
 from services.api.routes.alerts import AUTH_RESPONSES
 from services.common.web import ApiError
@@ -22,7 +21,6 @@ from services.common.web import ApiError
 router = APIRouter(prefix="/v1/webhooks", tags=["alerts"])
 
 MAX_LIMIT = 1_000
-_ID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 RESPONSES = {**ERROR_RESPONSES, **AUTH_RESPONSES}
 
 
@@ -32,12 +30,6 @@ def _public(row: dict[str, Any]) -> dict[str, Any]:
 
 def _json(body: str, status: int = 200) -> Response:
     return Response(body, status_code=status, media_type="application/json")
-
-
-def _check_id(subscription_id: str) -> str:
-    if not _ID_RE.fullmatch(subscription_id):
-        raise ApiError(404, "not_found", f"unknown webhook {subscription_id[:140]!r}")
-    return subscription_id
 
 
 @router.post(
@@ -76,7 +68,7 @@ async def list_webhooks(api: ApiDep, caller: AlertsWriter) -> Response:
     summary="Delete a subscription (deliveries under way finish)",
 )
 async def delete_webhook(api: ApiDep, caller: AlertsWriter, subscription_id: str) -> Response:
-    subscription_id = _check_id(subscription_id)
+    subscription_id = path_id(subscription_id, UUID_RE, "webhook")
 
     def compute() -> None:
         row = alert_store.get_subscription(api.client(), api.db, subscription_id)
@@ -100,7 +92,7 @@ async def list_deliveries(
     subscription_id: str,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
 ) -> Response:
-    subscription_id = _check_id(subscription_id)
+    subscription_id = path_id(subscription_id, UUID_RE, "webhook")
 
     def compute() -> DeliveriesOut:
         if alert_store.get_subscription(api.client(), api.db, subscription_id) is None:
