@@ -63,7 +63,12 @@ class NoiseParams:
     group_min_accounts: int = 10  # an incident needs at least this many accounts...
     group_min_share: float = 0.01  # ... and this share of the platform's active accounts
     critical_share: float = 0.10  # an incident reaching this share of the platform is critical
-    retention_ms: int = 8 * DAY_MS  # episodes and incidents are forgotten this long after (event time)
+    # Episodes and incidents are forgotten this long after the latest observed_at seen (event time).
+    # Decisions need only the last few days (cooldown, resolve_after), but "latest seen" runs ahead of an
+    # account's own time when the worker catches up on a backlog: its partitions are consumed at
+    # different paces, and an episode forgotten too early lets the rest of a change through as a second
+    # alert. 40 days tolerates partitions a month apart (measured with bench/alerts_eval.py --pipeline).
+    retention_ms: int = 40 * DAY_MS
 
 
 DEFAULT_NOISE: Final = NoiseParams()
