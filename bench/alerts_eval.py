@@ -8,20 +8,42 @@ recall is on anomalies above the reporting floor (``min_change`` and ``min_chang
 recall on all of them beside it. Delays are in snapshot intervals (1 = detected by the next snapshot).
 
     .venv/bin/python bench/alerts_eval.py [--seed 0] [--n 300] [--clean 1000] [--purge-accounts 1500]
+
+With ``--pipeline``, the same series go through the real pipeline instead (``bench/_alerts_pipeline.py``:
+Kafka, a scoring worker process with its noise-control stage, ClickHouse, ``alerts.v1``), scored the
+same way; the purges stay on the pure path (the worker's grouping is tested in
+``tests/integration/scoring/test_alerts.py``). It starts its own Kafka broker and ClickHouse endpoint
+(or uses BAROMETRE_BENCH_KAFKA / BAROMETRE_BENCH_CLICKHOUSE).
 """
 
 from __future__ import annotations
 
 import argparse
 import random
+import shutil
 import sys
+import tempfile
 import time
 import timeit
+import uuid
 from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from services.scoring.alerts import Candidate, NoiseControl, detect_point, detect_silence
 from services.scoring.alerts.detection import HOUR_MS
-from services.scoring.alerts.evaluation import CellResult, Report, evaluate
+from services.scoring.alerts.evaluation import (
+    SIZES,
+    CellResult,
+    Kind,
+    LabelledSeries,
+    Report,
+    evaluate,
+    generate,
+    score_cell,
+)
 from services.scoring.maths import DAY_MS, AccountSeries, DailyPoint
 
 ACCOUNT = "facebook:villedegrenoble"
@@ -107,14 +129,79 @@ def per_event_costs() -> list[tuple[str, float]]:
     return out
 
 
+PIPELINE_KAFKA_PORT, PIPELINE_CONTROLLER_PORT, PIPELINE_CH_PORT, PIPELINE_WORKER_PORT = (
+    19692,
+    19693,
+    18292,
+    18293,
+)
+
+
+def evaluate_pipeline(seed: int, n: int, clean: int, timeout: float) -> Report:
+    """The cells of :func:`evaluate` (without the purges) through the real pipeline."""
+    from bench import _alerts_pipeline as pipeline
+    from bench._servers import bench_servers
+    from services.common.settings import Settings
+
+    cells: list[tuple[str, Kind | None, float | None, list[LabelledSeries]]] = []
+    cell = 0
+    for kind in (Kind.SPIKE, Kind.DROP):
+        for k in SIZES:
+            cell += 1
+            cells.append((f"{kind.value} {k:g}x", kind, k, generate(seed, cell, n, kind, k)))
+    for kind in (Kind.DELETED, Kind.SUSPENDED, Kind.COLLAPSE, Kind.SILENT, Kind.NEW, Kind.DORMANT):
+        cell += 1
+        days = 200 if kind is Kind.DORMANT else 160
+        cells.append((kind.value, kind, None, generate(seed, cell, n, kind, days=days)))
+    cells.append(("clean", None, None, generate(seed, 100, clean, None)))
+    cells.append(("history", None, None, generate(seed, 101, max(n // 3, 1), Kind.SPIKE, 10.0, history=True)))
+    # One platform per cell within a round (noise control is per platform).
+    platforms = pipeline.PLATFORMS
+    moved = [
+        (name, kind, k, [pipeline.on_platform(s, platforms[i % len(platforms)]) for s in population])
+        for i, (name, kind, k, population) in enumerate(cells)
+    ]
+    with ExitStack() as stack:
+        tmp = Path(tempfile.mkdtemp(prefix="bench-alerts-"))
+        stack.callback(shutil.rmtree, tmp, True)
+        kafka, ch = bench_servers(stack, tmp, PIPELINE_KAFKA_PORT, PIPELINE_CH_PORT, PIPELINE_CONTROLLER_PORT)
+        settings = Settings(
+            kafka_bootstrap=kafka,
+            clickhouse_url=ch,
+            clickhouse_database=f"bench_alerts_{uuid.uuid4().hex[:8]}",
+            data_dir=tmp / "data",
+        )
+        pipeline.prepare(settings)
+        results: dict[str, list[pipeline.Published]] = {}
+        rounds = pipeline.Round(settings, tmp, PIPELINE_WORKER_PORT)
+        for start in range(0, len(moved), len(platforms)):
+            batch = moved[start : start + len(platforms)]
+            print(f"  pipeline round: {', '.join(name for name, *_ in batch)}…", file=sys.stderr)
+            results.update(rounds.run([population for *_, population in batch], timeout))
+    scored = [
+        score_cell(name, kind, k, population, runner=lambda s: results.get(s.account_id, []))
+        for name, kind, k, population in moved
+    ]
+    return Report(scored[:-2], scored[-2], scored[-1], [])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n", type=int, default=300, help="series per cell")
     parser.add_argument("--clean", type=int, default=1000, help="clean series")
     parser.add_argument("--purge-accounts", type=int, default=1500)
+    parser.add_argument("--pipeline", action="store_true", help="through Kafka, the worker and ClickHouse")
+    parser.add_argument("--timeout", type=float, default=1800.0, help="longest wait for the worker (s)")
     args = parser.parse_args()
     start = time.perf_counter()
+    if args.pipeline:
+        report = evaluate_pipeline(args.seed, args.n, args.clean, args.timeout)
+        print("through the real pipeline (Kafka, scoring worker, noise-control stage, ClickHouse, alerts.v1)")
+        ok = print_report(report, time.perf_counter() - start)
+        if not ok:
+            print("\nsome targets MISSED")
+        return
     report = evaluate(
         args.seed,
         args.n,

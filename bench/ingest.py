@@ -37,8 +37,7 @@ from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 from pydantic import SecretStr
 
-from infra.clickhouse import ClickHouseEndpoint
-from infra.kafka import KafkaCluster, ensure_jars
+from bench._servers import bench_servers
 from services.common.bootstrap import prepare_database
 from services.common.kafka import ensure_topics
 from services.common.reference import load_entities
@@ -179,19 +178,7 @@ def main() -> int:
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     with ExitStack() as stack:
-        kafka = os.environ.get("BAROMETRE_BENCH_KAFKA")
-        if not kafka:
-            ensure_jars()
-            cluster = KafkaCluster(tmp / "kafka", port=KAFKA_PORT)
-            cluster.start()
-            stack.callback(cluster.stop)
-            kafka = cluster.bootstrap_servers
-        ch = os.environ.get("BAROMETRE_BENCH_CLICKHOUSE")
-        if not ch:
-            endpoint = ClickHouseEndpoint(tmp / "ch", port=CH_PORT)
-            endpoint.start()
-            stack.callback(endpoint.stop)
-            ch = endpoint.url
+        kafka, ch = bench_servers(stack, tmp, KAFKA_PORT, CH_PORT)
         settings = Settings(
             kafka_bootstrap=kafka,
             clickhouse_url=ch,
