@@ -113,7 +113,7 @@ LATEST_COLUMNS = (
     "version",
 )
 PRESENCE_COLUMNS = ("platform", "account_id", "entity_id", "starts", "ends", "version")
-ROLLUP_CHUNK = 500  # (platform, entity) pairs per rollup statement
+ROLLUP_CHUNK = 10_000  # (platform, entity) pairs per rollup statement: one statement per batch
 WINDOW_COLUMN = {w: f"before_{w.value}" for w in Window}
 
 
@@ -291,8 +291,9 @@ class Processor:
                 state.first_seen = min(state.first_seen, _ms_of(s))
                 point = point_from_snapshot(s)
                 change = state.series.add(point)
-                if state.series.latest == point or not state.entity_id:
-                    # Owner and handle follow the latest snapshot, whatever the arrival order.
+                if (change.changed and point.day == state.series.last_day) or not state.entity_id:
+                    # Owner and handle follow the latest snapshot, whatever the arrival order (the point
+                    # was stored on the latest day: it is the latest).
                     state.entity_id = s.entity_id or state.entity_id
                     state.handle = s.handle or state.handle
                 if change.too_old:
@@ -463,8 +464,8 @@ class Processor:
         return Statement(sql, {"touched": list(touched), "staleness": self.staleness_ms // DAY_MS})
 
     def rollups(self, pairs: Iterable[tuple[str, str]]) -> list[Statement]:
-        """:meth:`entity_rollup` of ``pairs``, in chunks: the pairs travel as a bound parameter in the
-        request's URL, which servers cap."""
+        """:meth:`entity_rollup` of ``pairs``, ``ROLLUP_CHUNK`` pairs a statement (one for a whole batch:
+        each statement reads ``account_latest`` once; the sink sends large parameters in the body)."""
         ordered = sorted(pairs)
         return [
             self.entity_rollup(ordered[start : start + ROLLUP_CHUNK])

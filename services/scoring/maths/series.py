@@ -307,6 +307,11 @@ class AccountSeries(Sequence[DailyPoint]):
         return self._point(len(self._days) - 1) if self._days else None
 
     @property
+    def last_day(self) -> int | None:
+        """The day of the latest point (days since the epoch), if any; cheaper than ``latest.day``."""
+        return self._days[-1] if self._days else None
+
+    @property
     def points(self) -> list[DailyPoint]:
         """Every point, oldest first."""
         return [self._point(i) for i in range(len(self._days))]
