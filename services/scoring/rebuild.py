@@ -61,9 +61,6 @@ WRITE_PATIENCE_S = 300.0
 PROGRESS_S = 2.0
 # A replay process costs seconds to start: one more only for this many records.
 RECORDS_PER_JOB = 100_000
-# (platform, entity_id) pairs per entity rollup statement: its parameters travel in the URL, which
-# servers cap (64 KiB on the local endpoint, ~1,100 of the longest pairs; 1 MiB on ClickHouse's server).
-ROLLUP_PAIRS = 500
 # How long Kafka may return nothing while partitions still lack records before we give up.
 STALL_S = 60.0
 
@@ -456,12 +453,12 @@ def _sink(settings: Settings, patience: _Patience) -> ClickHouseSink:
 
 
 def _roll_up(settings: Settings, touched: set[tuple[str, str]]) -> None:
-    """The entity rollups of ``touched``, in statements small enough for any server's URL limit."""
+    """The entity rollups of ``touched``, in the worker's chunks (``Processor.rollups``: each statement
+    reads the whole of ``account_latest__rebuild``, so the fewer the better)."""
     sink = _sink(settings, _Patience())
     processor = Processor(settings, fetch_history=sink.fetch_history, table_suffix=SUFFIX)
-    pairs = sorted(touched)
-    for i in range(0, len(pairs), ROLLUP_PAIRS):
-        sink.write({}, {}, [processor.entity_rollup(pairs[i : i + ROLLUP_PAIRS])])
+    for statement in processor.rollups(touched):
+        sink.write({}, {}, [statement])
 
 
 def _create_fresh(client: Client, db: str) -> None:
