@@ -86,6 +86,9 @@ FLUSH_S = 1.0
 # full; at a trickle this is most of the time from ingest to rows (freshness).
 TAKE_WITHIN_S = 0.25
 MAX_BACKOFF_S = 30.0
+# Besides the timer, silent accounts are looked for each time the clock (the receipt time of the
+# snapshots processed) has moved this much: a day of backlog is a day of checks, whatever the lag.
+SILENCE_CHECK_EVENT_MS = 24 * 3600 * 1000
 ROLLUP_REFRESH_S = 3600.0  # entity rollups gone stale without a new event are recomputed this often
 
 EVENTS = Counter("barometre_scoring_events_total", "Snapshot events consumed, by outcome.", ["outcome"])
@@ -197,6 +200,7 @@ def create_app(settings: Settings) -> faust.App:
         lambda: make_client(settings, autogenerate_session_id=False), settings.clickhouse_database
     )
 
+    clock = EventClock()
     # What keeps the worker from being ready besides ClickHouse writes (which the sink reports): a check
     # name -> what is being retried. Empty when all is well.
     retrying: dict[str, str] = {}
@@ -250,7 +254,9 @@ def create_app(settings: Settings) -> faust.App:
         for c in candidates:
             DETECTIONS.labels(c.type.value).inc()
 
-    async def process(good: Sequence[AccountSnapshot]) -> tuple[BatchOutput | None, dict[str, Exception]]:
+    async def process(
+        good: Sequence[AccountSnapshot], received: dict[str, int]
+    ) -> tuple[BatchOutput | None, dict[str, Exception]]:
         """Score ``good``, dead-lettering the accounts the processor fails on (isolate_failures);
         a ClickHouse or network error while scoring (reading old history) is waited out instead."""
         delay = 0.5
@@ -259,7 +265,7 @@ def create_app(settings: Settings) -> faust.App:
         while True:
             try:
                 result = await asyncio.to_thread(
-                    isolate_failures, good, lambda batch: processor.process(batch, known)
+                    isolate_failures, good, lambda batch: processor.process(batch, known, received)
                 )
                 retrying.pop("clickhouse", None)
                 return result
@@ -276,6 +282,7 @@ def create_app(settings: Settings) -> faust.App:
         offsets: dict[int, tuple[int, int]] = {}
         good: list[AccountSnapshot] = []
         records_of: dict[str, list[Any]] = {}  # account_id -> its records in this batch
+        received: dict[str, int] = {}  # event_id -> its record's timestamp (ms): when it was received
         letters: list[tuple[bytes | None, bytes]] = []
         for event in events:
             msg = event.message
@@ -290,7 +297,16 @@ def create_app(settings: Settings) -> faust.App:
                 continue
             good.append(verdict)
             records_of.setdefault(verdict.account_id, []).append(msg)
-        out, failed = await process(good) if good else (None, {})
+            received[verdict.event_id] = int(msg.timestamp * 1000)
+        if received:
+            clock.advance(max(received.values()))
+            if clock.received - silence_checked[0] >= SILENCE_CHECK_EVENT_MS and not silence_running:
+                # Catching up on a backlog, the clock runs faster than the timer: check as it goes.
+                silence_checked[0] = clock.received
+                task = asyncio.ensure_future(look_for_silent_accounts())
+                background.add(task)
+                task.add_done_callback(background.discard)
+        out, failed = await process(good, received) if good else (None, {})
         for account_id, error in failed.items():
             log.error(
                 "Scoring account %s failed; its events go to the dead-letter topic",
@@ -306,6 +322,7 @@ def create_app(settings: Settings) -> faust.App:
             EVENTS.labels("dead_letter").inc(len(letters))
         if out is not None:
             inflight.update(out.states)
+            fed.update(out.states)
         # The rows are written while the agent scores the next batch (the write of one batch and the
         # scoring of the next take turns on the two cores, ClickHouse's and ours).
         stored = asyncio.ensure_future(store(stores[0], out, offsets, events))
@@ -576,19 +593,33 @@ def create_app(settings: Settings) -> faust.App:
             retrying["alert_reads"] = f"reading {what} failing, retrying"
             reader.drop_client()
 
-    @app.timer(interval=settings.alert_silence_check_s)  # type: ignore[untyped-decorator]  # untyped decorator
-    async def check_silent_accounts() -> None:
-        if not stage_ready():
+    silence_checked = [0]  # the clock (receipt time) at the last check triggered by the batches
+    background: set[asyncio.Future[None]] = set()  # those checks, referenced until they end
+    fed: set[bytes] = set()  # accounts with a new state since the last silence check
+    silence_running: set[bool] = set()  # non-empty while a check runs
+
+    async def look_for_silent_accounts() -> None:
+        if not stage_ready() or silence_running:
             return
+        silence_running.add(True)
         try:
             keys = local_keys(states, snapshots)
-            held = [(key, value) for key in keys if (value := states.get(key))]
-            found = await asyncio.to_thread(silent_accounts, held, wall_ms(), detector)
+            # An account fed since the last check is not silent, whatever its points say: during an
+            # import its history arrives in several batches, and a part of it can end 45 days ago.
+            recent = set(fed)
+            fed.clear()
+            held = [(key, value) for key in keys if key not in recent and (value := states.get(key))]
+            found = await asyncio.to_thread(silent_accounts, held, clock.now(), detector)
+            if found:
+                await send_candidates(found)
         except Exception:  # a bug of ours (an unreadable state?): the next check tries again
             log.exception("Looking for silent accounts failed; retrying at the next check")
-            return
-        if found:
-            await send_candidates(found)
+        finally:
+            silence_running.clear()
+
+    @app.timer(interval=settings.alert_silence_check_s)  # type: ignore[untyped-decorator]  # untyped decorator
+    async def check_silent_accounts() -> None:
+        await look_for_silent_accounts()
 
     @app.timer(interval=10.0)  # type: ignore[untyped-decorator]  # mode's timer decorator is untyped
     async def report_lag() -> None:
@@ -634,3 +665,25 @@ def hold_back(events: Sequence[Any]) -> None:
     """
     for event in events:
         event.message.acked = True
+
+
+class EventClock:
+    """The worker's "now" for the periodic silence check: while the worker works through a backlog, the
+    receipt time (record timestamp) of what it is processing, never later than the wall clock; once it is
+    idle (no batch for ``idle_s``), the wall clock. A silence is then judged as it would have been live,
+    whatever the consumer lag (points are judged as of their own receipt: ``Processor.process``)."""
+
+    def __init__(self, idle_s: float = 2 * FLUSH_S) -> None:
+        self.idle_s = idle_s
+        self.received = 0
+        self.at = -float("inf")
+
+    def advance(self, received_ms: int) -> None:
+        self.received = received_ms
+        self.at = time.monotonic()
+
+    def now(self) -> int:
+        wall = wall_ms()
+        if time.monotonic() - self.at > self.idle_s:
+            return wall
+        return min(wall, self.received)
