@@ -493,6 +493,9 @@ def create_app(settings: Settings) -> faust.App:
 
     async def read_active_accounts() -> None:
         active.update(await asyncio.to_thread(reader.active_accounts, settings.staleness_days))
+        # Since when each platform is watched, for account_new (the processor learns it from the states
+        # it reads too; this covers a restart, when the first new account may come before any other).
+        processor.watched_since(await asyncio.to_thread(reader.watched_since))
 
     async def read_until_done(read: Callable[[], Awaitable[None]], what: str) -> None:
         delay = 0.5

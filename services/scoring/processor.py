@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from services.common.events import AccountSnapshot
-from services.common.names import Window
+from services.common.names import AlertType, Window
 from services.common.settings import Settings
 from services.scoring.alerts.detection import DetectorParams, detect_point, detect_silence
 from services.scoring.alerts.noise import Candidate
@@ -213,6 +213,9 @@ def silent_accounts(
     return out
 
 
+# A first point is an ``account_new`` alert only on a platform watched for at least this long before it.
+NEW_ACCOUNT_AFTER_MS = 7 * DAY_MS
+
 # Reads an account's whole daily history from ClickHouse: account_id -> points.
 HistoryFetcher = Callable[[Sequence[str]], Mapping[str, list[DailyPoint]]]
 
@@ -237,6 +240,23 @@ class Processor:
         self.fetch_history = fetch_history
         self.db = settings.clickhouse_database
         self.table_suffix = table_suffix
+        # platform -> the earliest first_seen of its accounts known here (see watched_since).
+        self.platform_since: dict[str, int] = {}
+
+    def watched_since(self, since: Mapping[str, int]) -> None:
+        """Learn since when each platform has been watched (the worker reads the earliest ``first_seen``
+        of ``account_latest`` at start; the processor also learns it from every state it reads)."""
+        for platform, first_seen in since.items():
+            known = self.platform_since.get(platform)
+            if known is None or first_seen < known:
+                self.platform_since[platform] = first_seen
+
+    def _established(self, platform: str, observed_at: int) -> bool:
+        """Whether ``platform`` was watched at least ``NEW_ACCOUNT_AFTER_MS`` before ``observed_at``: a
+        first point is news (``account_new``) only then. When monitoring starts, or a platform is added,
+        every account is seen for the first time at once; none of them is a new account."""
+        since = self.platform_since.get(platform)
+        return since is not None and since <= observed_at - NEW_ACCOUNT_AFTER_MS
 
     def process(
         self,
@@ -289,6 +309,8 @@ class Processor:
             platform = first.platform.value
             for s in sorted(items, key=lambda x: (x.observed_at, x.event_id)):
                 state.first_seen = min(state.first_seen, _ms_of(s))
+                if state.first_seen < self.platform_since.get(platform, state.first_seen + 1):
+                    self.platform_since[platform] = state.first_seen
                 point = point_from_snapshot(s)
                 change = state.series.add(point)
                 if (change.changed and point.day == state.series.last_day) or not state.entity_id:
@@ -312,6 +334,10 @@ class Processor:
                     for detection in detect_point(
                         state.series, point, replaced=change.replaced, now=at, params=detector
                     ):
+                        if detection.type is AlertType.ACCOUNT_NEW and not self._established(
+                            platform, point.observed_at
+                        ):
+                            continue
                         out.candidates.append(Candidate(account_id, state.entity_id or None, detection))
                 if earliest_change is None or point.observed_at < earliest_change:
                     earliest_change = point.observed_at

@@ -144,6 +144,19 @@ class AlertStore:
         )
         return {str(platform): int(count) for platform, count in rows}
 
+    def watched_since(self) -> dict[str, int]:
+        """Per platform, the earliest ``first_seen`` of its accounts (epoch ms): since when it is watched
+        (a first point is an ``account_new`` alert only on a platform watched for a week)."""
+        rows = (
+            self._get()
+            .query(
+                "SELECT platform, toUnixTimestamp64Milli(min(first_seen)) "
+                f"FROM {self._db}.account_latest GROUP BY platform"
+            )
+            .result_rows
+        )
+        return {str(platform): int(first) for platform, first in rows}
+
     def drop_client(self) -> None:
         """Forget the client (after a failure: the next call opens a fresh connection)."""
         if self._client is not None:

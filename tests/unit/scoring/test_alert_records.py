@@ -225,10 +225,42 @@ def test_points_are_judged_as_of_when_they_were_received() -> None:
 def test_imported_history_raises_nothing() -> None:
     points = history("x:old", range(120, 60, -1))
     points[30] = snapshot("x:old", 90, 100)  # a collapse, 90 days ago
-    assert processor().process(points, {}).candidates == []
-    # a first point today is a new account
-    [new] = processor().process([snapshot("x:new", 0.5, 10)], {}).candidates
+    p = processor()
+    assert p.process(points, {}).candidates == []
+    # a first point today is a new account: the platform has been watched for months (the import)
+    [new] = p.process([snapshot("x:new", 0.5, 10)], {}).candidates
     assert new.type is AlertType.ACCOUNT_NEW
+
+
+def test_first_points_are_new_accounts_only_on_a_platform_already_watched() -> None:
+    """When monitoring starts (or a platform is added) every account is seen for the first time at once:
+    none of them is a new account. A week later, a first point is news."""
+    p = processor()
+    first_tick = [snapshot(f"x:a{i}", 10, 1000 + i) for i in range(50)]
+    assert p.process(first_tick, {}, {s.event_id: to_ms(s.observed_at) for s in first_tick}).candidates == []
+    # Six days later: still the start of monitoring.
+    early = snapshot("x:early", 4, 10)
+    assert p.process([early], {}, {early.event_id: to_ms(early.observed_at)}).candidates == []
+    late = snapshot("x:late", 2, 10)
+    [new] = p.process([late], {}, {late.event_id: to_ms(late.observed_at)}).candidates
+    assert (new.account_id, new.type) == ("x:late", AlertType.ACCOUNT_NEW)
+    # Another platform is not watched because x is; the worker seeds what ClickHouse knows at start.
+    other = Processor(
+        Settings(), fetch_history=lambda ids: {}, alerts=detector_params(Settings()), clock=lambda: WALL
+    )
+    fb = AccountSnapshot.model_validate(
+        {
+            "account_id": "facebook:x",
+            "platform": "facebook",
+            "entity_id": "COM:38185",
+            "observed_at": from_ms(WALL - 3_600_000).isoformat(),
+            "followers": 10,
+        }
+    )
+    assert other.process([fb], {}).candidates == []
+    other.watched_since({"facebook": WALL - 30 * 86_400_000})
+    fb2 = fb.model_copy(update={"account_id": "facebook:y", "event_id": "e-fb-y"})
+    assert [c.type for c in other.process([fb2], {}).candidates] == [AlertType.ACCOUNT_NEW]
 
 
 def test_silent_accounts_use_event_time_and_skip_history() -> None:
