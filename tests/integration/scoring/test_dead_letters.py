@@ -196,7 +196,7 @@ import services.scoring.processor as processor
 original = processor.Processor.process
 seen = {"flaky": 0}
 
-def process(self, snapshots, states):
+def process(self, snapshots, states, *args, **kwargs):
     snapshots = list(snapshots)
     accounts = {s.account_id for s in snapshots}
     if "x:poison" in accounts:
@@ -204,7 +204,7 @@ def process(self, snapshots, states):
     if "x:flaky" in accounts and seen["flaky"] < 3:
         seen["flaky"] += 1
         raise ConnectionRefusedError("ClickHouse is restarting")
-    return original(self, snapshots, states)
+    return original(self, snapshots, states, *args, **kwargs)
 
 processor.Processor.process = process
 
