@@ -33,7 +33,10 @@ from services.scoring.alerts.detection import Detection
 from services.scoring.alerts.noise import Candidate, NoiseControl, NoiseParams
 
 CANDIDATE_FORMAT: Final = 1
-STATE_FORMAT: Final = b"\x01"  # the first byte of a stored NoiseControl: zlib of its pickle follows
+# The first byte of a stored NoiseControl: zlib of its pickle follows. 2 since noise control keeps its
+# incidents' members in lists and sets (1: tuples, quadratic at 100,000 members); a state of an older
+# format is refused (ValueError), and the worker starts that platform afresh.
+STATE_FORMAT: Final = b"\x02"
 
 
 class CandidateFormatError(ValueError):

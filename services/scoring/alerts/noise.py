@@ -32,12 +32,16 @@ alerts it inhibits are not published but kept with ``inhibited`` and the inciden
 
 from __future__ import annotations
 
+import heapq
 import math
 import uuid
+from bisect import bisect_left, insort
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
+from itertools import pairwise
 from typing import Final
 
 from services.common.events import Alert, derive_alert_id, format_timestamp
@@ -282,12 +286,93 @@ class _Episode:
 
 
 @dataclass(slots=True)
+class _LiveIncident:
+    """An incident as noise control keeps it: its members in a list (join order) and a set
+    (membership), so that a candidate joining one of 100,000 members costs O(1); ``value`` holds the
+    rest (its ``members`` left empty). The frozen :class:`Incident` the steps return is built from it
+    once per step that changed it, never per candidate."""
+
+    value: Incident  # members: () (they are in ``members``)
+    members: list[str]
+    member_set: set[str]
+
+    @property
+    def incident_id(self) -> str:
+        """The incident's id."""
+        return self.value.incident_id
+
+    def join(self, candidate: Candidate, now: int, critical_share: float) -> None:
+        """Add ``candidate``'s account (not yet a member)."""
+        self.members.append(candidate.account_id)
+        self.member_set.add(candidate.account_id)
+        value = self.value
+        severity = value.severity
+        if value.active_accounts and len(self.members) / value.active_accounts >= critical_share:
+            severity = AlertSeverity.CRITICAL
+        self.value = replace(
+            value,
+            first_observed_at=min(value.first_observed_at, candidate.observed_at),
+            last_observed_at=max(value.last_observed_at, candidate.observed_at),
+            updated_at=now,
+            total_change=value.total_change + _excess(candidate.detection),
+            severity=severity,
+            resolved=False,
+        )
+
+    def snapshot(self) -> Incident:
+        """The frozen incident (O(members))."""
+        return replace(self.value, members=tuple(self.members))
+
+    # The stored state (codec.dump_control) leaves out what the rest gives back.
+    def __getstate__(self) -> tuple[Incident, list[str]]:
+        return self.value, self.members
+
+    def __setstate__(self, state: tuple[Incident, list[str]]) -> None:
+        self.value, self.members = state
+        self.member_set = set(self.members)
+
+
+@dataclass(slots=True)
 class _Group:
-    """Recent grouped detections of one platform and type, and its incidents."""
+    """Recent grouped detections of one platform and type, and its incidents.
+
+    ``recent`` holds the detections not (yet) in an incident, ``timeline`` the same as ``(observed_at,
+    account)`` in order, so that counting those within the window of a new one is two bisections.
+    """
 
     recent: dict[str, tuple[int, Candidate]] = field(default_factory=dict)  # account -> latest
+    timeline: list[tuple[int, str]] = field(default_factory=list)  # recent's (observed_at, account), sorted
     emitted: set[str] = field(default_factory=set)  # accounts whose recent detection was published
-    incidents: list[Incident] = field(default_factory=list)
+    incidents: list[_LiveIncident] = field(default_factory=list)
+
+    def remember(self, account: str, t: int, candidate: Candidate) -> None:
+        """Make ``candidate`` (at ``t``) the account's latest recent detection."""
+        previous = self.recent.get(account)
+        if previous is not None:
+            i = bisect_left(self.timeline, (previous[0], account))
+            del self.timeline[i]
+        self.recent[account] = (t, candidate)
+        insort(self.timeline, (t, account))
+
+    def window(self, lo: int, hi: int) -> tuple[int, int]:
+        """The slice of ``timeline`` observed within ``[lo, hi]``."""
+        return bisect_left(self.timeline, (lo,)), bisect_left(self.timeline, (hi + 1,))
+
+    def take(self, start: int, stop: int) -> list[tuple[int, Candidate]]:
+        """Remove ``timeline[start:stop]`` from the recent detections; their ``(observed_at, candidate)``."""
+        taken = [self.recent.pop(account) for _, account in self.timeline[start:stop]]
+        del self.timeline[start:stop]
+        return taken
+
+    # The stored state (codec.dump_control) leaves out the timeline, which ``recent`` gives back.
+    def __getstate__(self) -> tuple[dict[str, tuple[int, Candidate]], set[str], list[_LiveIncident]]:
+        return self.recent, self.emitted, self.incidents
+
+    def __setstate__(
+        self, state: tuple[dict[str, tuple[int, Candidate]], set[str], list[_LiveIncident]]
+    ) -> None:
+        self.recent, self.emitted, self.incidents = state
+        self.timeline = sorted((t, account) for account, (t, _) in self.recent.items())
 
 
 class NoiseControl:
@@ -295,6 +380,9 @@ class NoiseControl:
 
     All accounts of a platform must go through the same instance for grouping to see them: the worker
     runs it where detections are keyed by platform (docs/ALERTS.md, "Running it").
+
+    Every per-candidate operation is O(1) amortised (or a bisection), whatever the size of the
+    incident it joins: a purge hits most of a platform's 300,000 accounts at once.
     """
 
     def __init__(self, params: NoiseParams = DEFAULT_NOISE, silences: Sequence[Silence] = ()) -> None:
@@ -302,8 +390,13 @@ class NoiseControl:
         self._silences: tuple[Silence, ...] = tuple(silences)
         self._active: dict[str, int] = {}
         self._episodes: dict[tuple[str, AlertType], _Episode] = {}
+        # (an instant no later than its episode's last detection or alert, key): for forgetting without
+        # going through every episode at every flush.
+        self._expiries: list[tuple[int, str, AlertType]] = []
         self._groups: dict[tuple[str, AlertType], _Group] = {}
-        self._pending: list[tuple[int, Candidate]] = []
+        self._pending: deque[tuple[int, Candidate]] = deque()  # (release time, candidate), held order
+        self._pending_sorted = True  # whether the release times are in held order (they are, unless now or
+        # group_wait went back): then the due ones are a prefix
         self._watermark = 0  # the latest observed_at seen (event time), for forgetting
 
     # --- Inputs besides detections.
@@ -321,12 +414,24 @@ class NoiseControl:
         """How many grouped detections are held."""
         return len(self._pending)
 
+    # The stored state (codec.dump_control) leaves out the queue of expiries, which the episodes give
+    # back (with the incidents' member sets and the groups' timelines, it made the state 1.7x larger).
+    def __getstate__(self) -> dict[str, object]:
+        state = dict(self.__dict__)
+        del state["_expiries"]
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self._expiries = [(max(e.last_seen, e.alert_at), *key) for key, e in self._episodes.items()]
+        heapq.heapify(self._expiries)
+
     # --- The steps.
 
     def process(self, now: int, candidates: Iterable[Candidate]) -> Step:
         """Decide on ``candidates`` at ``now`` (epoch ms, processing time), then release what is due."""
         outcomes: list[Outcome] = []
-        changed: dict[str, Incident] = {}
+        changed: dict[str, _LiveIncident] = {}
         params = self.params
         for candidate in candidates:
             self._watermark = max(self._watermark, candidate.observed_at)
@@ -338,43 +443,64 @@ class NoiseControl:
                 continue
             if candidate.type in params.group_types:
                 self._group(now, candidate, changed)
-                self._pending.append((now + params.group_wait_ms, candidate))
+                self._hold(now + params.group_wait_ms, candidate)
                 outcomes.append(Outcome(candidate, Verdict.PENDING))
             else:
                 outcomes.append(self._decide(now, candidate))
-        step = self.flush(now)
-        for incident in step.incidents:
-            changed[incident.incident_id] = incident
-        return Step(outcomes + step.outcomes, list(changed.values()))
+        outcomes += self._flush(now, changed)
+        return Step(outcomes, [incident.snapshot() for incident in changed.values()])
 
     def flush(self, now: int) -> Step:
         """Release the held detections that are due at ``now``, resolve quiet incidents, forget the old.
 
         Call it periodically (every few seconds) even without new detections, or held alerts wait.
         """
+        changed: dict[str, _LiveIncident] = {}
+        outcomes = self._flush(now, changed)
+        return Step(outcomes, [incident.snapshot() for incident in changed.values()])
+
+    def _flush(self, now: int, changed: dict[str, _LiveIncident]) -> list[Outcome]:
         params = self.params
         outcomes: list[Outcome] = []
-        changed: dict[str, Incident] = {}
-        due = [c for at, c in self._pending if at <= now]
-        if due:
-            self._pending = [(at, c) for at, c in self._pending if at > now]
-        for candidate in due:
+        for candidate in self._due(now):
             group = self._groups.get((candidate.platform, candidate.type))
             incident = None if group is None else _covering(group, candidate, params.group_window_ms)
             if incident is not None:
-                outcomes.append(self._inhibited(candidate, incident))
+                outcomes.append(self._inhibited(candidate, incident.incident_id))
                 continue
             outcome = self._decide(now, candidate)
             if outcome.verdict is Verdict.EMIT and group is not None:
                 group.emitted.add(candidate.account_id)
             outcomes.append(outcome)
         for group in self._groups.values():
-            for i, incident in enumerate(group.incidents):
-                if not incident.resolved and now - incident.updated_at >= params.group_window_ms:
-                    group.incidents[i] = replace(incident, resolved=True)
-                    changed[incident.incident_id] = group.incidents[i]
+            for incident in group.incidents:
+                if not incident.value.resolved and now - incident.value.updated_at >= params.group_window_ms:
+                    incident.value = replace(incident.value, resolved=True)
+                    changed[incident.incident_id] = incident
         self._forget()
-        return Step(outcomes, list(changed.values()))
+        return outcomes
+
+    # --- Holding.
+
+    def _hold(self, release_at: int, candidate: Candidate) -> None:
+        if self._pending and release_at < self._pending[-1][0]:
+            self._pending_sorted = False
+        self._pending.append((release_at, candidate))
+
+    def _due(self, now: int) -> list[Candidate]:
+        """Take the held detections due at ``now``, in the order they were held."""
+        pending = self._pending
+        if self._pending_sorted:
+            due = []
+            while pending and pending[0][0] <= now:
+                due.append(pending.popleft()[1])
+            return due
+        due = [c for at, c in pending if at <= now]
+        if due:
+            self._pending = deque((at, c) for at, c in pending if at > now)
+            times = [at for at, _ in self._pending]
+            self._pending_sorted = all(a <= b for a, b in pairwise(times))
+        return due
 
     # --- Per-account decisions.
 
@@ -393,9 +519,13 @@ class NoiseControl:
                 return Outcome(candidate, Verdict.ONGOING, episode.alert_id)
             if abs(t - episode.alert_at) <= params.cooldown_ms:
                 return Outcome(candidate, Verdict.COOLDOWN, episode.alert_id)
-        alert_id = candidate.alert_id
-        self._episodes[key] = _Episode(alert_id, t, t, t)
+        self._open(key, candidate.alert_id, t)
         return Outcome(candidate, Verdict.EMIT)
+
+    def _open(self, key: tuple[str, AlertType], alert_id: str, t: int) -> None:
+        """Make ``alert_id`` (at ``t``) the open alert of ``key``."""
+        self._episodes[key] = _Episode(alert_id, t, t, t)
+        heapq.heappush(self._expiries, (t, *key))
 
     def _extend(self, episode: _Episode, t: int, since: int | None) -> bool:
         """Fold a detection at ``t`` into ``episode`` if it is still open then (within resolve_after of
@@ -409,19 +539,19 @@ class NoiseControl:
         episode.last_seen = max(episode.last_seen, t)
         return True
 
-    def _inhibited(self, candidate: Candidate, incident: Incident) -> Outcome:
+    def _inhibited(self, candidate: Candidate, incident_id: str) -> Outcome:
         """An inhibited detection: its story is the incident's, which becomes the account's open alert
         of that type (a repeat is a duplicate, a continuation is ongoing)."""
         key = (candidate.account_id, candidate.type)
         episode = self._episodes.get(key)
         t = candidate.observed_at
         if episode is None or not self._extend(episode, t, candidate.detection.since):
-            self._episodes[key] = _Episode(incident.incident_id, t, t, t)
-        return Outcome(candidate, Verdict.INHIBITED, incident.incident_id)
+            self._open(key, incident_id, t)
+        return Outcome(candidate, Verdict.INHIBITED, incident_id)
 
     # --- Grouping.
 
-    def _group(self, now: int, candidate: Candidate, changed: dict[str, Incident]) -> None:
+    def _group(self, now: int, candidate: Candidate, changed: dict[str, _LiveIncident]) -> None:
         """Count ``candidate`` in its platform's group; join or open an incident."""
         params = self.params
         window = params.group_window_ms
@@ -431,34 +561,27 @@ class NoiseControl:
             group = self._groups[key] = _Group()
         t = candidate.observed_at
         account = candidate.account_id
-        for i, incident in enumerate(group.incidents):
-            if incident.covers(t, window):
-                if account not in incident.members:
-                    incident = _join(incident, candidate, now, params.critical_share)
-                    group.incidents[i] = incident
+        for incident in group.incidents:
+            if incident.value.covers(t, window):
+                if account not in incident.member_set:
+                    incident.join(candidate, now, params.critical_share)
                     changed[incident.incident_id] = incident
                 return
-        group.recent[account] = (t, candidate)
+        group.remember(account, t, candidate)
         # Accounts whose latest detection lies within the window ending at this one (or after it:
         # out-of-order arrivals count too, within the window either side).
-        members = [(seen, c) for seen, c in group.recent.values() if t - window <= seen <= t + window]
+        start, stop = group.window(t - window, t + window)
         active = self._active.get(candidate.platform)
         threshold = params.group_min_accounts
         if active:
             threshold = max(threshold, math.ceil(params.group_min_share * active))
-        if len(members) < threshold:
+        if stop - start < threshold:
             return
-        members.sort(key=lambda m: (m[0], m[1].account_id))
+        members = group.take(start, stop)  # in (observed_at, account) order
         first, last = members[0][0], members[-1][0]
-        accounts = tuple(c.account_id for _, c in members)
-        total = sum(_excess(c.detection) for _, c in members)
+        accounts = [c.account_id for _, c in members]
         share = len(accounts) / active if active else None
-        severity = (
-            AlertSeverity.CRITICAL
-            if share is not None and share >= params.critical_share
-            else AlertSeverity.WARNING
-        )
-        incident = Incident(
+        formed = Incident(
             incident_id=incident_id(candidate.type, candidate.platform, first),
             platform=candidate.platform,
             type=candidate.type,
@@ -466,39 +589,57 @@ class NoiseControl:
             last_observed_at=last,
             detected_at=now,
             updated_at=now,
-            members=accounts,
+            members=(),
             emitted_before=tuple(a for a in accounts if a in group.emitted),
             active_accounts=active,
             threshold=threshold,
-            total_change=total,
-            severity=severity,
+            total_change=sum(_excess(c.detection) for _, c in members),
+            severity=(
+                AlertSeverity.CRITICAL
+                if share is not None and share >= params.critical_share
+                else AlertSeverity.WARNING
+            ),
         )
-        silence = next((s for s in self._silences if s.matches_incident(incident, now)), None)
+        silence = next((s for s in self._silences if s.matches_incident(formed, now)), None)
         if silence is not None:
-            incident = replace(incident, silenced_by=silence.silence_id)
-        group.incidents.append(incident)
-        for account_id in accounts:
-            group.recent.pop(account_id, None)
-        changed[incident.incident_id] = incident
+            formed = replace(formed, silenced_by=silence.silence_id)
+        live = _LiveIncident(formed, accounts, set(accounts))
+        group.incidents.append(live)
+        changed[live.incident_id] = live
 
     def _forget(self) -> None:
-        """Drop episodes, recent detections and incidents older than the retention (event time)."""
+        """Drop episodes, recent detections and incidents older than the retention (event time).
+
+        Each episode is looked at when the horizon passes its last instant (a heap), each recent
+        detection when it leaves the window (the timeline is sorted): not everything at every flush.
+        """
         horizon = self._watermark - self.params.retention_ms
-        window = self.params.group_window_ms
-        stale = [key for key, e in self._episodes.items() if e.last_seen < horizon and e.alert_at < horizon]
-        for key in stale:
-            del self._episodes[key]
+        expiries = self._expiries
+        while expiries and expiries[0][0] < horizon:
+            _, account, alert_type = heapq.heappop(expiries)
+            key = (account, alert_type)
+            episode = self._episodes.get(key)
+            if episode is None:
+                continue
+            last = max(episode.last_seen, episode.alert_at)
+            if last < horizon:
+                del self._episodes[key]
+            else:  # extended since it was queued (or the key's episode was replaced): queue it again
+                heapq.heappush(expiries, (last, account, alert_type))
+        old = self._watermark - 2 * self.params.group_window_ms
         for group in self._groups.values():
-            old = [a for a, (seen, _) in group.recent.items() if seen < self._watermark - 2 * window]
-            for account in old:
-                del group.recent[account]
-                group.emitted.discard(account)
-            group.incidents = [i for i in group.incidents if i.last_observed_at >= horizon]
+            stop = bisect_left(group.timeline, (old,))
+            for _, candidate in group.take(0, stop):
+                group.emitted.discard(candidate.account_id)
+            if any(i.value.last_observed_at < horizon for i in group.incidents):
+                group.incidents = [i for i in group.incidents if i.value.last_observed_at >= horizon]
 
 
-def _covering(group: _Group, candidate: Candidate, window_ms: int) -> Incident | None:
+def _covering(group: _Group, candidate: Candidate, window_ms: int) -> _LiveIncident | None:
     for incident in group.incidents:
-        if candidate.account_id in incident.members and incident.covers(candidate.observed_at, window_ms):
+        if candidate.account_id in incident.member_set and incident.value.covers(
+            candidate.observed_at, window_ms
+        ):
             return incident
     return None
 
@@ -507,24 +648,6 @@ def _excess(detection: Detection) -> float:
     if detection.value is None or detection.expected is None:
         return 0.0
     return detection.value - detection.expected
-
-
-def _join(incident: Incident, candidate: Candidate, now: int, critical_share: float) -> Incident:
-    members = (*incident.members, candidate.account_id)
-    share = len(members) / incident.active_accounts if incident.active_accounts else None
-    severity = incident.severity
-    if share is not None and share >= critical_share:
-        severity = AlertSeverity.CRITICAL
-    return replace(
-        incident,
-        first_observed_at=min(incident.first_observed_at, candidate.observed_at),
-        last_observed_at=max(incident.last_observed_at, candidate.observed_at),
-        updated_at=now,
-        members=members,
-        total_change=incident.total_change + _excess(candidate.detection),
-        severity=severity,
-        resolved=False,
-    )
 
 
 def to_alert(candidate: Candidate, detected_at: datetime) -> Alert:
