@@ -86,6 +86,7 @@ FLUSH_S = 1.0
 # full; at a trickle this is most of the time from ingest to rows (freshness).
 TAKE_WITHIN_S = 0.25
 MAX_BACKOFF_S = 30.0
+MAX_STATE_BYTES = 16 * 1024 * 1024  # the largest record the worker produces (a noise-control state)
 # Besides the timer, silent accounts are looked for each time the clock (the receipt time of the
 # snapshots processed) has moved this much: a day of backlog is a day of checks, whatever the lag.
 SILENCE_CHECK_EVENT_MS = 24 * 3600 * 1000
@@ -136,6 +137,7 @@ def create_app(settings: Settings) -> faust.App:
         topic_replication_factor=settings.kafka_replication,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        producer_max_request_size=MAX_STATE_BYTES,
         web_bind=settings.scoring_host,
         web_host=settings.scoring_host,
         web_port=settings.scoring_port,
@@ -162,7 +164,7 @@ def create_app(settings: Settings) -> faust.App:
         partitions=settings.kafka_partitions,
     )
 
-    def bytes_table(name: str) -> Any:
+    def bytes_table(name: str, **topic_configs: str) -> Any:
         # Our own bytes, keyed by raw bytes; placed by the producer's partitioner (module docstring).
         return app.Table(
             name,
@@ -171,6 +173,7 @@ def create_app(settings: Settings) -> faust.App:
             value_type=bytes,
             partitions=settings.kafka_partitions,
             use_partitioner=True,
+            extra_topic_configs=topic_configs,
         )
 
     states = bytes_table("account-state")
@@ -187,7 +190,9 @@ def create_app(settings: Settings) -> faust.App:
     )
     # The alert stage's state: platform -> its pickled NoiseControl (codec.dump_control). Written from
     # the agent and from timers, hence the producer's partitioner (the candidates' key is the platform).
-    noise_states = bytes_table("alert-noise")
+    # A platform's noise-control state holds its incidents' members: 300,000 accounts in one incident
+    # are 2.1 MB compressed, over Kafka's default 1 MB record limit (hence the changelog's own limit).
+    noise_states = bytes_table("alert-noise", **{"max.message.bytes": str(MAX_STATE_BYTES)})
     sink = ClickHouseSink(lambda: make_client(settings), settings.clickhouse_database)
     detector = detector_params(settings)
     processor = Processor(settings, fetch_history=sink.fetch_history, alerts=detector)
