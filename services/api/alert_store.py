@@ -21,55 +21,12 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
+from services.common.alert_tables import ALERT_FIELDS, INCIDENT_FIELDS, SILENCE_FIELDS
 from services.common.names import AlertSeverity, AlertStatus, AlertType, Platform
 
 DATETIME = "DateTime64(3, 'UTC')"
 U64_MAX = 2**64 - 1
 
-ALERT_FIELDS = (
-    "alert_id",
-    "type",
-    "account_id",
-    "entity_id",
-    "platform",
-    "observed_at",
-    "detected_at",
-    "value",
-    "expected",
-    "score",
-    "severity",
-)
-INCIDENT_FIELDS = (
-    "incident_id",
-    "type",
-    "platform",
-    "first_observed_at",
-    "last_observed_at",
-    "detected_at",
-    "updated_at",
-    "accounts",
-    "members",
-    "emitted_before",
-    "active_accounts",
-    "share",
-    "threshold",
-    "total_change",
-    "severity",
-    "status",
-    "silenced_by",
-)
-SILENCE_FIELDS = (
-    "silence_id",
-    "starts_at",
-    "ends_at",
-    "account_id",
-    "entity_id",
-    "platform",
-    "type",
-    "created_by",
-    "comment",
-    "created_at",
-)
 SUBSCRIPTION_FIELDS = (
     "subscription_id",
     "url",

@@ -41,6 +41,7 @@ from faust import web
 from kafka.partitioner.default import murmur2
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_latest
 
+from services.common.alert_tables import ALERT_COLUMNS, INCIDENT_COLUMNS
 from services.common.clickhouse import make_client
 from services.common.events import AccountSnapshot
 from services.common.names import DeadLetterCode, Topic
@@ -56,8 +57,6 @@ from services.scoring.alerts.codec import (
 )
 from services.scoring.alerts.noise import Candidate, NoiseControl, NoiseParams, Silence, Step, Verdict
 from services.scoring.alerts.records import (
-    ALERT_COLUMNS,
-    INCIDENT_COLUMNS,
     alert_records,
     alert_rows,
     incident_records,

@@ -27,53 +27,6 @@ from services.scoring.alerts.codec import details_json, finite
 from services.scoring.alerts.noise import Incident, Outcome, Silence, Step, Verdict, to_alert
 from services.scoring.maths.points import from_ms, to_ms
 
-ALERT_COLUMNS: Final = (
-    "alert_id",
-    "type",
-    "account_id",
-    "entity_id",
-    "platform",
-    "observed_at",
-    "detected_at",
-    "value",
-    "expected",
-    "score",
-    "severity",
-    "details",
-    "inhibited_by",
-    "version",
-)
-INCIDENT_COLUMNS: Final = (
-    "incident_id",
-    "type",
-    "platform",
-    "first_observed_at",
-    "last_observed_at",
-    "detected_at",
-    "updated_at",
-    "accounts",
-    "members",
-    "emitted_before",
-    "active_accounts",
-    "share",
-    "threshold",
-    "total_change",
-    "severity",
-    "status",
-    "silenced_by",
-    "version",
-)
-SILENCE_COLUMNS: Final = (
-    "silence_id",
-    "starts_at",
-    "ends_at",
-    "account_id",
-    "entity_id",
-    "platform",
-    "type",
-    "created_by",
-    "comment",
-)
 KEPT: Final = frozenset({Verdict.EMIT, Verdict.INHIBITED})
 TOPIC_MEMBERS: Final = 1_000
 
@@ -170,8 +123,9 @@ def opened(step: Step) -> list[Incident]:
 
 
 def silence_from_row(row: Sequence[object]) -> Silence:
-    """The :class:`~.noise.Silence` of a ``silences`` row in :data:`SILENCE_COLUMNS` order (timestamps as
-    aware datetimes or epoch ms); ValueError, saying why, for a row noise control cannot use."""
+    """The :class:`~.noise.Silence` of a ``silences`` row in ``alert_tables.SILENCE_COLUMNS`` order
+    (timestamps as aware datetimes or epoch ms); ValueError, saying why, for a row noise control cannot
+    use."""
     silence_id, starts_at, ends_at, account_id, entity_id, platform, alert_type, created_by, comment = row
     return Silence(
         silence_id=str(silence_id),

@@ -21,8 +21,9 @@ from collections.abc import Callable, Mapping, Sequence
 from clickhouse_connect.driver.client import Client
 from prometheus_client import Counter
 
+from services.common.alert_tables import SILENCE_COLUMNS
 from services.scoring.alerts.noise import Silence
-from services.scoring.alerts.records import SILENCE_COLUMNS, silence_from_row
+from services.scoring.alerts.records import silence_from_row
 
 log = logging.getLogger(__name__)
 

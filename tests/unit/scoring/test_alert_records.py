@@ -9,14 +9,13 @@ from typing import Any
 
 import pytest
 
+from services.common.alert_tables import ALERT_COLUMNS, INCIDENT_COLUMNS
 from services.common.events import AccountSnapshot, Alert
 from services.common.names import AccountStatus, AlertSeverity, AlertType
 from services.common.settings import Settings
 from services.scoring.alerts.detection import Detection
 from services.scoring.alerts.noise import Candidate, NoiseControl, NoiseParams, Silence, Step, Verdict
 from services.scoring.alerts.records import (
-    ALERT_COLUMNS,
-    INCIDENT_COLUMNS,
     TOPIC_MEMBERS,
     alert_records,
     alert_rows,
