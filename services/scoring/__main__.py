@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 
 from services.common.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
+
+
+# Young objects allowed between two collections (CPython's default is 700). A batch of 10,000 snapshots
+# holds hundreds of thousands of short-lived objects (rows, points, states) at once: at the default, the
+# collector ran through them hundreds of times a batch and promoted them into the older generations.
+# Measured on one tick of 300,000 accounts: 296 µs of worker CPU an event at 700, 255 at 50,000; with
+# the batched changelog, 152 at 50,000, 143 at 500,000, 139 with no collection at all.
+GC_YOUNG_THRESHOLD = 500_000
+
+
+def tune_gc() -> None:
+    """Collect less often, and never look again at what start-up made (modules, the app): it lives as
+    long as the process. Reference cycles are still collected, only in larger rounds."""
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
 def run_worker(settings: Settings) -> None:
@@ -29,6 +46,7 @@ def run_worker(settings: Settings) -> None:
             time.sleep(delay)
             delay = min(2 * delay, 30.0)
     app = create_app(settings)
+    tune_gc()
     worker = Worker(app, loglevel=settings.log_level.lower(), quiet=True, redirect_stdouts=False)
     # Faust configures logging itself; keep aiokafka's and Faust's chatter to warnings.
     for noisy in ("aiokafka", "faust", "mode", "kafka"):
