@@ -1,0 +1,100 @@
+"""A batch's new states into a Faust table: local store at once, changelog in record batches.
+
+Setting ``table[key] = value`` makes Faust send one changelog record through its producer buffer: a
+future, a callback, a partitioner call and a serializer lookup for every key, about a sixth of the
+scoring worker's CPU when every event changes a state (bench/scoring.py, py-spy). A batch of
+snapshots changes thousands of states at once, so :func:`store_states` writes them the way Kafka
+carries them anyway: one record batch per partition (aiokafka's ``create_batch``/``send_batch``,
+records built in C), into the same changelog topic, with the same raw key and value bytes Faust would
+have sent. Recovery is Faust's own and cannot tell the difference.
+
+Each state goes to the changelog partition of the snapshots it comes from (the table is co-partitioned
+with the snapshots topic, and a key's records always come from one partition): the partition recovery
+reads when that source partition is assigned. :func:`store_states` returns once Kafka acknowledged
+every record (acks=all), retrying what failed with back-off, so a batch's offsets are never committed
+before its states are safe; the persisted offsets of a RocksDB store move as Faust's would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from faust.types import TP
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF_S = 30.0
+
+Changes = Mapping[int, Sequence[tuple[bytes, bytes]]]  # partition -> (key, value) in order
+
+
+async def store_states(
+    table: Any,
+    changes: Changes,
+    *,
+    on_retry: Callable[[BaseException | None], None] = lambda exc: None,
+) -> None:
+    """Put ``changes`` in ``table``'s local store and on its changelog topic; return once Kafka
+    acknowledged them all. ``on_retry`` hears of each failed attempt, then ``None`` once through."""
+    store = table.data
+    for items in changes.values():
+        for key, value in items:
+            store[key] = value
+    topic = table.changelog_topic.get_topic_name()
+    pending = {partition: items for partition, items in changes.items() if items}
+    delay = 0.5
+    failed_once = False
+    while pending:
+        producer = table.app.producer._ensure_producer()  # aiokafka's, started with the app
+        sends: list[tuple[int, int, asyncio.Future[Any]]] = []  # partition, records, batch future
+        failed: dict[int, Sequence[tuple[bytes, bytes]]] = {}
+        first_error: BaseException | None = None
+        for partition, items in pending.items():
+            try:
+                sends.extend((partition, n, fut) for n, fut in await _send(producer, topic, partition, items))
+            except Exception as exc:  # e.g. no connection: the whole partition again
+                failed[partition], first_error = items, first_error or exc
+        results = await asyncio.gather(*(fut for _, _, fut in sends), return_exceptions=True)
+        last: dict[int, int] = {}
+        for (partition, n, _), result in zip(sends, results, strict=True):
+            if isinstance(result, BaseException):
+                failed[partition], first_error = pending[partition], first_error or result
+            else:  # a batch's metadata carries its base offset
+                last[partition] = max(last.get(partition, -1), result.offset + n - 1)
+        for partition, offset in last.items():
+            if partition not in failed:
+                store.set_persisted_offset(TP(topic, partition), offset)
+        pending = failed
+        if pending:
+            failed_once = True
+            on_retry(first_error)
+            log.warning("Table changelog not acknowledged, retrying (the worker waits): %s", first_error)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_BACKOFF_S)
+    if failed_once:
+        on_retry(None)
+
+
+async def _send(
+    producer: Any, topic: str, partition: int, items: Sequence[tuple[bytes, bytes]]
+) -> list[tuple[int, asyncio.Future[Any]]]:
+    """Send ``items`` to ``topic``'s ``partition`` in as few record batches as they fit in: for each
+    batch, its number of records and its future (resolved with the batch's base offset)."""
+    futures: list[tuple[int, asyncio.Future[Any]]] = []
+    batch = producer.create_batch()
+    size = 0
+    for key, value in items:
+        if batch.append(key=key, value=value, timestamp=None) is None:
+            if size == 0:
+                raise ValueError(f"a state of {len(value):,} bytes does not fit in a record batch")
+            futures.append((size, await producer.send_batch(batch, topic, partition=partition)))
+            batch, size = producer.create_batch(), 0
+            if batch.append(key=key, value=value, timestamp=None) is None:
+                raise ValueError(f"a state of {len(value):,} bytes does not fit in a record batch")
+        size += 1
+    if size:
+        futures.append((size, await producer.send_batch(batch, topic, partition=partition)))
+    return futures
