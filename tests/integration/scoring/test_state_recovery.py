@@ -86,7 +86,8 @@ def test_states_go_to_the_changelog_partition_of_their_snapshots_and_survive_a_r
     second = Worker(settings)  # a new process: its memory store starts empty and recovers
     second.start()
     try:
-        # Sent once it says it is ready, i.e. recovered (its readiness says "recovering" until then).
+        # Sent once it says it is ready (recovered). Sent at once, a record is occasionally skipped
+        # and its offset committed all the same: docs/SCORING.md, "Known fault".
         deadline = time.monotonic() + 60
         while second.get("/readyz").status_code != 200:
             assert time.monotonic() < deadline, "the restarted worker never got ready\n" + second.log_tail()
