@@ -31,6 +31,27 @@ Our own acknowledgements play no part: the agent acks each event once (``take_ev
 ``app.hold_back`` only marks messages acknowledged *without* telling the consumer, which adds nothing
 to ``_acked``.
 
+A third fault lost records after every start or rebalance with records waiting (seen in
+``tests/integration/scoring/test_state_recovery.py`` under CPU load, 3 to 4 runs in 10):
+
+3. **Queues cleared while streams flow.** The recovery resumes ``app.flow_control`` when it starts
+   reading the changelogs (``Recovery._restart_recovery``), and when it is done it resumes the stream
+   partitions, awaits ``perform_seek`` and calls ``app.flow_control.resume()`` once more
+   (``Recovery.on_recovery_completed``). Every ``resume`` clears the channels' queues, so the records
+   fetched in between, already handed to the conductor (flow control was active) and past the read
+   offset, were dropped: never delivered again, never acknowledged, and ``_new_offset`` commits the
+   first run of acknowledged offsets even when it does not start at the committed one. Delivery logs
+   showed the first record of a partition (its account's new snapshot) fetched right after the seek
+   and gone. The fix: ``resume`` clears the queues only when flow control was suspended (what
+   clearing is for: events queued before a rebalance). Records delivered twice because of the seek
+   are processed twice, which is idempotent.
+4. **Stream records before the recovery.** ``Consumer.on_partitions_assigned`` makes every assigned
+   partition active; the app pauses them only after a few awaits. A stream record fetched in that
+   window reaches the agent once the recovery resumes flow control, before the tables are recovered
+   (a state scored as empty). The fix: partitions assigned while flow control is suspended (a
+   rebalance) start paused, except the tables' changelogs, which the recovery reads; the recovery
+   resumes the stream partitions when it is done, as it always did.
+
 The patches are applied once, on import (``services.scoring.app`` imports this module), for the
 faust versions whose consumer code they were written against; on another version nothing is patched
 and a warning says to check again (``tests/unit/scoring/test_faust_patches.py`` fails then).
@@ -45,6 +66,7 @@ from typing import Any
 
 import faust
 from faust.transport.consumer import Consumer, ensure_TP
+from mode.utils.queues import FlowControlEvent
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +154,29 @@ def _patch_new_offset(original: Callable[[Consumer, Any], int | None]) -> Callab
     return _new_offset
 
 
+def _patch_flow_resume(original: Callable[[FlowControlEvent], None]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def resume(self: FlowControlEvent) -> None:
+        if self.is_active():  # already flowing: what the queues hold is live (fault 3)
+            return
+        original(self)
+
+    return resume
+
+
+def _patch_set_active_tps(original: Callable[[Consumer, Any], set[Any]]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def _set_active_tps(self: Consumer, tps: Any) -> set[Any]:
+        active = original(self, tps)
+        if not self.app.flow_control.is_active():  # a rebalance: streams wait for the recovery (fault 4)
+            streams = {tp for tp in active if not self._is_changelog_tp(tp)}
+            active.difference_update(streams)
+            self._paused_partitions.update(streams)
+        return active
+
+    return _set_active_tps
+
+
 def apply() -> bool:
     """Patch faust's Consumer (once); return whether the patches are in place."""
     if getattr(Consumer, "_barometre_patched", False):
@@ -152,6 +197,8 @@ def apply() -> bool:
         Consumer.on_partitions_revoked
     )
     Consumer._new_offset = _patch_new_offset(Consumer._new_offset)  # type: ignore[method-assign]
+    Consumer._set_active_tps = _patch_set_active_tps(Consumer._set_active_tps)  # type: ignore[method-assign]
+    FlowControlEvent.resume = _patch_flow_resume(FlowControlEvent.resume)  # type: ignore[method-assign]
     Consumer._barometre_patched = True  # type: ignore[attr-defined]
     return True
 

@@ -4,7 +4,8 @@ The worker writes a batch's new states to the table's changelog itself, one reco
 (``services/scoring/changelog.py``), not through Faust's ``table[key] = value``. What must hold all the
 same: each account's state is on the changelog partition of its snapshots, as the bytes the processor
 made, and a new worker (the memory store keeps nothing on disk) recovers it from there: its next
-snapshot is scored against the point the first worker saw (the 1-day baseline in ``account_latest``).
+snapshot, sent while it starts, is scored against the point the first worker saw (the 1-day baseline
+in ``account_latest``), none skipped.
 """
 
 from __future__ import annotations
@@ -86,14 +87,11 @@ def test_states_go_to_the_changelog_partition_of_their_snapshots_and_survive_a_r
     second = Worker(settings)  # a new process: its memory store starts empty and recovers
     second.start()
     try:
-        # Sent once it says it is ready (recovered). Sent at once, a record is occasionally skipped
-        # and its offset committed all the same: docs/SCORING.md, "Known fault".
-        deadline = time.monotonic() + 60
-        while second.get("/readyz").status_code != 200:
-            assert time.monotonic() < deadline, "the restarted worker never got ready\n" + second.log_tail()
-            time.sleep(0.2)
+        # Sent at once: the records wait while the worker recovers. Plain faust lost one now and then
+        # (faust_patches.py, faults 3 and 4: 3 to 4 runs in 10 under CPU load).
         sent = producer.send([snapshot(a, 0, 2000 + k) for k, a in enumerate(ACCOUNTS)])
         second.wait(end_offsets(sent))
+        assert second.get("/readyz").json()["checks"]["state"] == "ok"
     finally:
         second.stop()
 

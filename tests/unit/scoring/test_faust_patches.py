@@ -1,6 +1,8 @@
 """faust's offset bookkeeping with ``services.scoring.faust_patches``: the commit position follows the
 acknowledged records through a seek back after a recovery and across a real gap, never past a record
-not yet acknowledged; and plain faust still has the faults (so the patches still have a reason).
+not yet acknowledged; records queued while streams flow survive the recovery's last ``resume``, and
+stream partitions assigned during a rebalance wait for the recovery; plain faust still has the faults
+(so the patches still have a reason).
 
 The consumer is faust's own (the aiokafka driver's ``Consumer`` of a real ``faust.App``), driven as its
 fetcher drives it (``deliver`` mirrors the bookkeeping of ``Consumer._drain_messages``). The one call
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import types
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import cast
 
 import faust
@@ -21,6 +23,7 @@ from faust.transport.conductor import Conductor
 from faust.transport.consumer import Consumer
 from faust.types import TP
 from faust.types.tuples import ConsumerMessage
+from mode.utils.queues import FlowControlEvent, FlowControlQueue
 
 from services.scoring import faust_patches
 
@@ -45,7 +48,7 @@ def consumer() -> Iterator[Consumer]:
 
 def unpatched(consumer: Consumer) -> Consumer:
     """``consumer`` with faust's own methods in place of the patched ones."""
-    for name in ("perform_seek", "_add_gap", "on_partitions_revoked", "_new_offset"):
+    for name in ("perform_seek", "_add_gap", "on_partitions_revoked", "_new_offset", "_set_active_tps"):
         original = getattr(Consumer, name).__wrapped__
         setattr(consumer, name, types.MethodType(original, consumer))
     return consumer
@@ -142,6 +145,56 @@ def test_duplicates_from_elsewhere_do_not_stall_commits(consumer: Consumer) -> N
     consumer._acked[PART] = [100, 101, 101, 102, 102, 103]
     consumer._acked_index[PART] = {100, 101, 102, 103}
     assert consumer._new_offset(PART) == 104
+
+
+def queued_after_two_resumes(resume: Callable[[FlowControlEvent], None]) -> list[str]:
+    """What a channel's queue holds after the recovery's two ``resume`` calls, a record having been
+    queued in between (fetched after the stream partitions were resumed)."""
+
+    async def run() -> list[str]:
+        flow = FlowControlEvent()  # suspended, as during a rebalance
+        queue: FlowControlQueue[str] = FlowControlQueue(flow_control=flow, clear_on_resume=True)
+        queue.put_nowait("queued before the rebalance")
+        types.MethodType(resume, flow)()  # the recovery starts reading the changelogs
+        assert queue.empty()
+        queue.put_nowait("record 15")
+        types.MethodType(resume, flow)()  # the recovery is done
+        return [queue.get_nowait() for _ in range(queue.qsize())]
+
+    return asyncio.run(run())
+
+
+def test_records_queued_while_flowing_survive_the_last_resume() -> None:
+    assert queued_after_two_resumes(FlowControlEvent.resume) == ["record 15"]
+
+
+def test_plain_faust_clears_them() -> None:
+    plain = FlowControlEvent.resume.__wrapped__  # type: ignore[attr-defined]
+    assert queued_after_two_resumes(plain) == []
+
+
+CHANGELOG = TP("faust-patches-test-account-state-changelog", 0)
+
+
+def assigned_during_a_rebalance(consumer: Consumer) -> tuple[set[TP], set[TP]]:
+    """The active and the paused partitions once the stream's and the changelog's are assigned while
+    flow control is suspended (as it is from the revocation until the recovery resumes it)."""
+    consumer.app.Table("account-state", default=None, partitions=1)
+    assert not consumer.app.flow_control.is_active()
+    active = set(consumer._set_active_tps({PART, CHANGELOG}))
+    return active, set(consumer._paused_partitions)
+
+
+def test_stream_partitions_assigned_during_a_rebalance_wait_for_the_recovery(consumer: Consumer) -> None:
+    assert assigned_during_a_rebalance(consumer) == ({CHANGELOG}, {PART})
+    consumer.app.flow_control.resume()
+    assert set(consumer._set_active_tps({PART, CHANGELOG})) == {CHANGELOG}  # paused until resumed
+    consumer.resume_partitions({PART})
+    assert set(consumer._get_active_partitions()) == {PART, CHANGELOG}
+
+
+def test_plain_faust_lets_them_be_fetched_at_once(consumer: Consumer) -> None:
+    assert assigned_during_a_rebalance(unpatched(consumer)) == ({PART, CHANGELOG}, set())
 
 
 def test_the_patches_are_applied_for_the_installed_faust() -> None:
