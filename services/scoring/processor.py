@@ -344,8 +344,8 @@ class Processor:
             if earliest_change is not None:
                 # A late point can be the 30-day baseline of later points: rescore those, so that a
                 # day's score does not depend on the order or batching of the events (docs/SCORING.md).
-                for later in state.series:
-                    if later.day in scored or later.observed_at < earliest_change + WINDOW_MS[Window.D30]:
+                for later in state.series.since(earliest_change + WINDOW_MS[Window.D30]):
+                    if later.day in scored:
                         continue
                     score = self._score_at(state.series, later)
                     daily.rows.append(self._daily_row(account_id, platform, state, later, score, version))

@@ -316,6 +316,14 @@ class AccountSeries(Sequence[DailyPoint]):
         """Every point, oldest first."""
         return [self._point(i) for i in range(len(self._days))]
 
+    def since(self, t_ms: int) -> list[DailyPoint]:
+        """The points observed at or after ``t_ms``, oldest first (built for those only)."""
+        days = self._days
+        i = bisect_left(days, t_ms // DAY_MS)
+        if i < len(days) and days[i] * DAY_MS + (self._tods[i] & _MS_MASK) < t_ms:
+            i += 1  # that day's point is earlier in the day than t_ms
+        return [self._point(j) for j in range(i, len(days))]
+
     def followers_at(self, t_ms: int, staleness_ms: int) -> DailyPoint | None:
         """The point in force at ``t_ms``: the latest with ``t_ms - staleness_ms < observed_at <= t_ms``.
 

@@ -286,3 +286,14 @@ def test_a_series_is_a_sequence_of_points() -> None:
     assert series[1:3] == points[1:3]
     with pytest.raises(IndexError):
         series[5]
+
+
+def test_since_gives_the_points_from_an_instant() -> None:
+    points = [on_day(d, hour=9) for d in range(D, D + 5)]
+    series = AccountSeries.from_points(ACCOUNT, points)
+    for p in points:
+        t = p.observed_at
+        for at in (t - 1, t, t + 1, t - 9 * HOUR_MS, t + 15 * HOUR_MS - 1):
+            assert series.since(at) == [q for q in points if q.observed_at >= at]
+    assert series.since(0) == points
+    assert AccountSeries(ACCOUNT).since(0) == []
