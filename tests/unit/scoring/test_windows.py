@@ -58,6 +58,14 @@ def test_the_latest_point_wins_and_a_later_point_of_the_same_day_does_not_count_
     assert followers_at(points, D * DAY_MS, STALENESS_MS) is None
 
 
+def test_a_series_counts_the_followers_of_the_point_in_force_without_building_it() -> None:
+    points = [on_day(D, 9, 100), on_day(D + 1, 20, 110), on_day(D + 60, 9, 200)]
+    series = AccountSeries.from_points(ACCOUNT, points)
+    for t in range((D - 1) * DAY_MS, (D + 120) * DAY_MS, 3_600_000):
+        found = followers_at(points, t, STALENESS_MS)
+        assert series.followers_count_at(t, STALENESS_MS) == (None if found is None else found.followers)
+
+
 def test_baselines_of_daily_points_are_exactly_the_window_before(as_series: AsSeries) -> None:
     points = as_series([on_day(d, 9, 1000 + d - D) for d in range(D, D + 400)])
     latest = on_day(D + 399, 9, 1399)
