@@ -37,6 +37,7 @@ from services.scoring.maths import (
     WINDOW_MS,
     AccountSeries,
     DailyPoint,
+    Score,
     apply_change,
     followers_at,
     from_ms,
@@ -308,6 +309,9 @@ class Processor:
             changed = False
             scored: set[int] = set()
             earliest_change: int | None = None
+            # The latest point with its score, while the series has not changed since it was scored:
+            # the account_latest row then needs neither to build the point again nor to score it.
+            latest_scored: tuple[DailyPoint, Score] | None = None
             platform = _PLATFORM_TEXT[first.platform]
             for s in sorted(items, key=lambda x: (x.observed_at, x.event_id)):
                 point = point_from_snapshot(s)
@@ -315,6 +319,8 @@ class Processor:
                 if state.first_seen < self.platform_since.get(platform, state.first_seen + 1):
                     self.platform_since[platform] = state.first_seen
                 change = state.series.add(point)
+                if change.changed:
+                    latest_scored = None
                 if (change.changed and point.day == state.series.last_day) or not state.entity_id:
                     # Owner and handle follow the latest snapshot, whatever the arrival order (the point
                     # was stored on the latest day: it is the latest).
@@ -329,8 +335,10 @@ class Processor:
                 changed = True
                 state.intervals = apply_change(state.intervals, change, self.staleness_ms)
                 score = self._score_at(state.series, point)
-                daily.rows.append(self._daily_row(account_id, platform, state, point, score, version))
+                daily.rows.append(self._daily_row(account_id, platform, state, point, score.value, version))
                 scored.add(point.day)
+                if point.day == state.series.last_day:
+                    latest_scored = (point, score)
                 if detector is not None:  # a new day or a newer snapshot of its day (changed)
                     at = now if received is None else min(now, received.get(s.event_id, now))
                     for detection in detect_point(
@@ -350,11 +358,15 @@ class Processor:
                     if later.day in scored:
                         continue
                     score = self._score_at(state.series, later)
-                    daily.rows.append(self._daily_row(account_id, platform, state, later, score, version))
+                    daily.rows.append(
+                        self._daily_row(account_id, platform, state, later, score.value, version)
+                    )
+                    if later.day == state.series.last_day:
+                        latest_scored = (later, score)
             if too_old:
                 needs_history[account_id] = (state, too_old)
             if changed or too_old:
-                latest.rows.append(self._latest_row(account_id, platform, state, version))
+                latest.rows.append(self._latest_row(account_id, platform, state, version, latest_scored))
                 presence.rows.append(_presence_row(account_id, platform, state, version))
                 touched.add((platform, state.entity_id))
             out.states[key] = state.to_bytes()
@@ -391,10 +403,13 @@ class Processor:
             for p in ordered:
                 if p.day in old_days or p.observed_at >= first_old + WINDOW_MS[Window.D30]:
                     daily.rows.append(
-                        self._daily_row(account_id, platform, state, p, self._score_at(ordered, p), version)
+                        self._daily_row(
+                            account_id, platform, state, p, self._score_at(ordered, p).value, version
+                        )
                     )
 
-    def _score_at(self, points: Sequence[DailyPoint], point: DailyPoint) -> float | None:
+    def _score_at(self, points: Sequence[DailyPoint], point: DailyPoint) -> Score:
+        """The score of ``point`` among ``points`` (its 30-day growth from them)."""
         t = point.observed_at - WINDOW_MS[Window.D30]
         if isinstance(points, AccountSeries):
             before = points.followers_count_at(t, self.staleness_ms)
@@ -402,7 +417,7 @@ class Processor:
             base = followers_at(points, t, self.staleness_ms)
             before = None if base is None else base.followers
         pct = None if before is None else growth(point.followers, before)[1]
-        return good_practice(point, pct).value
+        return good_practice(point, pct)
 
     def _daily_row(
         self,
@@ -431,18 +446,28 @@ class Processor:
             p.observed_at,
         ]
 
-    def _latest_row(self, account_id: str, platform: str, state: AccountState, version: int) -> list[object]:
+    def _latest_row(
+        self,
+        account_id: str,
+        platform: str,
+        state: AccountState,
+        version: int,
+        scored: tuple[DailyPoint, Score] | None = None,
+    ) -> list[object]:
+        """The account_latest row; ``scored``: the latest point and its score, when already known."""
         series = state.series
-        latest = series.latest
+        latest = series.latest if scored is None else scored[0]
         assert latest is not None
         # The followers in force at L - w for each window (windows.baselines, without building points).
         before = {
             w: series.followers_count_at(latest.observed_at - ms, self.staleness_ms)
             for w, ms in WINDOW_MS.items()
         }
-        b30 = before[Window.D30]
-        pct_30d = None if b30 is None else growth(latest.followers, b30)[1]
-        score = good_practice(latest, pct_30d)
+        if scored is not None:
+            score = scored[1]
+        else:
+            b30 = before[Window.D30]
+            score = good_practice(latest, None if b30 is None else growth(latest.followers, b30)[1])
         comps = score.components
         return [
             platform,
