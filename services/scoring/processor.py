@@ -143,7 +143,7 @@ class AccountState:
             len(self.intervals),
         )
         spans = struct.pack(f"<{2 * len(self.intervals)}q", *(v for span in self.intervals for v in span))
-        return head + entity + handle + spans + self.series.to_bytes()
+        return b"".join((head, entity, handle, spans, self.series.to_bytes()))
 
     @classmethod
     def from_bytes(cls, data: bytes, horizon_days: int = DEFAULT_HORIZON_DAYS) -> AccountState:
@@ -157,10 +157,9 @@ class AccountState:
         at += max(0, n_handle - 1)
         flat = struct.unpack_from(f"<{2 * n_spans}q", data, at)
         at += 16 * n_spans
-        spans = tuple((flat[i], flat[i + 1]) for i in range(0, len(flat), 2))
-        return cls(
-            entity, handle, first_seen, AccountSeries.from_bytes(bytes(data[at:]), horizon_days), spans
-        )
+        spans = tuple(zip(flat[::2], flat[1::2], strict=True))
+        series = AccountSeries.from_bytes(memoryview(data)[at:], horizon_days)
+        return cls(entity, handle, first_seen, series, spans)
 
 
 @dataclass

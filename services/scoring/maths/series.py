@@ -61,6 +61,7 @@ _STATUS_SHIFT: Final = 27
 _EXPLICIT_ID: Final = 1 << 29
 
 _CAP: Final = {"B": 0xFF, "H": 0xFFFF, "I": 0xFFFF_FFFF, "Q": 0xFFFF_FFFF_FFFF_FFFF}
+_SIZE: Final = {"B": 1, "H": 2, "I": 4, "Q": 8}  # bytes of each type code (checked below)
 _NARROWER: Final = {"H": "B", "I": "H", "Q": "I"}
 _LITTLE: Final = sys.byteorder == "little"
 _HEADER: Final = struct.Struct("<BH")
@@ -73,7 +74,7 @@ _MAX_DAY: Final = 0xFFFF  # 2149-06-06: far beyond the contract's 2099
 _EXPLICIT_TOP_BYTE: Final = bytes(1 if b & (_EXPLICIT_ID >> 24) else 0 for b in range(256))
 _BAD_TOP_BYTE: Final = bytes(1 if (b >> (_STATUS_SHIFT - 24)) & 3 == 3 else 0 for b in range(256))
 
-for _code, _size in (("B", 1), ("H", 2), ("I", 4), ("Q", 8)):
+for _code, _size in _SIZE.items():
     # The format fixes these widths; every mainstream platform has them.
     if array(_code).itemsize != _size:  # pragma: no cover - exotic platforms only
         raise ImportError(f"array type code {_code!r} is not {_size} bytes on this platform")
@@ -516,7 +517,7 @@ class AccountSeries(Sequence[DailyPoint]):
         return b"".join(parts)
 
     @classmethod
-    def from_bytes(cls, data: bytes, horizon_days: int = DEFAULT_HORIZON_DAYS) -> AccountSeries:
+    def from_bytes(cls, data: bytes | memoryview, horizon_days: int = DEFAULT_HORIZON_DAYS) -> AccountSeries:
         """Restore a series written by :meth:`to_bytes`; ValueError when ``data`` is not one.
 
         A different ``horizon_days`` than the writer's applies at once (a shorter one drops points).
@@ -539,7 +540,7 @@ class AccountSeries(Sequence[DailyPoint]):
             for col, code in zip(series._cols, codes.decode(), strict=True):
                 if code not in _CAP:
                     raise ValueError(f"unknown column type code {code!r}")
-                size = n * array(code).itemsize
+                size = n * _SIZE[code]
                 col.values = _from_le(code, view[pos : pos + size])
                 pos += size
             (id_count,) = _U16.unpack_from(view, pos)
@@ -561,8 +562,9 @@ class AccountSeries(Sequence[DailyPoint]):
         # table keeps bytes): lengths, flags and explicit ids agree. The order of days is trusted.
         if end != size or len(self._days) != n or len(self._tods) != n:
             raise ValueError("not an AccountSeries: wrong length")
-        if any(len(col.values) != n for col in self._cols):
-            raise ValueError("not an AccountSeries: truncated column")
+        for col in self._cols:
+            if len(col.values) != n:
+                raise ValueError("not an AccountSeries: truncated column")
         top = _le(self._tods)[3::4]  # bits 24-31 of each packed ms-of-day
         if top.translate(_BAD_TOP_BYTE).count(1):
             raise ValueError("not an AccountSeries: unknown status code")
