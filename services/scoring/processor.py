@@ -338,7 +338,12 @@ class Processor:
                 scored.add(point.day)
                 if point.day == state.series.last_day:
                     latest_scored = (point, score)
-                if detector is not None:  # a new day or a newer snapshot of its day (changed)
+                # A new day or a newer snapshot of its day (changed). A lone point can only be an
+                # account_new (detect_point), which is news only on an established platform (below):
+                # at the start of monitoring every account is a lone point, so that is worth knowing.
+                if detector is not None and (
+                    len(state.series) > 1 or self._established(platform, point.observed_at)
+                ):
                     at = now if received is None else min(now, received.get(s.event_id, now))
                     for detection in detect_point(
                         state.series, point, replaced=change.replaced, now=at, params=detector

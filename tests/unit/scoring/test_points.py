@@ -5,13 +5,21 @@ from __future__ import annotations
 import copy
 import pickle
 import random
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from services.common.events import AccountSnapshot, derive_event_id
 from services.common.names import AccountStatus
-from services.scoring.maths import DAY_MS, DailyPoint, derived_event_id, from_ms, newer, point_from_snapshot
+from services.scoring.maths import (
+    DAY_MS,
+    DailyPoint,
+    derived_event_id,
+    from_ms,
+    newer,
+    point_from_snapshot,
+    to_ms,
+)
 from tests.unit.scoring.factories import ACCOUNT, ms, point
 
 
@@ -94,3 +102,12 @@ def test_derived_event_id_is_the_contracts_on_random_instants() -> None:
             t -= t % 1000  # whole seconds, the common case
         account = rng.choice(["x:grenoble", "facebook:123456", "mastodon:mairie@social.example"])
         assert derived_event_id(account, t) == derive_event_id(account, from_ms(t))
+
+
+def test_from_ms_is_the_instant_of_its_milliseconds() -> None:
+    rng = random.Random(3)
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    for t in [0, 1, 999, 1000, -1, -999, -1001, *(rng.randrange(-(2**42), 2**43) for _ in range(2000))]:
+        assert from_ms(t) == epoch + timedelta(milliseconds=t)
+        assert from_ms(t).tzinfo is UTC
+        assert to_ms(from_ms(t)) == t
