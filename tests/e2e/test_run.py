@@ -18,7 +18,9 @@ from kafka import KafkaConsumer, KafkaProducer
 
 pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse, pytest.mark.slow]
 
-PORTS = {"kafka": 39092, "clickhouse": 38123, "api": 38000, "ingest": 38001, "scoring": 38002}
+# Below 32768: Linux gives client sockets local ports from 32768-60999, so a fixed port there can be
+# held by any connection (a full run once failed with "port 39092 is in use", nothing listening there).
+PORTS = {"kafka": 27092, "clickhouse": 27123, "api": 27000, "ingest": 27001, "scoring": 27002}
 
 
 def port_open(port: int) -> bool:
