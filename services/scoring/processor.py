@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from services.common.events import AccountSnapshot
-from services.common.names import AccountStatus, AlertType, Platform, Window
+from services.common.names import AccountStatus, Platform, Window
 from services.common.settings import Settings
 from services.scoring.alerts.detection import DetectorParams, detect_point, detect_silence
 from services.scoring.alerts.noise import Candidate
@@ -249,9 +249,12 @@ class Processor:
         """Learn since when each platform has been watched (the worker reads the earliest ``first_seen``
         of ``account_latest`` at start; the processor also learns it from every state it reads)."""
         for platform, first_seen in since.items():
-            known = self.platform_since.get(platform)
-            if known is None or first_seen < known:
-                self.platform_since[platform] = first_seen
+            self._seen(platform, first_seen)
+
+    def _seen(self, platform: str, first_seen: int) -> None:
+        known = self.platform_since.get(platform)
+        if known is None or first_seen < known:
+            self.platform_since[platform] = first_seen
 
     def _established(self, platform: str, observed_at: int) -> bool:
         """Whether ``platform`` was watched at least ``NEW_ACCOUNT_AFTER_MS`` before ``observed_at``: a
@@ -315,8 +318,7 @@ class Processor:
             for s in sorted(items, key=lambda x: (x.observed_at, x.event_id)):
                 point = point_from_snapshot(s)
                 state.first_seen = min(state.first_seen, point.observed_at)
-                if state.first_seen < self.platform_since.get(platform, state.first_seen + 1):
-                    self.platform_since[platform] = state.first_seen
+                self._seen(platform, state.first_seen)
                 change = state.series.add(point)
                 if change.changed:
                     latest_scored = None
@@ -338,20 +340,16 @@ class Processor:
                 scored.add(point.day)
                 if point.day == state.series.last_day:
                     latest_scored = (point, score)
-                # A new day or a newer snapshot of its day (changed). A lone point can only be an
-                # account_new (detect_point), which is news only on an established platform (below):
-                # at the start of monitoring every account is a lone point, so that is worth knowing.
-                if detector is not None and (
-                    len(state.series) > 1 or self._established(platform, point.observed_at)
-                ):
+                if detector is not None:  # a new day or a newer snapshot of its day (changed)
                     at = now if received is None else min(now, received.get(s.event_id, now))
                     for detection in detect_point(
-                        state.series, point, replaced=change.replaced, now=at, params=detector
+                        state.series,
+                        point,
+                        replaced=change.replaced,
+                        now=at,
+                        params=detector,
+                        new_account=self._established(platform, point.observed_at),
                     ):
-                        if detection.type is AlertType.ACCOUNT_NEW and not self._established(
-                            platform, point.observed_at
-                        ):
-                            continue
                         out.candidates.append(Candidate(account_id, state.entity_id or None, detection))
                 if earliest_change is None or point.observed_at < earliest_change:
                     earliest_change = point.observed_at

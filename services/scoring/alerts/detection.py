@@ -652,6 +652,7 @@ def detect_point(
     replaced: DailyPoint | None = None,
     now: int | None = None,
     params: DetectorParams = DEFAULT_PARAMS,
+    new_account: bool = True,
 ) -> list[Detection]:
     """Every detection that adding ``point`` to ``points`` (already added) brings; the worker's entry.
 
@@ -674,7 +675,13 @@ def detect_point(
     ``now`` (epoch ms) drops history: nothing observed more than ``max_alert_age_ms`` before it is
     reported. Without ``now`` every point counts as live. Returns [] when ``point`` is not in ``points``
     (a duplicate or an older snapshot of its day, which the series did not keep).
+
+    ``new_account=False`` says a first point is no news (the worker: its platform has been watched for
+    less than a week, so every account is seen for the first time). An account's only point can raise
+    nothing else, so that case costs nothing (at the start of monitoring, it is every event).
     """
+    if len(points) == 1 and not new_account:
+        return []
     if _historical(point.observed_at, now, params):
         return []
     index = index_of(points, point)

@@ -350,6 +350,18 @@ def test_account_new_not_for_an_old_or_gone_first_point() -> None:
     assert feed([pt(10, 0, DELETED, None)]) == []
 
 
+def test_account_new_only_when_a_first_point_is_news() -> None:
+    series = AccountSeries(ACCOUNT)
+    first = pt(10, 40)
+    series.add(first)
+    assert detect_point(series, first, new_account=False) == []  # a platform watched for days only
+    assert [d.type for d in detect_point(series, first)] == [AlertType.ACCOUNT_NEW]
+    # Later points raise what they raise either way.
+    drop = pt(11, 10)
+    series.add(drop)
+    assert detect_point(series, drop, new_account=False) == detect_point(series, drop)
+
+
 def test_dormant_once_on_the_transition() -> None:
     posts = [8] * 100 + [2, 1, 0, 0, 0, 0] + [8] * 60 + [0] * 5
     points = [pt(d, 20_000 + d, posts_30d=p) for d, p in enumerate(posts)]
