@@ -28,6 +28,12 @@ log = logging.getLogger(__name__)
 
 MAX_BACKOFF_S = 30.0
 
+
+class StateTooLarge(ValueError):
+    """A state that no record batch takes: no retry can send it. (aiokafka takes any record into an
+    empty batch, so this only guards against that changing.)"""
+
+
 Changes = Mapping[int, Sequence[tuple[bytes, bytes]]]  # partition -> (key, value) in order
 
 
@@ -38,7 +44,8 @@ async def store_states(
     on_retry: Callable[[BaseException | None], None] = lambda exc: None,
 ) -> None:
     """Put ``changes`` in ``table``'s local store and on its changelog topic; return once Kafka
-    acknowledged them all. ``on_retry`` hears of each failed attempt, then ``None`` once through."""
+    acknowledged them all, retrying what failed. ``on_retry`` hears of each failed attempt, then
+    ``None`` once through. :class:`StateTooLarge` is raised, not retried."""
     store = table.data
     for items in changes.values():
         for key, value in items:
@@ -55,6 +62,8 @@ async def store_states(
         for partition, items in pending.items():
             try:
                 sends.extend((partition, n, fut) for n, fut in await _send(producer, topic, partition, items))
+            except StateTooLarge:
+                raise
             except Exception as exc:  # e.g. no connection: the whole partition again
                 failed[partition], first_error = items, first_error or exc
         results = await asyncio.gather(*(fut for _, _, fut in sends), return_exceptions=True)
@@ -87,13 +96,11 @@ async def _send(
     batch = producer.create_batch()
     size = 0
     for key, value in items:
-        if batch.append(key=key, value=value, timestamp=None) is None:
+        while batch.append(key=key, value=value, timestamp=None) is None:  # full: send it, start another
             if size == 0:
-                raise ValueError(f"a state of {len(value):,} bytes does not fit in a record batch")
+                raise StateTooLarge(f"a state of {len(value):,} bytes does not fit in a record batch")
             futures.append((size, await producer.send_batch(batch, topic, partition=partition)))
             batch, size = producer.create_batch(), 0
-            if batch.append(key=key, value=value, timestamp=None) is None:
-                raise ValueError(f"a state of {len(value):,} bytes does not fit in a record batch")
         size += 1
     if size:
         futures.append((size, await producer.send_batch(batch, topic, partition=partition)))
