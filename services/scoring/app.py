@@ -3,9 +3,8 @@
 The agent takes the snapshots topic in batches (up to ``BATCH`` events or ``TAKE_WITHIN_S`` seconds),
 turns them into rows with the pure processor, writes them with the sink and only then lets Faust
 acknowledge (and so commit) the batch's offsets: a crash never commits past unwritten rows. Invalid
-events, and valid
-ones the processor fails on, go to the dead-letter topic with their reason (the policy is in
-``services.scoring.dead_letters``), acknowledged by Kafka before the batch is; processing goes on.
+events, and valid ones the processor fails on, go to the dead-letter topic with their reason (the policy
+is in ``services.scoring.dead_letters``), acknowledged by Kafka before the batch is; processing goes on.
 
 The state table is keyed by the raw ``account_id`` bytes, exactly like the source topic. A batch's new
 states go to its local store at once and to its changelog in one record batch per partition, each on
@@ -206,6 +205,10 @@ def create_app(settings: Settings) -> faust.App:
     )
 
     clock = EventClock()
+    silence_checked = 0  # the clock (receipt time) at the last check triggered by the batches
+    background: set[asyncio.Future[None]] = set()  # the checks batches started, kept until they end
+    fed: set[bytes] = set()  # accounts with a new state since the last silence check
+    silence_lock = asyncio.Lock()  # one check at a time; a check asked for meanwhile is skipped
     # What keeps the worker from being ready besides ClickHouse writes (which the sink reports): a check
     # name -> what is being retried. Empty when all is well.
     retrying: dict[str, str] = {}
@@ -282,6 +285,7 @@ def create_app(settings: Settings) -> faust.App:
                 delay = min(delay * 2, MAX_BACKOFF_S)
 
     async def handle_batch(events: Sequence[Any]) -> None:
+        nonlocal silence_checked
         offsets: dict[int, tuple[int, int]] = {}
         good: list[AccountSnapshot] = []
         records_of: dict[str, list[Any]] = {}  # account_id -> its records in this batch (one partition)
@@ -303,9 +307,9 @@ def create_app(settings: Settings) -> faust.App:
             received[verdict.event_id] = int(msg.timestamp * 1000)
         if received:
             clock.advance(max(received.values()))
-            if clock.received - silence_checked[0] >= SILENCE_CHECK_EVENT_MS and not silence_running:
+            if clock.received - silence_checked >= SILENCE_CHECK_EVENT_MS and not silence_lock.locked():
                 # Catching up on a backlog, the clock runs faster than the timer: check as it goes.
-                silence_checked[0] = clock.received
+                silence_checked = clock.received
                 task = asyncio.ensure_future(look_for_silent_accounts())
                 background.add(task)
                 task.add_done_callback(background.discard)
@@ -328,7 +332,8 @@ def create_app(settings: Settings) -> faust.App:
         # Written before the next batch is scored. Writing batch N while N+1 was scored (states of
         # unwritten batches in an overlay) was tried: no measurable gain on this machine, and a full test
         # run once lost a row across a shutdown during a ClickHouse outage.
-        partition_of = {key: msgs[0].partition for key, msgs in records_of.items()}
+        # Each state on its snapshots' partition (their record key is the state's key: classify checks it).
+        partition_of = {msgs[0].key: msgs[0].partition for msgs in records_of.values()}
         await store(out, offsets, partition_of)
         EVENTS.labels("processed").inc(len(good) - sum(len(records_of[a]) for a in failed))
 
@@ -339,7 +344,7 @@ def create_app(settings: Settings) -> faust.App:
             retrying["changelog"] = "state changelog sends failing, retrying"
 
     async def store(
-        out: BatchOutput | None, offsets: dict[int, tuple[int, int]], partition_of: dict[str, int]
+        out: BatchOutput | None, offsets: dict[int, tuple[int, int]], partition_of: dict[bytes, int]
     ) -> None:
         """Write a batch's rows, send its alert candidates, then store its states; take_events
         acknowledges its events (so Faust may commit them) only once this returned (``handle``)."""
@@ -350,7 +355,7 @@ def create_app(settings: Settings) -> faust.App:
                 await send_candidates(out.candidates)
             changes: dict[int, list[tuple[bytes, bytes]]] = {}
             for key, value in out.states.items():
-                changes.setdefault(partition_of[key.decode()], []).append((key, value))
+                changes.setdefault(partition_of[key], []).append((key, value))
             await store_states(states, changes, on_retry=changelog_retrying)
         LAST_BATCH.set(time.time())
 
@@ -576,15 +581,13 @@ def create_app(settings: Settings) -> faust.App:
             retrying["alert_reads"] = f"reading {what} failing, retrying"
             reader.drop_client()
 
-    silence_checked = [0]  # the clock (receipt time) at the last check triggered by the batches
-    background: set[asyncio.Future[None]] = set()  # those checks, referenced until they end
-    fed: set[bytes] = set()  # accounts with a new state since the last silence check
-    silence_running: set[bool] = set()  # non-empty while a check runs
-
     async def look_for_silent_accounts() -> None:
-        if not stage_ready() or silence_running:
+        if not stage_ready() or silence_lock.locked():
             return
-        silence_running.add(True)
+        async with silence_lock:
+            await silent_accounts_to_stage()
+
+    async def silent_accounts_to_stage() -> None:
         try:
             keys = local_keys(states, snapshots)
             # An account fed since the last check is not silent, whatever its points say: during an
@@ -597,8 +600,6 @@ def create_app(settings: Settings) -> faust.App:
                 await send_candidates(found)
         except Exception:  # a bug of ours (an unreadable state?): the next check tries again
             log.exception("Looking for silent accounts failed; retrying at the next check")
-        finally:
-            silence_running.clear()
 
     @app.timer(interval=settings.alert_silence_check_s)  # type: ignore[untyped-decorator]  # untyped decorator
     async def check_silent_accounts() -> None:
