@@ -45,6 +45,7 @@ from services.common.names import AccountStatus
 from services.common.reference import load_entities
 from services.common.settings import Settings
 from services.ingest.sources.simulator import Simulator, SimulatorParams
+from services.scoring.__main__ import GC_YOUNG_THRESHOLD  # the worker's collector setting
 from services.scoring.maths import AccountSeries, DailyPoint, intervals_from_points, to_ms
 from services.scoring.processor import AccountState, Processor, detector_params
 
@@ -52,7 +53,6 @@ ROOT = Path(__file__).resolve().parents[1]
 BATCH = 10_000
 TICK = datetime(2026, 6, 1, 9, tzinfo=UTC)  # the new snapshots; history ticks are at 09:00 the days before
 RECEIVED_AFTER_MS = 30_000
-GC_YOUNG_THRESHOLD = 500_000  # as the worker sets it (services/scoring/__main__.py)
 
 Records = list[tuple[bytes, bytes]]
 States = dict[bytes, bytes | None]
