@@ -52,6 +52,18 @@ A third fault lost records after every start or rebalance with records waiting (
    rebalance) start paused, except the tables' changelogs, which the recovery reads; the recovery
    resumes the stream partitions when it is done, as it always did.
 
+One more patch is for speed, not a fault:
+
+5. **A task per record.** ``_drain_messages`` hands each fetched record to the conductor with
+   ``wait_first(callback(message), suspend_flow.wait())``, which makes four tasks (the callback, the
+   flow-control wait, the consumer's stopped and crashed waits) and an ``asyncio.wait`` for every
+   record, though the callback nearly always finishes at once (it puts the record on a stream's queue
+   that has room). The patched ``wait_first`` first runs the callback up to its first suspension; if it
+   finished, that is the result and nothing else is scheduled. Otherwise (a full queue, a held lock) it
+   goes on as before, the callback continuing from where it stopped. Measured on the scoring bench:
+   124 -> 89 µs of worker CPU an event (one tick of 300,000 accounts). ``_drain_messages`` is the consumer's only caller of
+   ``wait_first``.
+
 The patches are applied once, on import (``services.scoring.app`` imports this module), for the
 faust versions whose consumer code they were written against; on another version nothing is patched
 and a warning says to check again (``tests/unit/scoring/test_faust_patches.py`` fails then).
@@ -59,13 +71,15 @@ and a warning says to check again (``tests/unit/scoring/test_faust_patches.py`` 
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Generator, Iterable
 from typing import Any
 
 import faust
 from faust.transport.consumer import Consumer, ensure_TP
+from mode.services import WaitResults
 from mode.utils.queues import FlowControlEvent
 
 log = logging.getLogger(__name__)
@@ -177,6 +191,65 @@ def _patch_set_active_tps(original: Callable[[Consumer, Any], set[Any]]) -> Call
     return _set_active_tps
 
 
+class _Resumed:
+    """Awaiting this continues ``coro``, which has already run up to its first suspension (``yielded``,
+    what it gave the event loop to wait on). It passes on, both ways, what a task and the coroutine
+    exchange: values sent, exceptions thrown in (a cancellation), and the coroutine's return value."""
+
+    __slots__ = ("coro", "yielded")
+
+    def __init__(self, coro: Any, yielded: Any) -> None:
+        self.coro, self.yielded = coro, yielded
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro, yielded = self.coro, self.yielded
+        while True:
+            try:
+                sent = yield yielded
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:  # thrown in by the task (a cancellation): the coroutine handles it
+                try:
+                    yielded = coro.throw(exc)
+                except StopIteration as done:
+                    return done.value
+            else:
+                try:
+                    yielded = coro.send(sent)
+                except StopIteration as done:
+                    return done.value
+
+
+async def _resume(coro: Any, yielded: Any) -> Any:
+    return await _Resumed(coro, yielded)
+
+
+def _close(awaitables: Iterable[Any]) -> None:
+    for other in awaitables:
+        if asyncio.iscoroutine(other):
+            other.close()  # never started: no "never awaited" warning
+
+
+def _patch_wait_first(original: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    async def wait_first(self: Consumer, *coros: Any, timeout: Any = None) -> Any:
+        first, rest = coros[0], coros[1:]
+        if asyncio.iscoroutine(first) and not (self._stopped.is_set() or self._crashed.is_set()):
+            try:
+                yielded = first.send(None)  # run the callback now, up to its first suspension (5)
+            except StopIteration as done:
+                _close(rest)
+                return WaitResults([first], [done.value], False)
+            except BaseException:
+                _close(rest)
+                raise
+            coros = (_resume(first, yielded), *rest)
+        return await original(self, *coros, timeout=timeout)
+
+    return wait_first
+
+
 def apply() -> bool:
     """Patch faust's Consumer (once); return whether the patches are in place."""
     if getattr(Consumer, "_barometre_patched", False):
@@ -198,6 +271,7 @@ def apply() -> bool:
     )
     Consumer._new_offset = _patch_new_offset(Consumer._new_offset)  # type: ignore[method-assign]
     Consumer._set_active_tps = _patch_set_active_tps(Consumer._set_active_tps)  # type: ignore[method-assign]
+    Consumer.wait_first = _patch_wait_first(Consumer.wait_first)  # type: ignore[method-assign]
     FlowControlEvent.resume = _patch_flow_resume(FlowControlEvent.resume)  # type: ignore[method-assign]
     Consumer._barometre_patched = True  # type: ignore[attr-defined]
     return True

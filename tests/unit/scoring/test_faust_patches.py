@@ -1,8 +1,9 @@
 """faust's offset bookkeeping with ``services.scoring.faust_patches``: the commit position follows the
 acknowledged records through a seek back after a recovery and across a real gap, never past a record
 not yet acknowledged; records queued while streams flow survive the recovery's last ``resume``, and
-stream partitions assigned during a rebalance wait for the recovery; plain faust still has the faults
-(so the patches still have a reason).
+stream partitions assigned during a rebalance wait for the recovery; records go from the fetcher to the
+streams without a task each, in order, waiting when a stream's queue is full and giving up when flow
+control is suspended; plain faust still has the faults (so the patches still have a reason).
 
 The consumer is faust's own (the aiokafka driver's ``Consumer`` of a real ``faust.App``), driven as its
 fetcher drives it (``deliver`` mirrors the bookkeeping of ``Consumer._drain_messages``). The one call
@@ -14,8 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import types
-from collections.abc import Callable, Iterator, Mapping
-from typing import cast
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from typing import Any, cast
 
 import faust
 import pytest
@@ -34,6 +35,8 @@ COMMITTED = 100
 
 @pytest.fixture
 def consumer() -> Iterator[Consumer]:
+    loop = asyncio.new_event_loop()  # the worker's loop: faust's services take it when they start
+    asyncio.set_event_loop(loop)
     app = faust.App("faust-patches-test", broker="kafka://127.0.0.1:9", store="memory://")
     consumer = cast(Consumer, app.consumer)
     # What the conductor does for a topic an agent consumes:
@@ -44,11 +47,20 @@ def consumer() -> Iterator[Consumer]:
 
     consumer.seek_to_committed = seek_to_committed  # type: ignore[method-assign]
     yield consumer
+    asyncio.set_event_loop(None)
+    loop.close()
 
 
 def unpatched(consumer: Consumer) -> Consumer:
     """``consumer`` with faust's own methods in place of the patched ones."""
-    for name in ("perform_seek", "_add_gap", "on_partitions_revoked", "_new_offset", "_set_active_tps"):
+    for name in (
+        "perform_seek",
+        "_add_gap",
+        "on_partitions_revoked",
+        "_new_offset",
+        "_set_active_tps",
+        "wait_first",
+    ):
         original = getattr(Consumer, name).__wrapped__
         setattr(consumer, name, types.MethodType(original, consumer))
     return consumer
@@ -195,6 +207,108 @@ def test_stream_partitions_assigned_during_a_rebalance_wait_for_the_recovery(con
 
 def test_plain_faust_lets_them_be_fetched_at_once(consumer: Consumer) -> None:
     assert assigned_during_a_rebalance(unpatched(consumer)) == ({PART, CHANGELOG}, set())
+
+
+class Fetcher:
+    """What ``_drain_messages`` needs of faust's fetcher service: a stopped flag."""
+
+    def __init__(self) -> None:
+        self._stopped = asyncio.Event()
+
+
+def drain(consumer: Consumer, offsets: range, callback: Callable[..., Any]) -> tuple[int, Fetcher]:
+    """Run faust's ``Consumer._drain_messages`` over records at ``offsets`` (one ``getmany``), each handed
+    to ``callback``; return how many tasks were created meanwhile, and the fetcher (stopped at the end)."""
+    fetcher = Fetcher()
+
+    async def getmany(timeout: float) -> AsyncIterator[tuple[TP, ConsumerMessage]]:
+        for offset in offsets:
+            yield PART, message(offset)
+        fetcher._stopped.set()
+
+    consumer.getmany = getmany  # type: ignore[method-assign,assignment]
+    consumer.callback = callback
+    tasks = 0
+
+    def counting(loop: asyncio.AbstractEventLoop, coro: Any) -> asyncio.Task[Any]:
+        nonlocal tasks
+        tasks += 1
+        return asyncio.Task(coro, loop=loop)
+
+    consumer.loop.set_task_factory(counting)
+    consumer.loop.run_until_complete(consumer._drain_messages(fetcher))  # type: ignore[arg-type]
+    return tasks, fetcher
+
+
+def test_records_reach_the_streams_in_order_without_a_task_each(consumer: Consumer) -> None:
+    got: list[int] = []
+
+    async def on_message(msg: ConsumerMessage) -> None:  # a stream's queue with room: no suspension
+        got.append(msg.offset)
+
+    tasks, _ = drain(consumer, range(100, 400), on_message)
+    assert got == list(range(100, 400))
+    assert tasks < 10  # the consumer's own sleeps; none per record
+    assert consumer._read_offset[PART] == 399
+
+
+def test_plain_faust_makes_four_tasks_a_record(consumer: Consumer) -> None:
+    got: list[int] = []
+
+    async def on_message(msg: ConsumerMessage) -> None:
+        got.append(msg.offset)
+
+    tasks, _ = drain(unpatched(consumer), range(100, 400), on_message)
+    assert got == list(range(100, 400))
+    assert tasks >= 4 * 300
+
+
+@pytest.mark.parametrize("plain", [False, True], ids=["patched", "plain faust"])
+def test_a_record_waits_for_room_and_the_next_ones_wait_for_it(consumer: Consumer, plain: bool) -> None:
+    """A full queue: the callback suspends half-way and is continued, its result and order kept."""
+    got: list[tuple[str, int]] = []
+    room = asyncio.Event()
+
+    async def on_message(msg: ConsumerMessage) -> str:
+        got.append(("handed", msg.offset))
+        if msg.offset == 101:
+            asyncio.get_running_loop().call_later(0.05, room.set)
+            await room.wait()  # suspends: the patch goes on with the rest of the callback in a task
+            await asyncio.sleep(0)  # and once more, after being resumed
+        got.append(("queued", msg.offset))
+        return "queued"
+
+    drain(unpatched(consumer) if plain else consumer, range(100, 103), on_message)
+    assert got == [(step, n) for n in (100, 101, 102) for step in ("handed", "queued")]
+
+
+@pytest.mark.parametrize("plain", [False, True], ids=["patched", "plain faust"])
+def test_a_waiting_record_is_given_up_when_flow_control_is_suspended(consumer: Consumer, plain: bool) -> None:
+    """A rebalance while a record waits for room: as in plain faust, the wait is cancelled (the record
+    is fetched again from the committed offset) and the fetcher goes on."""
+    seen: list[str] = []
+
+    async def on_message(msg: ConsumerMessage) -> None:
+        if msg.offset == 101:
+            asyncio.get_running_loop().call_later(0.05, consumer.suspend_flow.set)
+            try:
+                await asyncio.Event().wait()  # never room
+            except asyncio.CancelledError:
+                seen.append("cancelled")
+                raise
+        seen.append(f"queued {msg.offset}")
+
+    drain(unpatched(consumer) if plain else consumer, range(100, 103), on_message)
+    assert sorted(seen) == ["cancelled", "queued 100", "queued 102"]
+
+
+@pytest.mark.parametrize("plain", [False, True], ids=["patched", "plain faust"])
+def test_a_failing_callback_fails_the_fetcher(consumer: Consumer, plain: bool) -> None:
+    async def on_message(msg: ConsumerMessage) -> None:
+        raise KeyError(msg.offset)
+
+    with pytest.raises(KeyError):
+        drain(unpatched(consumer) if plain else consumer, range(100, 103), on_message)
 
 
 def test_the_patches_are_applied_for_the_installed_faust() -> None:
