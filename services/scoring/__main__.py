@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import time
@@ -27,6 +28,18 @@ def tune_gc() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
+def use_uvloop() -> asyncio.AbstractEventLoop:
+    """Make uvloop's event loop the current one and return it. Faust hands every record to its stream
+    through the loop (futures, callbacks, queue wake-ups); uvloop does that work in C. Measured on one
+    tick of 300,000 accounts: 124 -> 107 µs of worker CPU an event, and 89 -> 85 once Faust's task per
+    record was gone (faust_patches, 5)."""
+    import uvloop
+
+    loop = uvloop.new_event_loop()
+    asyncio.set_event_loop(loop)
+    return loop
+
+
 def run_worker(settings: Settings) -> None:
     """Run the Faust worker in the foreground until SIGTERM/SIGINT (then it stops cleanly)."""
     from faust import Worker
@@ -45,9 +58,10 @@ def run_worker(settings: Settings) -> None:
             log.warning("Kafka topics not ready (retrying in %.0fs): %s", delay, exc)
             time.sleep(delay)
             delay = min(2 * delay, 30.0)
+    loop = use_uvloop()  # before the app: it takes the current loop
     app = create_app(settings)
     tune_gc()
-    worker = Worker(app, loglevel=settings.log_level.lower(), quiet=True, redirect_stdouts=False)
+    worker = Worker(app, loop=loop, loglevel=settings.log_level.lower(), quiet=True, redirect_stdouts=False)
     # Faust configures logging itself; keep aiokafka's and Faust's chatter to warnings.
     for noisy in ("aiokafka", "faust", "mode", "kafka"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
