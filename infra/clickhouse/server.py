@@ -63,6 +63,7 @@ import email.parser
 import email.policy
 import gzip
 import importlib
+import itertools
 import json
 import logging
 import lzma
@@ -97,6 +98,7 @@ log = logging.getLogger("barometre.clickhouse")
 DEFAULT_USER = "default"
 
 # ClickHouse error codes this module raises itself (the engine's own errors carry their code).
+POCO_EXCEPTION = 1000
 STD_EXCEPTION = 1001
 NOT_IMPLEMENTED = 48
 SYNTAX_ERROR = 62
@@ -112,6 +114,7 @@ AUTHENTICATION_FAILED = 516
 ABORTED = 236
 
 _ERROR_NAMES = {
+    POCO_EXCEPTION: "POCO_EXCEPTION",
     STD_EXCEPTION: "STD_EXCEPTION",
     NOT_IMPLEMENTED: "NOT_IMPLEMENTED",
     SYNTAX_ERROR: "SYNTAX_ERROR",
@@ -244,6 +247,7 @@ _SERVER_DEFAULTS = {
 }
 
 KEEP_ALIVE_TIMEOUT = 30
+HTTP_MAX_FIELD_VALUE_SIZE = 128 * 1024  # the server's default http_max_field_value_size
 _SESSION_TIMEOUT_DEFAULT = 60
 _SESSION_TIMEOUT_MAX = 3600
 
@@ -1090,6 +1094,17 @@ class Handler:
             form_params, files = _parse_multipart(content_type, body)
             body = b""
             externals = _external_tables(files, params + form_params)
+
+        # A server's HTML form parser refuses a longer URL parameter or form field (a file part, i.e.
+        # external data, has no such limit): a client passing a large list as a query parameter fails
+        # here as it would there.
+        for k, v in itertools.chain(params, form_params):
+            if len(v) > HTTP_MAX_FIELD_VALUE_SIZE:
+                raise ClickHouseError(
+                    POCO_EXCEPTION,
+                    f"HTML Form Exception: Field value too long ({k}: {len(v):,} bytes, "
+                    f"http_max_field_value_size is {HTTP_MAX_FIELD_VALUE_SIZE:,})",
+                )
 
         # Split parameters into settings, query parameters and the rest, the way HTTPHandler does.
         settings: dict[str, str] = {}

@@ -127,6 +127,24 @@ def test_parameters_client_side_and_server_side(ch_client: Any) -> None:
     assert big.result_rows == [(20_000,)]
 
 
+def test_a_parameter_longer_than_a_server_takes_is_refused_external_data_is_not(ch_client: Any) -> None:
+    """A ClickHouse server's form parser refuses a field past http_max_field_value_size (128 KiB by
+    default, "Field value too long"); the endpoint does too, so a client relying on a longer one fails
+    here and not only in production. External data (a file part) has no such limit."""
+    keys = [f"facebook:COM:{n:05d}" for n in range(10_000)]  # about 240 kB as an array literal
+    with pytest.raises(DatabaseError) as info:
+        ch_client.query("SELECT count() FROM numbers(1) WHERE 'x' IN {keys:Array(String)}", {"keys": keys})
+    assert info.value.code == 1000
+    assert "Field value too long" in str(info.value)
+    ext = ExternalData(
+        file_name="keys", data="\n".join(keys).encode(), fmt="TabSeparated", structure=["key String"]
+    )
+    found = ch_client.query(
+        "SELECT count() FROM keys WHERE key IN ('facebook:COM:00042', 'x')", external_data=ext
+    ).result_rows
+    assert found == [(1,)]
+
+
 def test_error_raises_database_error_with_server_code(ch_client: Any) -> None:
     with pytest.raises(DatabaseError) as info:
         ch_client.query("SELECT * FROM no_such_table_anywhere")
