@@ -66,7 +66,6 @@ HISTORY_SHARE = 5  # one account in 5 has daily history
 DAYS = 60
 REUSE_DAYS = 7
 LIVE_P99_MS, LIVE_RPS, ASOF_P99_MS = 50.0, 300.0, 500.0
-ROLLUP_CHUNK = 1000  # (platform, entity) pairs per rollup statement: its parameters travel in the URL
 
 LIVE_RANKINGS = [
     "platform=facebook&category=commune&window=30d&metric=growth_abs",
@@ -123,9 +122,8 @@ def seed(settings: Settings, now: datetime) -> int:
               flush=True)  # fmt: skip
     client = make_client(settings)
     pairs = sorted(touched)
-    for i in range(0, len(pairs), ROLLUP_CHUNK):
-        statement = processor.entity_rollup(pairs[i : i + ROLLUP_CHUNK])
-        client.command(statement.sql, parameters=dict(statement.parameters))
+    for statement in processor.rollups(pairs):
+        statement.run(client)
     client.close()
     print(f"  seeded {written:,} snapshots and {len(pairs):,} entity rollups in "
           f"{time.perf_counter() - began:.0f} s", flush=True)  # fmt: skip

@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.external import ExternalData
 from prometheus_client import Counter, Histogram
 
 from services.common.names import AccountStatus
@@ -53,10 +54,32 @@ class TableRows:
 
 @dataclass
 class Statement:
-    """A statement to run after the inserts of a batch (e.g. recomputing entity rollups)."""
+    """A statement to run after the inserts of a batch (e.g. recomputing entity rollups).
+
+    ``sets`` are one-column tables of strings (column ``key``) the statement reads by name, sent with it
+    as external data. A long list belongs there, not in ``parameters``: a ClickHouse server refuses a
+    form field longer than ``http_max_field_value_size`` (128 KiB by default), which a parameter of
+    6,000 keys already is, and it parses an external table faster than an array parameter.
+    """
 
     sql: str
     parameters: Mapping[str, object]
+    sets: Mapping[str, Sequence[str]] = field(default_factory=dict)
+
+    def run(self, client: Client) -> None:
+        external = ExternalData()
+        for name, keys in self.sets.items():
+            data = "".join(f"{_tsv_escape(key)}\n" for key in keys).encode()  # a row a line, "" included
+            external.add_file(file_name=name, data=data, fmt="TabSeparated", structure=["key String"])
+        # raw_query, not command: command always puts bound parameters in the URL; raw_query moves large
+        # ones into a multipart form body.
+        client.raw_query(
+            self.sql, parameters=dict(self.parameters), external_data=external if external.files else None
+        )
+
+
+def _tsv_escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
 
 
 def dedup_token(table: str, offsets: Mapping[int, tuple[int, int]]) -> str:
@@ -130,11 +153,7 @@ class ClickHouseSink:
             )
             ROWS_WRITTEN.labels(table).inc(len(data.rows))
         for statement in after:
-            # raw_query, not command: command always puts bound parameters in the URL, and the rollup
-            # of a 10,000-event batch binds thousands of (platform, entity) pairs (HTTP 414 from the
-            # local endpoint past 64 KiB, from a server past 1 MiB); raw_query moves large ones into a
-            # multipart form body.
-            client.raw_query(statement.sql, parameters=dict(statement.parameters))
+            statement.run(client)
 
     def write(
         self,
@@ -185,7 +204,7 @@ class ClickHouseSink:
             found = client.query(find.sql, parameters=dict(find.parameters)).result_rows
             pairs = [(str(platform), str(entity)) for platform, entity in found]
             for statement in statements(pairs):
-                client.raw_query(statement.sql, parameters=dict(statement.parameters))
+                statement.run(client)
             return len(pairs)
         finally:
             client.close()

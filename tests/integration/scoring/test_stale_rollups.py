@@ -13,8 +13,8 @@ import pytest
 from services.common.clickhouse import make_client
 from services.common.events import AccountSnapshot
 from services.common.settings import Settings
-from services.scoring.processor import Processor
-from services.scoring.sink import ClickHouseSink
+from services.scoring.processor import ROLLUP_CHUNK, Processor
+from services.scoring.sink import ClickHouseSink, Statement
 
 pytestmark = [pytest.mark.clickhouse]
 
@@ -75,4 +75,40 @@ def test_entities_whose_accounts_went_stale_are_recomputed_and_only_those(app_se
         "COM:75056": (0, 0, 0),
     }
     assert sink.refresh(processor.stale_rollups(), processor.rollups) == 0  # done once, not every hour
+    client.close()
+
+
+def test_a_full_batch_of_entities_is_rolled_up_by_one_statement(app_settings: Settings) -> None:
+    """A batch touching as many entities as it has events (the worker's largest) needs one rollup
+    statement, whose keys (past the 128 KiB a server takes as a parameter) go as external data."""
+    settings = app_settings
+    sink = ClickHouseSink(lambda: make_client(settings), settings.clickhouse_database)
+    processor = Processor(settings, fetch_history=sink.fetch_history)
+    at = datetime.now(UTC) - timedelta(hours=1)
+    n = ROLLUP_CHUNK
+    out = processor.process(
+        [snapshot(f"facebook:t{i}", f"EPCI:{200_000_000 + i}", at, i) for i in range(n)],
+        {},
+    )
+    assert len(out.after) == 1
+    assert sum(len(key) + 3 for key in out.after[0].sets["touched"]) > 128 * 1024
+    sink.write(out.tables, {0: (0, n - 1)}, out.after)
+    client = make_client(settings)
+    rows = client.query(
+        f"SELECT count(), sum(accounts), sum(followers) FROM {settings.clickhouse_database}.entity_latest FINAL"
+    ).result_rows
+    assert rows == [(n, n, n * (n - 1) // 2)]
+    client.close()
+
+
+def test_a_statement_reads_its_keys_as_they_are(app_settings: Settings) -> None:
+    keys = ["facebook:COM:38185", "a\tb", "c\\d", "e\nf", ""]
+    statement = Statement(
+        "SELECT throwIf(count() != {n:UInt32} OR countIf(key IN ('a\\tb', 'c\\\\d', 'e\\nf', '')) != 4) "
+        "FROM touched",
+        {"n": len(keys)},
+        {"touched": keys},
+    )
+    client = make_client(app_settings)
+    statement.run(client)  # raises if ClickHouse read other keys
     client.close()
