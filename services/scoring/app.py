@@ -79,7 +79,11 @@ from services.scoring.sink import ClickHouseSink, SinkStopped
 
 log = logging.getLogger(__name__)
 
-BATCH = 10_000
+# Events a batch at most. Each batch has costs of its own (an insert per table, the entity rollup
+# statement reading account_latest, the changelog's acks), which the worker waits for. Measured on one
+# tick of 300,000 accounts: 10,564 events/s at 10,000, 11,683 at 20,000 (-> one insert a table every
+# 1.7 s), 11,916 at 30,000.
+BATCH = 20_000
 FLUSH_S = 1.0
 # A batch of snapshots goes when it is full or this long after its first event: under load batches are
 # full; at a trickle this is most of the time from ingest to rows (freshness).

@@ -113,7 +113,9 @@ LATEST_COLUMNS = (
     "version",
 )
 PRESENCE_COLUMNS = ("platform", "account_id", "entity_id", "starts", "ends", "version")
-ROLLUP_CHUNK = 10_000  # (platform, entity) pairs per rollup statement: one statement per batch
+# (platform, entity) pairs per rollup statement: one statement for a whole worker batch (each statement
+# reads account_latest once), so at least the worker's BATCH.
+ROLLUP_CHUNK = 20_000
 WINDOW_COLUMN = {w: f"before_{w.value}" for w in Window}
 # The values of the enums written in rows: a dict lookup costs a quarter of the enum's ``.value`` property.
 _PLATFORM_TEXT: dict[Platform, str] = {p: p.value for p in Platform}
