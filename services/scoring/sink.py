@@ -145,12 +145,17 @@ class ClickHouseSink:
                 continue
             # The token names the real target, so a rebuild's blocks never deduplicate live ones.
             target = table + self._suffix
+            # clickhouse-connect's insert context is a reference cycle (it keeps a bound method of itself)
+            # holding the rows: they would live, and be traversed by every young-generation collection,
+            # until the cycle collector frees them. It gets a list of its own, emptied once written.
+            rows = list(data.rows)
             client.insert(
                 f"{self._db}.{target}",
-                data.rows,
+                rows,
                 column_names=list(data.columns),
                 settings={"insert_deduplication_token": dedup_token(target, offsets)},
             )
+            rows.clear()
             ROWS_WRITTEN.labels(table).inc(len(data.rows))
         for statement in after:
             statement.run(client)
