@@ -22,7 +22,7 @@ import hashlib
 import itertools
 import random
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from services.common.events import AccountSnapshot
@@ -34,26 +34,29 @@ from services.scoring.processor import BatchOutput, Processor, detector_params
 START = datetime(2025, 6, 2, tzinfo=UTC)  # the first day of the longest histories
 DAYS = 470
 WALL = to_ms(START) + DAYS * DAY_MS + 3_600_000
+EPOCH_DAY = date(1970, 1, 1)
 PARTS = ("snapshots", "account_daily", "account_latest", "presence", "states", "candidates", "after")
 
 # Computed with the processor of commit 73ab69e (see the module docstring); "after" since the rollup
 # statement reads its (platform, entity) pairs as "platform:entity_id" keys from an external table (the
-# same rows in ClickHouse: tests/integration/scoring/test_rebuild.py, test_stale_rollups.py).
+# same rows in ClickHouse: tests/integration/scoring/test_rebuild.py, test_stale_rollups.py); the table
+# digests since rows are compared as ClickHouse stores them (_as_written), recomputed with the processor
+# of commit bc44729, whose rows held datetimes and dates.
 GOLDEN: dict[int, dict[str, str]] = {  # horizon_days -> part -> digest
     420: {
-        "snapshots": "aa235f37aa52cc85",
-        "account_daily": "7e3f25b110081073",
-        "account_latest": "d5431aa5c3f23686",
-        "presence": "b60f626ef01a6915",
+        "snapshots": "96c5f9863c8290fd",
+        "account_daily": "fce17d07152da169",
+        "account_latest": "d5433f5d0bf2e663",
+        "presence": "f3be3e9dbe3a372a",
         "states": "868159c89d2cfd99",
         "candidates": "0390227275b10442",
         "after": "4f3f71664b19b2de",
     },
     40: {
-        "snapshots": "aa235f37aa52cc85",
-        "account_daily": "4856c256f9a3004c",
-        "account_latest": "a4b217bac508a485",
-        "presence": "0030a71ee61473a8",
+        "snapshots": "96c5f9863c8290fd",
+        "account_daily": "3e037fc8bb134057",
+        "account_latest": "892441429f804cf6",
+        "presence": "6c1ed0054235bb4b",
         "states": "7d18d9c31e484531",
         "candidates": "5f0eef6249c569b8",
         "after": "4f3f71664b19b2de",
@@ -214,6 +217,18 @@ def _canonical(value: object) -> str:
     return repr(value)
 
 
+def _as_written(value: object) -> object:
+    """A row value as ClickHouse stores it: a DateTime64(3) as epoch milliseconds, a Date as days since
+    the epoch (rows may carry either form; the sink writes both the same)."""
+    if isinstance(value, datetime):
+        return to_ms(value)
+    if isinstance(value, date):
+        return (value - EPOCH_DAY).days
+    if isinstance(value, list):
+        return [_as_written(v) for v in value]
+    return value
+
+
 def digest(parts: Sequence[object]) -> str:
     h = hashlib.sha256()
     for part in parts:
@@ -255,6 +270,7 @@ def run(horizon_days: int) -> tuple[dict[str, str], dict[str, int]]:
         assert list(out.tables) == ["snapshots", "account_daily", "account_latest", "presence"]
         for name, table in out.tables.items():
             rows = table.rows if name in ("snapshots", "account_daily") else _without_version(table.rows)
+            rows = [_as_written(row) for row in rows]
             collected[name].append((tuple(table.columns), rows))
             counts[name] += len(rows)
         collected["states"].append(list(out.states.items()))
