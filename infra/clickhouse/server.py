@@ -42,6 +42,10 @@ Design
   choosing the method in ClickHouse's order of preference (zstd, br, lz4, gzip, deflate, xz, bz2).
   ``compress=1`` (ClickHouse's native block compression of the result) is refused with NOT_IMPLEMENTED,
   because it needs CityHash128 checksums that no installed package provides.
+* **Limits**: a URL parameter or multipart form field longer than a server's default
+  ``http_max_field_value_size`` (128 KiB) is refused as a server refuses it ("Field value too long", code
+  1000); external data (file parts) is not limited. A server's limit can be raised in a user profile;
+  this endpoint's cannot, so that a client relying on it fails here first.
 * **Errors** are sent the way ClickHouse sends them: HTTP status from ClickHouse's own code-to-status table,
   ``X-ClickHouse-Exception-Code`` header and a ``Code: N. DB::Exception: ... (NAME) (version V)`` body.
 
