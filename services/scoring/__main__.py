@@ -45,7 +45,7 @@ def run_worker(settings: Settings) -> None:
     from faust import Worker
 
     from services.common.kafka import ensure_topics
-    from services.scoring.app import create_app
+    from services.scoring.app import create_app, ensure_changelog_topics
 
     # Faust subscribes to the topics that exist when it starts and ignores missing ones for good: make
     # sure they exist first (waiting for Kafka if it is not up yet).
@@ -60,6 +60,14 @@ def run_worker(settings: Settings) -> None:
             delay = min(2 * delay, 30.0)
     loop = use_uvloop()  # before the app: it takes the current loop
     app = create_app(settings)
+    while True:
+        try:
+            ensure_changelog_topics(app, settings)
+            break
+        except Exception as exc:
+            log.warning("Kafka changelog topics not ready (retrying in %.0fs): %s", delay, exc)
+            time.sleep(delay)
+            delay = min(2 * delay, 30.0)
     tune_gc()
     worker = Worker(app, loop=loop, loglevel=settings.log_level.lower(), quiet=True, redirect_stdouts=False)
     # Faust configures logging itself; keep aiokafka's and Faust's chatter to warnings.

@@ -39,6 +39,8 @@ from typing import Any
 
 import faust
 from faust import web
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import TopicAlreadyExistsError
 from kafka.partitioner.default import murmur2
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_latest
 
@@ -643,6 +645,43 @@ def create_app(settings: Settings) -> faust.App:
         return self.bytes(generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     return app
+
+
+def ensure_changelog_topics(app: faust.App, settings: Settings) -> list[str]:
+    """Create the tables' changelog topics that do not exist yet, as Faust would (compacted, with the
+    table's partitions and extra configs); return the names created.
+
+    Faust creates them itself once it runs, but its producer may have read the cluster's metadata
+    before: a table write then finds no partitions for its changelog (aiokafka's cached metadata,
+    refreshed every 5 minutes) and fails until the next refresh. Seen on a loaded machine: the alert
+    stage retried its first batch for minutes. Created before the worker starts, they are known to
+    the producer from its first metadata."""
+    admin = KafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap.split(","), client_id="barometre-admin"
+    )
+    try:
+        existing = set(admin.list_topics())
+        created = []
+        for table in app.tables.values():
+            topic = table.changelog_topic
+            name = topic.get_topic_name()
+            if name in existing:
+                continue
+            config = {"cleanup.policy": "compact", **{k: str(v) for k, v in (topic.config or {}).items()}}
+            new = NewTopic(
+                name,
+                topic.partitions or settings.kafka_partitions,
+                settings.kafka_replication,
+                topic_configs=config,
+            )
+            try:
+                admin.create_topics([new])
+                created.append(name)
+            except TopicAlreadyExistsError:  # the worker of another host created it in between
+                pass
+        return created
+    finally:
+        admin.close()
 
 
 class RawRecords(faust.Schema[bytes, bytes]):
