@@ -121,10 +121,12 @@ def main() -> int:
         child(args.child, args.bootstrap, args.topic, int(sys.stdin.read()))
         return 0
 
-    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.admin import KafkaAdminClient
 
     from bench.scoring import bare_read, publish
     from infra.kafka import KafkaCluster, ensure_jars
+    from services.common.kafka import ensure_topics
+    from services.common.names import Topic
     from services.common.reference import load_entities
     from services.common.settings import Settings
     from services.ingest.publisher import Publisher
@@ -139,11 +141,14 @@ def main() -> int:
             cluster.start()
             stack.callback(cluster.stop)
             bootstrap = cluster.bootstrap_servers
-        prefix = f"benchfloor{uuid.uuid4().hex[:6]}."
-        settings = Settings(kafka_bootstrap=bootstrap, kafka_topic_prefix=prefix)
-        topic = prefix + "account-snapshots.v1"
+        settings = Settings(
+            kafka_bootstrap=bootstrap,
+            kafka_topic_prefix=f"benchfloor{uuid.uuid4().hex[:6]}.",
+            kafka_partitions=args.partitions,
+        )
+        topic = settings.topic(Topic.ACCOUNT_SNAPSHOTS)
+        ensure_topics(settings, [Topic.ACCOUNT_SNAPSHOTS])
         admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-        admin.create_topics([NewTopic(topic, args.partitions, 1)])
         stack.callback(admin.close)
         stack.callback(admin.delete_topics, [topic])
 

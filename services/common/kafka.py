@@ -55,6 +55,25 @@ def ensure_topics(
 ) -> list[str]:
     """Create the missing ``topics``; return the names created now. Raises when Kafka does not answer
     within about ``timeout_s``."""
+    return create_topics(
+        settings,
+        [
+            NewTopic(
+                name=settings.topic(topic),
+                num_partitions=settings.kafka_partitions,
+                replication_factor=settings.kafka_replication,
+                topic_configs=_TOPIC_CONFIGS.get(topic, {}),
+            )
+            for topic in topics
+        ],
+        timeout_s,
+    )
+
+
+def create_topics(settings: Settings, topics: Iterable[NewTopic], timeout_s: float = 10.0) -> list[str]:
+    """Create those of ``topics`` that do not exist; return the names created now (a topic another
+    process creates in between is left to it). Raises when Kafka does not answer within about
+    ``timeout_s``."""
     ms = int(timeout_s * 1000)
     admin = KafkaAdminClient(
         bootstrap_servers=_split(settings.kafka_bootstrap),
@@ -64,18 +83,10 @@ def ensure_topics(
     )
     try:
         existing = set(admin.list_topics())
-        wanted = [
-            NewTopic(
-                name=settings.topic(topic),
-                num_partitions=settings.kafka_partitions,
-                replication_factor=settings.kafka_replication,
-                topic_configs=_TOPIC_CONFIGS.get(topic, {}),
-            )
-            for topic in topics
-            if settings.topic(topic) not in existing
-        ]
         created = []
-        for new in wanted:
+        for new in topics:
+            if new.name in existing:
+                continue
             try:
                 admin.create_topics([new])
                 created.append(new.name)

@@ -47,25 +47,19 @@ def run_worker(settings: Settings) -> None:
     from services.common.kafka import ensure_topics
     from services.scoring.app import create_app, ensure_changelog_topics
 
-    # Faust subscribes to the topics that exist when it starts and ignores missing ones for good: make
-    # sure they exist first (waiting for Kafka if it is not up yet).
+    loop = use_uvloop()  # before the app: it takes the current loop
+    app = create_app(settings)
+    # Faust subscribes to the topics that exist when it starts and ignores missing ones for good, and its
+    # producer knows only the topics that exist then: create them all first, the tables' changelogs
+    # included (waiting for Kafka if it is not up yet).
     delay = 1.0
     while True:
         try:
             ensure_topics(settings)
-            break
-        except Exception as exc:
-            log.warning("Kafka topics not ready (retrying in %.0fs): %s", delay, exc)
-            time.sleep(delay)
-            delay = min(2 * delay, 30.0)
-    loop = use_uvloop()  # before the app: it takes the current loop
-    app = create_app(settings)
-    while True:
-        try:
             ensure_changelog_topics(app, settings)
             break
         except Exception as exc:
-            log.warning("Kafka changelog topics not ready (retrying in %.0fs): %s", delay, exc)
+            log.warning("Kafka topics not ready (retrying in %.0fs): %s", delay, exc)
             time.sleep(delay)
             delay = min(2 * delay, 30.0)
     tune_gc()

@@ -39,14 +39,14 @@ from typing import Any
 
 import faust
 from faust import web
-from kafka.admin import KafkaAdminClient, NewTopic
-from kafka.errors import TopicAlreadyExistsError
+from kafka.admin import NewTopic
 from kafka.partitioner.default import murmur2
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_latest
 
 from services.common.alert_tables import ALERT_COLUMNS, INCIDENT_COLUMNS
 from services.common.clickhouse import make_client
 from services.common.events import AccountSnapshot
+from services.common.kafka import create_topics
 from services.common.names import DeadLetterCode, Topic
 from services.common.settings import Settings
 from services.scoring import faust_patches  # noqa: F401  # fixes faust's offset commits, on import
@@ -656,32 +656,21 @@ def ensure_changelog_topics(app: faust.App, settings: Settings) -> list[str]:
     refreshed every 5 minutes) and fails until the next refresh. Seen on a loaded machine: the alert
     stage retried its first batch for minutes. Created before the worker starts, they are known to
     the producer from its first metadata."""
-    admin = KafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap.split(","), client_id="barometre-admin"
-    )
-    try:
-        existing = set(admin.list_topics())
-        created = []
-        for table in app.tables.values():
-            topic = table.changelog_topic
-            name = topic.get_topic_name()
-            if name in existing:
-                continue
-            config = {"cleanup.policy": "compact", **{k: str(v) for k, v in (topic.config or {}).items()}}
-            new = NewTopic(
-                name,
-                topic.partitions or settings.kafka_partitions,
-                settings.kafka_replication,
-                topic_configs=config,
+    return create_topics(
+        settings,
+        [
+            NewTopic(
+                name=table.changelog_topic.get_topic_name(),
+                num_partitions=table.changelog_topic.partitions or settings.kafka_partitions,
+                replication_factor=settings.kafka_replication,
+                topic_configs={
+                    "cleanup.policy": "compact",
+                    **{k: str(v) for k, v in (table.changelog_topic.config or {}).items()},
+                },
             )
-            try:
-                admin.create_topics([new])
-                created.append(name)
-            except TopicAlreadyExistsError:  # the worker of another host created it in between
-                pass
-        return created
-    finally:
-        admin.close()
+            for table in app.tables.values()
+        ],
+    )
 
 
 class RawRecords(faust.Schema[bytes, bytes]):
