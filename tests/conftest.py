@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-pytest_plugins = ["tests.fixtures.kafka", "tests.fixtures.clickhouse"]
+pytest_plugins = ["tests.fixtures.kafka", "tests.fixtures.clickhouse", "tests.fixtures.replay"]
 
 
 @pytest.fixture(autouse=True)

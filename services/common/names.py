@@ -108,6 +108,33 @@ class SourceKind(StrEnum):
     SIMULATOR = "simulator"
 
 
+class AccountOrigin(StrEnum):
+    """How an account came into the registry (``accounts.origin``).
+
+    Simulated and real data never mix: the pollers never read a ``simulator`` account, and every
+    figure computed over simulated accounts says so (``/v1/coverage``, the dashboard).
+    """
+
+    SIMULATOR = "simulator"  # invented by `barometre simulate`
+    IMPORT = "import"  # `barometre import accounts`: a user's word, which wins over discovery
+    PUSH = "push"  # first named by a snapshot pushed over HTTP
+    POLL = "poll"  # first named by a poller
+    DISCOVER = "discover"  # found in a public registry by `barometre discover`
+
+
+class AccountState(StrEnum):
+    """Where an account stands in review (``accounts.state``)."""
+
+    CANDIDATE = "candidate"  # named by a source, not (yet) confirmed on the platform
+    VERIFIED = "verified"  # confirmed: a user imported it, or the platform resolved it to a stable id
+    REJECTED = "rejected"  # a person said it is not the entity's official account; never polled
+    GONE = "gone"  # the platform says it no longer exists (confirmed by its stable id)
+
+
+# States whose accounts the pollers read: a rejected account is not the entity's, a gone one is gone.
+POLLED_STATES: frozenset[AccountState] = frozenset({AccountState.CANDIDATE, AccountState.VERIFIED})
+
+
 class AlertType(StrEnum):
     """What an alert is about."""
 

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 
 from clickhouse_connect.driver.client import Client
 
+from services.common.names import POLLED_STATES, AccountOrigin, AccountState
 from services.common.reference import AccountRecord, Entity, PanelMember, load_entities
 
 # Bump when services/common/reference/registry/entities.csv.gz changes, so migrate reloads it.
@@ -64,10 +65,25 @@ def load_reference(client: Client, db: str) -> int:
     return write_entities(client, db, entities, source="insee", version=REFERENCE_VERSION)
 
 
-def write_accounts(client: Client, db: str, records: Iterable[AccountRecord], version: int) -> int:
-    """Register (or re-register) official accounts."""
-    rows = [[r.account_id, r.platform.value, r.entity_id, r.handle, r.url, 0, version] for r in records]
-    cols = ["account_id", "platform", "entity_id", "handle", "url", "deleted", "version"]
+def write_accounts(
+    client: Client,
+    db: str,
+    records: Iterable[AccountRecord],
+    version: int,
+    *,
+    origin: AccountOrigin = AccountOrigin.IMPORT,
+    state: AccountState = AccountState.VERIFIED,
+) -> int:
+    """Register (or re-register) official accounts, as coming from ``origin``.
+
+    An import is a person's word: its accounts are ``verified``. The simulator registers its invented
+    accounts with ``origin=AccountOrigin.SIMULATOR``, which no poller ever reads.
+    """
+    rows = [
+        [r.account_id, r.platform.value, r.entity_id, r.handle, r.url, 0, origin.value, state.value, version]
+        for r in records
+    ]
+    cols = ["account_id", "platform", "entity_id", "handle", "url", "deleted", "origin", "state", "version"]
     for start in range(0, len(rows), _BATCH):
         client.insert(f"{db}.accounts", rows[start : start + _BATCH], column_names=cols)
     return len(rows)
@@ -101,11 +117,22 @@ def registered_accounts(client: Client, db: str) -> Mapping[str, str]:
 
 
 def account_rows(client: Client, db: str, platforms: Iterable[str]) -> list[tuple[str, str, str, str | None]]:
-    """(account_id, platform, entity_id, handle) of the registered, not deleted, accounts on ``platforms``."""
+    """(account_id, platform, entity_id, handle) of the accounts a poller may read on ``platforms``.
+
+    Registered and not deleted, real (never a simulator account: polling an invented handle would ask
+    a platform about an account that does not exist, or worse, about someone else's) and in a polled
+    state (candidate or verified; not rejected, not gone).
+    """
     result = client.query(
         f"SELECT account_id, argMax(platform, version), argMax(entity_id, version), argMax(handle, version) "
         f"FROM {db}.accounts GROUP BY account_id HAVING argMax(deleted, version) = 0 "
-        "AND argMax(platform, version) IN {platforms:Array(String)} ORDER BY account_id",
-        parameters={"platforms": list(platforms)},
+        "AND argMax(platform, version) IN {platforms:Array(String)} "
+        "AND argMax(origin, version) != {simulator:String} "
+        "AND argMax(state, version) IN {states:Array(String)} ORDER BY account_id",
+        parameters={
+            "platforms": list(platforms),
+            "simulator": AccountOrigin.SIMULATOR.value,
+            "states": sorted(state.value for state in POLLED_STATES),
+        },
     )
     return [(str(r[0]), str(r[1]), str(r[2]), r[3]) for r in result.result_rows]

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from services.common import registry
 from services.common.clickhouse import make_client
 from services.common.kafka import ensure_topics
-from services.common.names import Platform
+from services.common.names import AccountOrigin, Platform
 from services.common.reference import AccountRecord, load_entities
 from services.common.settings import Settings
 from services.ingest.publisher import Publisher
@@ -70,7 +70,13 @@ def run_simulator(
         ]
         client = make_client(settings)
         try:
-            registry.write_accounts(client, settings.clickhouse_database, records, registry.user_version())
+            registry.write_accounts(
+                client,
+                settings.clickhouse_database,
+                records,
+                registry.user_version(),
+                origin=AccountOrigin.SIMULATOR,
+            )
         finally:
             client.close()
         log.info("registered %d simulated accounts", len(records))

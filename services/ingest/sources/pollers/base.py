@@ -430,10 +430,18 @@ class Poller(abc.ABC):
         followers: object,
         following: object = None,
         posts_total: object = None,
+        posts_30d: object = None,
+        interactions_30d: object = None,
+        replies_30d: object = None,
+        automated_posts_30d: object = None,
         status: AccountStatus = AccountStatus.ACTIVE,
         handle: str | None = None,
     ) -> None:
         """Add the snapshot of ``ref`` to ``result``, validated by the contract's model.
+
+        The ``*_30d`` figures are the account's activity over the 30 days before ``now`` (its posts,
+        the interactions on them, its replies to its public), which the good-practice score needs;
+        pollers pass them where the platform's API gives them, and leave them out (None) otherwise.
 
         Figures are passed as the platform sent them: a string, a negative or a missing count is the
         model's to refuse, and becomes an ``invalid_response`` failure rather than a wrong figure.
@@ -451,6 +459,10 @@ class Poller(abc.ABC):
             "handle": handle or ref.handle,
             "following": following,
             "posts_total": posts_total,
+            "posts_30d": posts_30d,
+            "interactions_30d": interactions_30d,
+            "replies_30d": replies_30d,
+            "automated_posts_30d": automated_posts_30d,
         }
         data.update({name: value for name, value in optional.items() if value is not None})
         try:

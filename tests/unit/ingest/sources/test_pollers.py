@@ -10,17 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import zlib
-from collections.abc import Callable, Coroutine, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from aiohttp import web
 
 from services.common.names import AccountStatus, Platform
 from services.common.settings import Settings
@@ -41,9 +38,9 @@ from services.ingest.sources.pollers.ratelimit import (
     parse_retry_after,
 )
 from services.ingest.sources.pollers.youtube import YouTubePoller, next_quota_reset
+from tests.fixtures.replay import NOW, FakeTime, LocalService, Reply, Seen
 
 FIXTURES = Path(__file__).parent / "poller_fixtures"
-NOW = datetime(2026, 11, 28, 19, 40, tzinfo=UTC)  # 11:40 in California
 T = TypeVar("T")
 
 
@@ -55,120 +52,20 @@ def run(coroutine: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coroutine)
 
 
-# --- The local platform.
+# --- The local platform: tests/fixtures/replay.py.
 
 
-@dataclass
-class Reply:
-    status: int = 200
-    body: Any = None
-    headers: dict[str, str] = field(default_factory=dict)
-    delay: float = 0.0  # seconds before answering, to make the client time out
-
-
-@dataclass
-class Seen:
-    path: str
-    query: list[tuple[str, str]]
-    headers: dict[str, str]
-    url: str
-
-    def values(self, name: str) -> list[str]:
-        return [value for key, value in self.query if key == name]
-
-
-Handler = Callable[[Seen], Reply]
-
-
-class LocalPlatform:
-    """Replies scripted per path (first in, first out), then the path's handler, else 404."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._scripts: dict[str, list[Reply]] = {}
-        self._handlers: dict[str, Handler] = {}
-        self.requests: list[Seen] = []
-        self.url = ""
-
-    def reset(self) -> None:
-        with self._lock:
-            self._scripts.clear()
-            self._handlers.clear()
-            self.requests.clear()
-
-    def script(self, path: str, *replies: Reply) -> None:
-        with self._lock:
-            self._scripts.setdefault(path, []).extend(replies)
-
-    def handle(self, path: str, handler: Handler) -> None:
-        with self._lock:
-            self._handlers[path] = handler
-
-    def seen(self, path: str) -> list[Seen]:
-        with self._lock:
-            return [r for r in self.requests if r.path == path]
-
-    async def _serve(self, request: web.Request) -> web.StreamResponse:
-        seen = Seen(request.path, list(request.query.items()), dict(request.headers), str(request.url))
-        with self._lock:
-            self.requests.append(seen)
-            script = self._scripts.get(request.path)
-            handler = self._handlers.get(request.path)
-            reply = script.pop(0) if script else None
-        if reply is None:
-            reply = handler(seen) if handler else Reply(404, {"error": "Not Found"})
-        if reply.delay:
-            await asyncio.sleep(reply.delay)
-        if isinstance(reply.body, str):
-            return web.Response(status=reply.status, text=reply.body, headers=reply.headers)
-        return web.json_response(reply.body, status=reply.status, headers=reply.headers)
-
-
-@pytest.fixture(scope="module")
-def _server() -> Iterator[LocalPlatform]:
-    platform = LocalPlatform()
-    app = web.Application()
-    app.router.add_route("GET", "/{tail:.*}", platform._serve)
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="local-platform", daemon=True)
-    thread.start()
-    runner = web.AppRunner(app, shutdown_timeout=0.1, access_log=None)
-    asyncio.run_coroutine_threadsafe(runner.setup(), loop).result(5)
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    asyncio.run_coroutine_threadsafe(site.start(), loop).result(5)
-    host, port = runner.addresses[0][:2]
-    platform.url = f"http://{host}:{port}"
-    yield platform
-    asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(5)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(5)
-    loop.close()
+LocalPlatform = LocalService
 
 
 @pytest.fixture
-def server(_server: LocalPlatform) -> LocalPlatform:
-    _server.reset()
-    return _server
-
-
-class FakeTime:
-    """A clock that moves only when the poller sleeps; every sleep is recorded."""
-
-    def __init__(self, start: datetime = NOW) -> None:
-        self.now = start
-        self.sleeps: list[float] = []
-
-    def clock(self) -> datetime:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(round(seconds, 3))
-        self.now += timedelta(seconds=seconds)
+def server(local_service: LocalService) -> LocalService:
+    return local_service
 
 
 @pytest.fixture
-def time() -> FakeTime:
-    return FakeTime()
+def time(fake_time: FakeTime) -> FakeTime:
+    return fake_time
 
 
 def settings_for(server: LocalPlatform, **overrides: Any) -> Settings:
