@@ -80,10 +80,32 @@ def write_accounts(
     accounts with ``origin=AccountOrigin.SIMULATOR``, which no poller ever reads.
     """
     rows = [
-        [r.account_id, r.platform.value, r.entity_id, r.handle, r.url, 0, origin.value, state.value, version]
+        [
+            r.account_id,
+            r.platform.value,
+            r.entity_id,
+            r.handle,
+            r.url,
+            r.platform_id,
+            0,
+            origin.value,
+            state.value,
+            version,
+        ]
         for r in records
     ]
-    cols = ["account_id", "platform", "entity_id", "handle", "url", "deleted", "origin", "state", "version"]
+    cols = [
+        "account_id",
+        "platform",
+        "entity_id",
+        "handle",
+        "url",
+        "platform_id",
+        "deleted",
+        "origin",
+        "state",
+        "version",
+    ]
     for start in range(0, len(rows), _BATCH):
         client.insert(f"{db}.accounts", rows[start : start + _BATCH], column_names=cols)
     return len(rows)
@@ -116,15 +138,19 @@ def registered_accounts(client: Client, db: str) -> Mapping[str, str]:
     return {str(r[0]): str(r[1]) for r in result.result_rows if not r[2]}
 
 
-def account_rows(client: Client, db: str, platforms: Iterable[str]) -> list[tuple[str, str, str, str | None]]:
-    """(account_id, platform, entity_id, handle) of the accounts a poller may read on ``platforms``.
+def account_rows(
+    client: Client, db: str, platforms: Iterable[str]
+) -> list[tuple[str, str, str, str | None, str | None]]:
+    """(account_id, platform, entity_id, handle, platform_id) of the accounts a poller may read on
+    ``platforms``; ``platform_id`` is the stable id recorded at verification, None when unknown.
 
     Registered and not deleted, real (never a simulator account: polling an invented handle would ask
     a platform about an account that does not exist, or worse, about someone else's) and in a polled
     state (candidate or verified; not rejected, not gone).
     """
     result = client.query(
-        f"SELECT account_id, argMax(platform, version), argMax(entity_id, version), argMax(handle, version) "
+        f"SELECT account_id, argMax(platform, version), argMax(entity_id, version), argMax(handle, version), "
+        "argMax(platform_id, version) "
         f"FROM {db}.accounts GROUP BY account_id HAVING argMax(deleted, version) = 0 "
         "AND argMax(platform, version) IN {platforms:Array(String)} "
         "AND argMax(origin, version) != {simulator:String} "
@@ -135,4 +161,4 @@ def account_rows(client: Client, db: str, platforms: Iterable[str]) -> list[tupl
             "states": sorted(state.value for state in POLLED_STATES),
         },
     )
-    return [(str(r[0]), str(r[1]), str(r[2]), r[3]) for r in result.result_rows]
+    return [(str(r[0]), str(r[1]), str(r[2]), r[3], r[4] or None) for r in result.result_rows]

@@ -300,7 +300,7 @@ def test_accounts_file() -> None:
     assert sorted(reasons) == [5, 6, 7, 8, 9, 10]
     assert "unknown platform 'myspace'; allowed: facebook, x," in reasons[5]
     assert "twitter is accepted as x" in reasons[5]
-    assert reasons[6] == "a handle or an account_id is needed"
+    assert reasons[6] == "a handle, a url or an account_id is needed"
     assert reasons[7] == "account_id 'facebook:1' is on facebook, not on instagram"
     assert reasons[8] == "duplicate account_id x:villegrenoble (first on line 3)"
     assert reasons[9] == "unknown entity COM:99999 (import it with an entities file first)"

@@ -28,10 +28,10 @@ from services.common.events import (
     DEPARTEMENT_CODE_PATTERN,
     FOREIGN_CODE_PATTERN,
     REGION_CODE_PATTERN,
-    account_id_from_handle,
     check_entity_id,
     normalise_account_id,
 )
+from services.common.links import Link, LinkError, looks_like_url, parse_link
 from services.common.names import DEFAULT_PANEL, Category, Platform, normalise_platform
 from services.common.reference.entities import COLUMNS as ENTITY_COLUMNS
 from services.common.reference.entities import Entity
@@ -41,8 +41,11 @@ T = TypeVar("T")
 Source = str | Path | Iterable[str]
 """A path (``str`` or ``Path``), or the lines of a file (an open text file, a list of strings)."""
 
-ACCOUNT_COLUMNS = ("entity_id", "platform", "handle", "account_id", "url")
-ACCOUNT_REQUIRED = ("entity_id", "platform", "handle")
+# ``state`` and ``sources`` are what `barometre discover --out` adds for review; accepted and ignored, so
+# that the reviewed file imports as it is (an imported account is a person's word: verified).
+ACCOUNT_COLUMNS = ("entity_id", "platform", "handle", "account_id", "url", "state", "sources")
+# A required entry that is a tuple is satisfied by any one of its columns: a url column alone is enough.
+ACCOUNT_REQUIRED: tuple[str | tuple[str, ...], ...] = ("entity_id", "platform", ("handle", "url"))
 PANEL_COLUMNS = ("entity_id", "panel")
 PANEL_REQUIRED = ("entity_id",)
 
@@ -53,7 +56,6 @@ _DEPARTEMENT_CODE_RE = re.compile(DEPARTEMENT_CODE_PATTERN)
 _REGION_CODE_RE = re.compile(REGION_CODE_PATTERN)
 _FOREIGN_CODE_RE = re.compile(FOREIGN_CODE_PATTERN)
 _POPULATION_RE = re.compile("^[0-9]{1,10}$")
-_URL_RE = re.compile("^https?://[^\\s]+$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,13 +67,18 @@ class RowError:
 
 @dataclass(frozen=True, slots=True)
 class AccountRecord:
-    """An official account of an entity, from an accounts file."""
+    """An official account of an entity, from an accounts file.
+
+    ``platform_id`` is the stable id a link in the row carries (a Facebook page id from
+    ``profile.php?id=``, a YouTube channel id, a Bluesky DID), else None.
+    """
 
     entity_id: str
     platform: Platform
     account_id: str
     handle: str | None
     url: str | None
+    platform_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,10 +133,16 @@ def parse_entities_csv(source: Source) -> Iterator[ParsedRow[Entity]]:
 def parse_accounts_csv(
     source: Source, known_entities: Container[str] | None = None
 ) -> Iterator[ParsedRow[AccountRecord]]:
-    """Official accounts: ``entity_id,platform,handle[,account_id][,url]``.
+    """Official accounts: ``entity_id,platform,handle[,account_id][,url]`` (a ``url`` column may stand in
+    for ``handle``).
 
-    Without an ``account_id`` the account is known by its handle lower-cased (``x:villedegrenoble``).
-    With ``known_entities``, a row whose entity is not in it is refused.
+    ``handle`` and ``url`` are read by :func:`~services.common.links.parse_link`: a pasted link
+    (``https://www.facebook.com/VilledeGrenoble`` in the handle column) gives the handle
+    (``VilledeGrenoble``), the account and the canonical URL; a plain handle is kept as written. Without
+    an ``account_id`` the account is the stable id a link carries (``facebook:123456789`` from
+    ``profile.php?id=123456789``), else the handle lower-cased (``x:villedegrenoble``); an explicit
+    ``account_id`` wins. A handle and a url naming different accounts are refused. With
+    ``known_entities``, a row whose entity is not in it is refused.
     """
     first_line: dict[str, int] = {}
     for line, row in _read(source, ACCOUNT_COLUMNS, ACCOUNT_REQUIRED):
@@ -204,21 +217,59 @@ def _entity(row: dict[str, str]) -> Entity:
 def _account(row: dict[str, str], known_entities: Container[str] | None) -> AccountRecord:
     entity_id = _known(_required(row, "entity_id", check_entity_id), known_entities)
     platform = _required(row, "platform", normalise_platform)
-    handle = row.get("handle") or None
+    handle_text = row.get("handle") or None
     given_id = row.get("account_id")
+    # A pasted link is read in both columns. A plain handle is read too, except beside an explicit
+    # account_id: there it is only the display handle, kept as written (simulator files carry such).
+    handle_link = None
+    if handle_text is not None and (not given_id or looks_like_url(handle_text)):
+        handle_link = _column_link("handle", handle_text, platform)
+    url_text = row.get("url") or None
+    url_link = _column_link("url", url_text, platform) if url_text is not None else None
+    if handle_link is not None and url_link is not None and not _same_account(handle_link, url_link):
+        raise ValueError(
+            f"handle {handle_text!r} and url {url_text!r} name different accounts "
+            f"({handle_link.account_id}, {url_link.account_id})"
+        )
+    links = [link for link in (handle_link, url_link) if link is not None]
     if given_id:
         account_id = normalise_account_id(given_id)
         prefix = account_id.partition(":")[0]
         if prefix != platform.value:
             raise ValueError(f"account_id {given_id!r} is on {prefix}, not on {platform.value}")
-    elif handle:
-        account_id = account_id_from_handle(platform, handle)
+    elif links:
+        # A stable id, when either column carries one, names the account better than a handle.
+        account_id = next((link for link in links if link.platform_id is not None), links[0]).account_id
     else:
-        raise ValueError("a handle or an account_id is needed")
-    url = row.get("url") or None
-    if url is not None and not _URL_RE.fullmatch(url):
-        raise ValueError(f"url {url!r} is not an http(s) address")
-    return AccountRecord(entity_id, platform, account_id, handle, url)
+        raise ValueError("a handle, a url or an account_id is needed")
+    # The display handle: as written when plain, the link's when a link was pasted, else the url's.
+    pasted = handle_link is not None and looks_like_url(handle_text or "")
+    handle = handle_link.handle if pasted and handle_link is not None else handle_text
+    if handle is None:
+        handle = next((link.handle for link in links if link.handle is not None), None)
+    url = url_link.url if url_link is not None else (handle_link.url if pasted and handle_link else None)
+    # The stable id a link carries, if it is the account's (an explicit account_id may name another).
+    platform_id = next((link.platform_id for link in links if link.platform_id is not None), None)
+    if platform_id is not None and account_id != f"{platform.value}:{platform_id}":
+        platform_id = None
+    return AccountRecord(entity_id, platform, account_id, handle, url, platform_id)
+
+
+def _column_link(column: str, text: str, platform: Platform) -> Link:
+    try:
+        return parse_link(text, platform)
+    except LinkError as exc:
+        raise ValueError(f"{column}: {exc}") from None
+
+
+def _same_account(first: Link, second: Link) -> bool:
+    """False when two links certainly name different accounts; a handle and an id cannot be compared
+    without asking the platform, so they are taken as one account (the id names it)."""
+    if first.platform_id is not None and second.platform_id is not None:
+        return first.platform_id == second.platform_id
+    if first.platform_id is None and second.platform_id is None:
+        return first.account_id == second.account_id
+    return True
 
 
 def _required(row: dict[str, str], column: str, parse: Callable[[str], T]) -> T:
@@ -274,7 +325,7 @@ def _duplicate(first_line: dict[str, int], key: str, line: int, what: str) -> Ro
 
 
 def _read(
-    source: Source, columns: tuple[str, ...], required: tuple[str, ...]
+    source: Source, columns: tuple[str, ...], required: tuple[str | tuple[str, ...], ...]
 ) -> Iterator[tuple[int, dict[str, str] | RowError]]:
     """Rows as ``{column: trimmed value}`` with their first line number, or the reason they are unusable."""
     if isinstance(source, str | Path):
@@ -286,7 +337,7 @@ def _read(
 
 
 def _read_lines(
-    lines: Iterable[str], columns: tuple[str, ...], required: tuple[str, ...]
+    lines: Iterable[str], columns: tuple[str, ...], required: tuple[str | tuple[str, ...], ...]
 ) -> Iterator[tuple[int, dict[str, str] | RowError]]:
     iterator = iter(lines)
     header_line = ""
@@ -330,7 +381,9 @@ def _read_lines(
         yield start, {name: cell.strip() for name, cell in zip(header, cells, strict=True)}
 
 
-def _check_header(header: list[str], columns: tuple[str, ...], required: tuple[str, ...]) -> str | None:
+def _check_header(
+    header: list[str], columns: tuple[str, ...], required: tuple[str | tuple[str, ...], ...]
+) -> str | None:
     unknown = [name for name in header if name not in columns]
     if unknown:
         return (
@@ -340,7 +393,8 @@ def _check_header(header: list[str], columns: tuple[str, ...], required: tuple[s
     duplicated = sorted({name for name in header if header.count(name) > 1})
     if duplicated:
         return f"column(s) named twice: {', '.join(duplicated)}"
-    missing = [name for name in required if name not in header]
+    alternatives = [(entry,) if isinstance(entry, str) else entry for entry in required]
+    missing = [" or ".join(names) for names in alternatives if not any(name in header for name in names)]
     if missing:
         return f"missing column(s) {', '.join(missing)}: the header must name {','.join(columns)}"
     return None
