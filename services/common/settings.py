@@ -110,6 +110,24 @@ class Settings(BaseSettings):
     # After "quotaExceeded", YouTube polling stops until the daily quota resets (midnight, Pacific time),
     # or for this many seconds when set (a project whose quota resets otherwise).
     youtube_quota_pause_seconds: float | None = None
+    # --- X, Instagram and Threads pollers (pollers/x.py, instagram.py, threads.py; docs in the README).
+    x_api_url: str = "https://api.x.com"
+    x_bearer_token: SecretStr | None = None  # an X API v2 app-only Bearer token; the X poller needs one
+    # Also read each account's last 30 days of posts (GET /2/users/:id/tweets): posts_30d,
+    # interactions_30d, replies_30d. Off by default: it reads posts, which X bills per post read.
+    x_read_posts: bool = False
+    # After X's "usage cap" 429 or "credits depleted" 402, X polling pauses this long.
+    x_usage_cap_pause_seconds: float = Field(default=86_400.0, ge=0)
+    # Instagram business discovery goes through an Instagram professional account of the operator's
+    # (its IG user id) on facebook_graph_url/facebook_graph_version; the token defaults to facebook_token.
+    instagram_business_account_id: str | None = Field(default=None, pattern=r"^[0-9]{1,40}$")
+    instagram_token: SecretStr | None = None
+    threads_api_url: str = "https://graph.threads.net"
+    threads_api_version: str = "v1.0"
+    threads_token: SecretStr | None = None  # a Threads user token with threads_profile_discovery
+    # Also read each account's posts of the last 30 days (GET /profile_posts): posts_30d. Off by
+    # default: it doubles the requests, out of 1,000 per 24 hours.
+    threads_read_posts: bool = False
     poller_timeout_seconds: float = Field(default=10.0, gt=0)
     poller_max_attempts: int = Field(default=4, ge=1)  # per request, the first included
     poller_backoff_seconds: float = Field(default=1.0, ge=0)  # first back-off; doubles at each retry
@@ -119,6 +137,60 @@ class Settings(BaseSettings):
     poller_max_wait_seconds: float = Field(default=300.0, ge=0)
     poller_concurrency: int = Field(default=4, ge=1)  # Mastodon servers polled at the same time
     poller_user_agent: str = "barometre/0.1 (public audience figures of French local governments)"
+
+    # --- The poller service (`barometre poller`, services.ingest.polling): when each account is read.
+    poller_host: str = "127.0.0.1"
+    poller_port: int = 8003
+    # Cadences: large (>= poller_large_followers) or moving accounts (followers changing by
+    # poller_moving_share_per_day or more a day) hourly; small (< poller_small_followers) quiet ones
+    # daily; the rest, and new accounts until their first reading, every 6 hours.
+    poller_cadence_fast_s: float = Field(default=3_600.0, gt=0)
+    poller_cadence_normal_s: float = Field(default=21_600.0, gt=0)
+    poller_cadence_slow_s: float = Field(default=86_400.0, gt=0)
+    poller_large_followers: int = Field(default=10_000, ge=0)
+    poller_small_followers: int = Field(default=1_000, ge=0)
+    poller_moving_share_per_day: float = Field(default=0.01, gt=0)
+    # A failed account is tried again after this, doubling with each failure in a row, at most the max.
+    poller_failure_backoff_s: float = Field(default=900.0, gt=0)
+    poller_failure_backoff_max_s: float = Field(default=86_400.0, gt=0)
+    # Share of each platform's documented rate budget the poller uses (headroom for other clients).
+    poller_budget_share: float = Field(default=0.9, gt=0, le=1)
+    # Budgets replacing the documented ones, per platform: {"youtube": [1000000, 86400]} (JSON) for a
+    # project with a larger quota; requests per window of seconds, per rate-limit key.
+    poller_rate_budgets: dict[str, tuple[int, float]] = Field(default_factory=dict)
+    poller_registry_refresh_s: float = Field(default=300.0, gt=0)  # newly registered accounts picked up
+    poller_chunk_seconds: float = Field(default=60.0, gt=0)  # each poll takes about this much budget
+
+    # --- Poller activity (services.ingest.sources.pollers.activity): the last 30 days of posts, their
+    # interactions and the account's replies, which the good-practice score needs. Costs requests (at
+    # least one more per account and poll; a YouTube quota unit each): off, polls read audience only.
+    poll_activity: bool = True
+    # Pages of posts read per account and poll at most (Bluesky 100 a page, Facebook 100, YouTube 50,
+    # Mastodon 40): an account posting more in 30 days is counted on its newest posts, and logged.
+    poll_activity_max_pages: int = Field(default=5, ge=1, le=100)
+
+    # --- Account discovery (`barometre discover`, services.ingest.discovery): the public registries asked.
+    wikidata_sparql_url: str = "https://query.wikidata.org/sparql"
+    annuaire_url: str = (
+        "https://api-lannuaire.service-public.fr/api/explore/v2.1/catalog/datasets/"
+        "api-lannuaire-administration/records"
+    )
+    # Wikimedia's User-Agent policy asks for a way to reach the operator: an e-mail address or a URL,
+    # appended to the discovery User-Agent. Set it when running discovery for real.
+    discovery_contact: str = ""
+    # Rows per Wikidata query page (LIMIT): small enough that each query ends well within the
+    # endpoint's 60 s limit, large enough to keep the number of queries low.
+    discovery_sparql_page_size: int = Field(default=5_000, ge=1, le=100_000)
+    discovery_timeout_seconds: float = Field(default=90.0, gt=0)  # the SPARQL endpoint stops at 60 s
+    discovery_max_attempts: int = Field(default=5, ge=1)
+    discovery_backoff_seconds: float = Field(default=2.0, ge=0)
+    discovery_backoff_max_seconds: float = Field(default=120.0, ge=0)
+    discovery_max_wait_seconds: float = Field(default=900.0, ge=0)  # the longest Retry-After waited through
+
+    def discovery_user_agent(self) -> str:
+        """The User-Agent of discovery requests: tool, version, purpose and the operator's contact."""
+        contact = f"; {self.discovery_contact}" if self.discovery_contact else ""
+        return f"barometre-discover/0.1 (official accounts of French local governments{contact})"
 
     def scoring_group(self) -> str:
         """The scoring worker's Faust app id and Kafka consumer group, for this instance."""

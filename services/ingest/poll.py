@@ -34,10 +34,16 @@ def load_refs(settings: Settings) -> list[AccountRef]:
     finally:
         client.close()
     refs = []
-    for account_id, platform, entity_id, handle in rows:
+    for account_id, platform, entity_id, handle, platform_id in rows:
         try:
             refs.append(
-                AccountRef.create(platform, account_id=account_id, handle=handle, entity_id=entity_id)
+                AccountRef.create(
+                    platform,
+                    account_id=account_id,
+                    handle=handle,
+                    entity_id=entity_id,
+                    platform_id=platform_id,
+                )
             )
         except ValueError as exc:
             log.warning("skipping %s: %s", account_id, exc)

@@ -41,6 +41,7 @@ from services.common.events import (
     describe_validation_error,
     normalise_account_id,
 )
+from services.common.links import Link, LinkError, looks_like_url, parse_link
 from services.common.names import AccountStatus, Platform, SourceKind, normalise_platform
 from services.common.settings import Settings
 from services.ingest.sources.pollers.errors import (
@@ -76,6 +77,12 @@ class AccountRef:
     and otherwise the lower-cased handle (contract, "Account"). Snapshots always carry ``account_id``
     as registered, even when the platform answers with a stable id, so an account's history is never
     split between two ids.
+
+    ``platform_id`` is the stable id recorded when the account was verified (Bluesky DID, Mastodon
+    account id on its own server, Facebook page id, YouTube channel id), None when unknown. When the
+    platform does not know ``lookup`` any more, the poller asks by ``platform_id``: found, the account
+    was renamed (same ``account_id``, new handle); not found either, it is gone. Without it, a missing
+    account stays a ``not_found`` failure: a typo must not raise an "account gone" alert.
     """
 
     account_id: str
@@ -83,6 +90,7 @@ class AccountRef:
     lookup: str
     entity_id: str | None = None
     handle: str | None = None
+    platform_id: str | None = None
 
     @classmethod
     def create(
@@ -92,18 +100,39 @@ class AccountRef:
         account_id: str | None = None,
         handle: str | None = None,
         entity_id: str | None = None,
+        platform_id: str | None = None,
     ) -> AccountRef:
         """A reference from the accounts file's columns; ``account_id`` wins over ``handle``.
 
+        A ``handle`` may be a link (``https://www.facebook.com/VilledeGrenoble``): it is read by
+        :func:`~services.common.links.parse_link`, which gives the handle and, without ``account_id``,
+        the account (``facebook:villedegrenoble``; the stable id when the link carries one).
+
         Raises ValueError (with the contract's message) for an unknown platform, a malformed id, an
-        ``account_id`` of another platform, or neither an id nor a handle.
+        ``account_id`` of another platform, a link that names no account of the platform, or neither an
+        id nor a handle.
         """
         resolved = platform if isinstance(platform, Platform) else normalise_platform(platform)
         handle = (handle.strip() or None) if handle is not None else None
+        link: Link | None = None
+        if handle is not None and looks_like_url(handle):
+            # A link given as the handle names its account as the accounts file reads it
+            # (services/common/links.py); a bad link is a LinkError, a ValueError.
+            link = parse_link(handle, resolved)
+            handle = link.handle
+        elif handle is not None:
+            try:
+                link = parse_link(handle, resolved)
+            except LinkError:
+                # A plain handle the normaliser refuses keeps the contract's plain rule, so that the
+                # platform's poller reports it (unsupported, not found) instead of it vanishing here.
+                link = None
         if account_id:
             normalised = normalise_account_id(account_id)
             if normalised.partition(":")[0] != resolved.value:
                 raise ValueError(f"account_id {account_id!r} is not a {resolved.value} account")
+        elif link is not None:
+            normalised = link.account_id
         elif handle:
             normalised = account_id_from_handle(resolved, handle)
         else:
@@ -116,6 +145,7 @@ class AccountRef:
             lookup=normalised.partition(":")[2],
             entity_id=entity_id,
             handle=handle,
+            platform_id=(platform_id.strip() or None) if platform_id else None,
         )
 
 
@@ -135,6 +165,13 @@ class PollResult:
 
     Every account handed to :meth:`Poller.poll` ends up in exactly one of the two lists. ``stopped``
     says why the poller stopped early (refused token, spent quota), in words meant for the operator.
+
+    Two lists tell the caller what to change in the registry, both confirmed by the account's stable
+    id (``AccountRef.platform_id``): ``renamed`` holds ``(account_id, new handle)`` of accounts found
+    under a new handle (their snapshot is in ``snapshots``, same ``account_id``), ``gone`` the
+    ``account_id`` of accounts the platform no longer knows even by stable id (their snapshot has
+    status ``deleted``, which the scoring worker turns into an ``account_gone`` alert): the caller sets
+    their state to ``gone``.
     """
 
     platform: Platform
@@ -142,6 +179,8 @@ class PollResult:
     snapshots: list[AccountSnapshot] = field(default_factory=list)
     failures: list[PollFailure] = field(default_factory=list)
     stopped: str | None = None
+    renamed: list[tuple[str, str]] = field(default_factory=list)
+    gone: list[str] = field(default_factory=list)
 
     def fail(self, ref: AccountRef, reason: FailureReason, detail: str) -> None:
         """Record that ``ref`` could not be polled."""
@@ -315,6 +354,15 @@ class Poller(abc.ABC):
         for ref in refs:
             if ref.account_id not in answered:
                 result.fail(ref, reason, detail)
+        # A rename or a disappearance is reported only with the snapshot that shows it (a snapshot the
+        # contract refused is a failure instead), so the registry never changes on an unpublished fact.
+        published = {s.account_id for s in result.snapshots}
+        result.renamed = [(account_id, new) for account_id, new in result.renamed if account_id in published]
+        result.gone = [account_id for account_id in result.gone if account_id in published]
+        for account_id, new in result.renamed:
+            log.info("%s: %s was renamed %s (confirmed by its stable id)", self.name, account_id, new)
+        for account_id in result.gone:
+            log.warning("%s: %s is gone (not found by handle nor by its stable id)", self.name, account_id)
         return result
 
     @abc.abstractmethod

@@ -23,6 +23,24 @@ Graph errors (``{"error": {"code", "error_subcode", "message", "is_transient"}}`
   ``not_found`` failure, never a ``deleted`` snapshot: Graph says the same for a deleted page, a
   page hidden by its owner and a typo.
 
+Renames and gone pages: ``platform_id`` is the page id recorded at verification. A page asked by its
+username and not found (the username changed or was dropped), or whose username now names another
+page, is asked by id, ``GET /{version}/{page-id}?fields=...,username``: found, it was renamed (a normal
+snapshot with its new username, listed in ``PollResult.renamed``); not found by id either, it is gone
+(a ``deleted`` snapshot, listed in ``PollResult.gone``). Without a page id a missing page stays
+``not_found``, as above.
+
+Activity (``poll_activity``): ``GET /{version}/{page-id}/posts?since=<30 days ago, Unix>&limit=100&
+fields=created_time,reactions.summary(total_count).limit(0),comments.summary(total_count).limit(0),
+shares``, paged with the ``after`` cursor while ``paging.next`` is there (at most
+``poll_activity_max_pages`` pages; the next URL itself is not followed, so the token never goes to a
+host the answer names). Interactions are reactions + top-level comments (the edge's default filter)
++ shares. Replies are left out: the page's own comments are only found by listing every post's
+comments, one request per post, which the rate budget cannot afford. Reading another organisation's
+posts needs the "Page Public Content Access" feature: without it Graph answers a permission error
+(10, 200-299), which here only turns activity off for the rest of the poll (logged once), never the
+audience. A failed posts request keeps the audience snapshot without the activity figures, logged.
+
 Usage headers (``X-App-Usage``, ``X-Page-Usage``, ``X-Business-Use-Case-Usage``: percentages of the
 limits used) slow requests down above ``facebook_usage_slowdown_percent`` and pause them above
 ``facebook_usage_pause_percent``, so the poller backs off before Facebook throttles the app.
@@ -30,15 +48,28 @@ limits used) slow requests down above ``facebook_usage_slowdown_percent`` and pa
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
+from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
-from services.common.names import Platform
+from services.common.names import AccountStatus, Platform
 from services.common.settings import Settings
+from services.ingest.sources.pollers.activity import (
+    Activity,
+    ActivityError,
+    Post,
+    count,
+    figures_of,
+    parse_count,
+    parse_time,
+    reached_window_start,
+    window_start,
+)
 from services.ingest.sources.pollers.base import (
     AccountRef,
     Fail,
@@ -51,13 +82,25 @@ from services.ingest.sources.pollers.base import (
 )
 from services.ingest.sources.pollers.errors import (
     FailureReason,
+    Interrupted,
     PollerConfigError,
     RequestFailed,
     StopPolling,
 )
 from services.ingest.sources.pollers.ratelimit import parse_facebook_usage
 
+log = logging.getLogger(__name__)
+
 FIELDS = "followers_count,fan_count,name"
+# Asked by page id after a not-found: the username tells the page's new handle.
+BY_ID_FIELDS = f"{FIELDS},username"
+POST_FIELDS = (
+    "created_time,reactions.summary(total_count).limit(0),comments.summary(total_count).limit(0),shares"
+)
+POSTS_PAGE_SIZE = 100
+
+# Set while reading a page's posts: a permission Graph refuses there turns activity off, not polling.
+_READING_POSTS: ContextVar[bool] = ContextVar("facebook_reading_posts", default=False)
 
 _AUTH_CODES = frozenset({102, 190})
 _PERMISSION_CODES = frozenset({10, *range(200, 300)})
@@ -72,6 +115,8 @@ class FacebookPoller(Poller):
 
     name = "facebook"
     platform = Platform.FACEBOOK
+    batch_size = 50
+    rate_budget = (200, 3600.0)  # Graph Platform Rate Limits: 200 calls/hour per user (the floor)
     follow_redirects = False  # the token or key must not follow a redirect elsewhere
 
     def __init__(self, settings: Settings, **kwargs: Any) -> None:
@@ -89,8 +134,12 @@ class FacebookPoller(Poller):
         self._pause_percent = settings.facebook_usage_pause_percent
         self._slowdown_interval = settings.facebook_slowdown_interval_seconds
         self._usage_pause = settings.facebook_usage_pause_seconds
+        self._activity = settings.poll_activity
+        self._max_pages = settings.poll_activity_max_pages
+        self._posts_refused: str | None = None  # why Graph refused posts during this poll, if it did
 
     async def _poll(self, accounts: Sequence[AccountRef], now: datetime, result: PollResult) -> None:
+        self._posts_refused = None  # a token's permissions may have changed since the last poll
         for batch in chunks(accounts, self._batch_size):
             await self._poll_batch(batch, now, result)
 
@@ -103,6 +152,9 @@ class FacebookPoller(Poller):
                 await self._poll_batch(batch[:middle], now, result)
                 await self._poll_batch(batch[middle:], now, result)
                 return
+            if exc.reason is FailureReason.NOT_FOUND and batch[0].platform_id is not None:
+                await self._poll_by_id(batch[0], now, result)
+                return
             for ref in batch:
                 result.fail(ref, exc.reason, exc.detail)
             return
@@ -110,21 +162,130 @@ class FacebookPoller(Poller):
         by_key = {key.lower(): page for key, page in pages.items() if isinstance(page, dict)}
         for ref in batch:
             page = by_key.get(ref.lookup) or by_id.get(ref.lookup)
-            if page is None:
+            if (page is None or _names_another(ref, page)) and ref.platform_id is not None:
+                await self._poll_by_id(ref, now, result)
+            elif page is None:
                 result.fail(ref, FailureReason.NOT_FOUND, "the page is missing from Graph's answer")
-                continue
-            followers = page.get("followers_count")
-            if followers is None:
-                followers = page.get("fan_count")
-            if followers is None:
-                result.fail(
-                    ref,
-                    FailureReason.INVALID_RESPONSE,
-                    "neither followers_count nor fan_count in Graph's answer "
-                    "(does the token give access to the page's public metadata?)",
-                )
-                continue
-            self._record(result, ref, now, followers=followers)
+            else:
+                await self._record_page(result, ref, now, page)
+
+    async def _record_page(
+        self,
+        result: PollResult,
+        ref: AccountRef,
+        now: datetime,
+        page: dict[str, Any],
+        handle: str | None = None,
+    ) -> bool:
+        """Record the page's snapshot, with its activity when enabled; False when it was refused."""
+        followers = page.get("followers_count")
+        if followers is None:
+            followers = page.get("fan_count")
+        if followers is None:
+            result.fail(
+                ref,
+                FailureReason.INVALID_RESPONSE,
+                "neither followers_count nor fan_count in Graph's answer "
+                "(does the token give access to the page's public metadata?)",
+            )
+            return False
+        activity = None
+        if self._activity and self._posts_refused is None:
+            page_id = str(page.get("id") or ref.platform_id or ref.lookup)
+            activity = await self._read_activity(ref, page_id, now)
+        before = len(result.snapshots)
+        self._record(
+            result,
+            ref,
+            now,
+            followers=followers,
+            handle=handle,
+            **figures_of(activity),
+        )
+        return len(result.snapshots) > before
+
+    async def _poll_by_id(self, ref: AccountRef, now: datetime, result: PollResult) -> None:
+        """``ref``'s username no longer names it: ask by the page id recorded at verification."""
+        assert ref.platform_id is not None  # only called for pages with a recorded id
+        if ref.platform_id.lower() == ref.lookup:
+            # Asked by its page id already: the stable id itself is unknown, the page is gone.
+            self._record_gone(result, ref, now, AccountStatus.DELETED)
+            result.gone.append(ref.account_id)
+            return
+        try:
+            response = await self._request(
+                f"{self._root}/{quote(ref.platform_id, safe='')}",
+                key=self._key,
+                params={"fields": BY_ID_FIELDS},
+                headers=self._auth,
+            )
+        except RequestFailed as exc:
+            if exc.reason is FailureReason.NOT_FOUND:
+                self._record_gone(result, ref, now, AccountStatus.DELETED)
+                result.gone.append(ref.account_id)
+            else:
+                result.fail(ref, exc.reason, f"{exc.detail} (asked by its page id {ref.platform_id})")
+            return
+        page = json_object(response)
+        if page is None:
+            result.fail(ref, FailureReason.INVALID_RESPONSE, "Graph's answer is not an object")
+            return
+        username = page.get("username")
+        # A page without a username any more is reached by its id alone, which becomes its handle.
+        handle = username if isinstance(username, str) and username else ref.platform_id
+        if await self._record_page(result, ref, now, page, handle=handle):
+            result.renamed.append((ref.account_id, handle))
+
+    async def _read_activity(self, ref: AccountRef, page_id: str, now: datetime) -> Activity | None:
+        """The page's 30-day activity, or None (logged) when its posts cannot be read."""
+        token = _READING_POSTS.set(True)
+        try:
+            return await self._posts_activity(page_id, now)
+        except RequestFailed as exc:
+            if exc.reason is FailureReason.UNAUTHORIZED:
+                self._posts_refused = exc.detail
+                log.warning("facebook: page posts refused, activity off for this poll: %s", exc.detail)
+                return None
+            detail = exc.detail
+        except ActivityError as exc:
+            detail = str(exc)
+        except Interrupted as exc:
+            # The next page request meets the same stop or pause; this page's audience is kept.
+            detail = exc.message
+        finally:
+            _READING_POSTS.reset(token)
+        log.warning("facebook: activity of %s not read, audience kept: %s", ref.account_id, detail)
+        return None
+
+    async def _posts_activity(self, page_id: str, now: datetime) -> Activity:
+        posts: list[Post] = []
+        after: str | None = None
+        since = str(int(window_start(now).timestamp()))
+        for _ in range(self._max_pages):
+            params = {"since": since, "fields": POST_FIELDS, "limit": str(POSTS_PAGE_SIZE)}
+            if after is not None:
+                params["after"] = after
+            response = await self._request(
+                f"{self._root}/{quote(page_id, safe='')}/posts",
+                key=self._key,
+                params=params,
+                headers=self._auth,
+            )
+            body = json_object(response)
+            data = body.get("data") if body is not None else None
+            if body is None or not isinstance(data, list):
+                raise ActivityError("posts: no 'data' list")
+            page = [_page_post(item) for item in data]
+            posts.extend(page)
+            after = _next_cursor(body)
+            if not page or after is None or reached_window_start((p.published for p in page), now):
+                return count(posts, now, replies_known=False)
+        log.info(
+            "facebook: page %s has over %d pages of posts in 30 days: newest counted",
+            page_id,
+            self._max_pages,
+        )
+        return count(posts, now, replies_known=False, complete=False)
 
     async def _fetch(self, batch: Sequence[AccountRef]) -> dict[str, Any]:
         """The Graph objects of ``batch`` keyed by the id or username asked for."""
@@ -184,6 +345,9 @@ class FacebookPoller(Poller):
                 f"Facebook refused the access token ({detail}); "
                 "set BAROMETRE_FACEBOOK_TOKEN to a valid token",
             )
+        if code in _PERMISSION_CODES and _READING_POSTS.get():
+            # Posts need a feature the page figures do not: activity goes, polling goes on.
+            return Fail(FailureReason.UNAUTHORIZED, f"posts: {detail}")
         if code in _PERMISSION_CODES:
             raise StopPolling(
                 FailureReason.UNAUTHORIZED,
@@ -202,3 +366,38 @@ class FacebookPoller(Poller):
         if code in _TRANSIENT_CODES or error.get("is_transient") is True or response.status_code >= 500:
             return Retry(FailureReason.HTTP_ERROR, detail)
         return Fail(FailureReason.HTTP_ERROR, f"HTTP {response.status_code}, {detail}")
+
+
+def _names_another(ref: AccountRef, page: dict[str, Any]) -> bool:
+    """Whether the username now names another page than the one verified (its page id differs)."""
+    page_id = page.get("id")
+    return ref.platform_id is not None and page_id is not None and str(page_id) != ref.platform_id
+
+
+def _page_post(item: object) -> Post:
+    """One page post: its date and reactions + comments + shares. Raises :class:`ActivityError`."""
+    if not isinstance(item, dict):
+        raise ActivityError("posts: an item is not a post")
+    published = parse_time(item.get("created_time"), "posts: created_time")
+    interactions = 0
+    for edge in ("reactions", "comments"):
+        value = item.get(edge)
+        summary = value.get("summary") if isinstance(value, dict) else None
+        if value is not None and not isinstance(summary, dict):
+            raise ActivityError(f"posts: {edge} without its summary")
+        interactions += parse_count(summary.get("total_count") if summary else None, f"posts: {edge}")
+    shares = item.get("shares")  # absent when the post was never shared
+    if shares is not None and not isinstance(shares, dict):
+        raise ActivityError("posts: shares is not an object")
+    interactions += parse_count(shares.get("count") if shares else None, "posts: shares.count")
+    return Post(published, interactions)
+
+
+def _next_cursor(body: dict[str, Any]) -> str | None:
+    """The ``after`` cursor when Graph says there is a next page (``paging.next``), else None."""
+    paging = body.get("paging")
+    if not isinstance(paging, dict) or not paging.get("next"):
+        return None
+    cursors = paging.get("cursors")
+    after = cursors.get("after") if isinstance(cursors, dict) else None
+    return after if isinstance(after, str) and after else None

@@ -21,7 +21,10 @@ from services.ingest.sources.pollers.base import AccountRef, Poller, PollResult
 from services.ingest.sources.pollers.bluesky import BlueskyPoller
 from services.ingest.sources.pollers.errors import FailureReason
 from services.ingest.sources.pollers.facebook import FacebookPoller
+from services.ingest.sources.pollers.instagram import InstagramPoller
 from services.ingest.sources.pollers.mastodon import MastodonPoller
+from services.ingest.sources.pollers.threads import ThreadsPoller
+from services.ingest.sources.pollers.x import XPoller
 from services.ingest.sources.pollers.youtube import YouTubePoller
 
 log = logging.getLogger(__name__)
@@ -31,22 +34,50 @@ POLLER_CLASSES: dict[Platform, type[Poller]] = {
     Platform.MASTODON: MastodonPoller,
     Platform.FACEBOOK: FacebookPoller,
     Platform.YOUTUBE: YouTubePoller,
+    Platform.X: XPoller,
+    Platform.INSTAGRAM: InstagramPoller,
+    Platform.THREADS: ThreadsPoller,
 }
 
-# What it takes to poll a platform that has a poller but no poller was built for (no credentials).
+# What it takes to poll a platform that has a poller but no poller was built for (no credentials),
+# or why a platform has no poller at all.
 _NEEDS = {
     Platform.FACEBOOK: "set BAROMETRE_FACEBOOK_TOKEN to poll it",
     Platform.YOUTUBE: "set BAROMETRE_YOUTUBE_API_KEY to poll it",
+    Platform.X: "set BAROMETRE_X_BEARER_TOKEN to poll it",
+    Platform.INSTAGRAM: (
+        "set BAROMETRE_INSTAGRAM_BUSINESS_ACCOUNT_ID and BAROMETRE_INSTAGRAM_TOKEN "
+        "(or BAROMETRE_FACEBOOK_TOKEN) to poll it"
+    ),
+    Platform.THREADS: "set BAROMETRE_THREADS_TOKEN (with threads_profile_discovery) to poll it",
+    # No poller can exist: no credential a collectivité or an observatory can obtain reads other
+    # accounts' audience on these platforms. Their figures come in by import or push.
+    Platform.TIKTOK: (
+        "TikTok is import-only: its Display API reads only the account that authorised the app, and "
+        "its Research API (other accounts' follower counts) is reserved to approved non-profit academic "
+        "researchers for non-commercial research; import or push its snapshots"
+    ),
+    Platform.LINKEDIN: (
+        "LinkedIn is import-only: a page's follower count (Community Management API) needs a token of "
+        "an administrator of that page and an app LinkedIn approved; import or push its snapshots"
+    ),
 }
 
 
 def configured_platforms(settings: Settings) -> list[Platform]:
-    """The platforms whose poller can run with ``settings`` (Facebook and YouTube need credentials)."""
+    """The platforms whose poller can run with ``settings`` (Bluesky and Mastodon need no credentials)."""
     platforms = [Platform.BLUESKY, Platform.MASTODON]
     if settings.facebook_token is not None and settings.facebook_token.get_secret_value():
         platforms.append(Platform.FACEBOOK)
     if settings.youtube_api_key is not None and settings.youtube_api_key.get_secret_value():
         platforms.append(Platform.YOUTUBE)
+    if settings.x_bearer_token is not None and settings.x_bearer_token.get_secret_value():
+        platforms.append(Platform.X)
+    instagram_token = settings.instagram_token or settings.facebook_token
+    if settings.instagram_business_account_id and instagram_token and instagram_token.get_secret_value():
+        platforms.append(Platform.INSTAGRAM)
+    if settings.threads_token is not None and settings.threads_token.get_secret_value():
+        platforms.append(Platform.THREADS)
     return platforms
 
 

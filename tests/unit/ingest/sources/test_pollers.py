@@ -314,7 +314,8 @@ def test_low_budget_spreads_requests_over_the_window(server: LocalPlatform, time
     server.handle(GET_PROFILES, lambda seen: Reply(200, echo_profiles(seen).body, headers))
     refs = [ref("bluesky", f"m{i}.bsky.social") for i in range(50)]
 
-    result = run(poll(make(BlueskyPoller, server, time), refs))
+    # Audience requests only: activity's feed requests would be paced too (test_poller_activity.py).
+    result = run(poll(make(BlueskyPoller, server, time, poll_activity=False), refs))
 
     assert len(result.snapshots) == 50
     assert time.sleeps == [10.0]  # 100 s left for 10 requests
@@ -583,7 +584,8 @@ def test_facebook_usage_above_75_percent_slows_down(server: LocalPlatform, time:
         server.script(f"/v25.0/{name}", page(name, usage))
     refs = [ref("facebook", name) for name in ("a", "b", "c")]
 
-    result = run(poll(make(FacebookPoller, server, time, facebook_batch_size=1), refs))
+    # Audience requests only: each page's posts request would be spaced too.
+    result = run(poll(make(FacebookPoller, server, time, facebook_batch_size=1, poll_activity=False), refs))
 
     assert len(result.snapshots) == 3
     assert time.sleeps == [5.0, 5.0]  # facebook_slowdown_interval_seconds between requests
@@ -638,7 +640,8 @@ def test_youtube_statistics_hidden_and_missing_channels(server: LocalPlatform, t
     assert out[f"youtube:{HIDDEN}"].reason is FailureReason.HIDDEN
     assert out[f"youtube:{DELETED}"].reason is FailureReason.NOT_FOUND
     [call] = server.seen(CHANNELS)
-    assert call.values("part") == ["statistics"]
+    # contentDetails too, for the uploads playlist that activity reads (same request, same unit).
+    assert call.values("part") == ["statistics,contentDetails"]
     assert call.values("id") == [f"{GRENOBLE_TV},{HIDDEN},{DELETED}"]
     assert call.headers["X-Goog-Api-Key"] == "AIzaSyTestKey0123456789" and "AIzaSy" not in call.url
 
