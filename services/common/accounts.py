@@ -1,0 +1,294 @@
+"""Registered accounts with their review state, and their provenance (``account_sources``), in ClickHouse.
+
+Read and written by ``barometre discover`` and ``barometre accounts list|show|reject``. Rows are
+versioned (ReplacingMergeTree): every write is a whole row with a newer version, and reads take each
+account's latest row (``argMax(..., version)``). Values are always bound as query parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from clickhouse_connect.driver.client import Client
+
+from services.common.names import AccountState
+
+_BATCH = 50_000
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRow:
+    """An ``accounts`` row as it stands (its latest version)."""
+
+    account_id: str
+    platform: str
+    entity_id: str
+    handle: str | None
+    url: str | None
+    origin: str
+    state: str
+    platform_id: str | None = None
+    discovered_at: datetime | None = None
+    verified_at: datetime | None = None
+    state_reason: str = ""
+    deleted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRow:
+    """One ``account_sources`` row: ``source`` named ``account_id`` for ``entity_id``."""
+
+    account_id: str
+    source: str
+    entity_id: str
+    platform: str
+    handle: str | None
+    url: str | None  # the link as the source gave it
+    reference: str | None  # the source's id for the statement (a Wikidata item, an annuaire record)
+    first_seen: datetime
+    last_seen: datetime
+
+
+_ACCOUNT_COLUMNS = [
+    "account_id",
+    "platform",
+    "entity_id",
+    "handle",
+    "url",
+    "origin",
+    "state",
+    "platform_id",
+    "discovered_at",
+    "verified_at",
+    "state_reason",
+    "deleted",
+]
+_SOURCE_COLUMNS = [
+    "account_id",
+    "source",
+    "entity_id",
+    "platform",
+    "handle",
+    "url",
+    "reference",
+    "first_seen",
+    "last_seen",
+]
+
+
+def _latest_select(db: str) -> str:
+    values = ", ".join(f"argMax({c}, version) AS {c}" for c in _ACCOUNT_COLUMNS[1:])
+    return f"SELECT account_id, {values} FROM {db}.accounts GROUP BY account_id"
+
+
+def _account(row: Sequence[object]) -> AccountRow:
+    (
+        account_id,
+        platform,
+        entity_id,
+        handle,
+        url,
+        origin,
+        state,
+        platform_id,
+        discovered,
+        verified,
+        reason,
+        deleted,
+    ) = row
+    return AccountRow(
+        account_id=str(account_id),
+        platform=str(platform),
+        entity_id=str(entity_id),
+        handle=None if handle is None else str(handle),
+        url=None if url is None else str(url),
+        origin=str(origin),
+        state=str(state),
+        platform_id=None if platform_id is None else str(platform_id),
+        discovered_at=discovered if isinstance(discovered, datetime) else None,
+        verified_at=verified if isinstance(verified, datetime) else None,
+        state_reason=str(reason or ""),
+        deleted=bool(deleted),
+    )
+
+
+def read_accounts(client: Client, db: str) -> dict[str, AccountRow]:
+    """Every registered account (deleted ones included, flagged), by id."""
+    result = client.query(_latest_select(db))
+    return {str(r[0]): _account(r) for r in result.result_rows}
+
+
+def read_account(client: Client, db: str, account_id: str) -> AccountRow | None:
+    """One account, or None when it was never registered."""
+    result = client.query(
+        f"SELECT * FROM ({_latest_select(db)}) WHERE account_id = {{id:String}}",
+        parameters={"id": account_id},
+    )
+    return _account(result.result_rows[0]) if result.result_rows else None
+
+
+def list_accounts(
+    client: Client,
+    db: str,
+    *,
+    platform: str | None = None,
+    entity_id: str | None = None,
+    state: str | None = None,
+    origin: str | None = None,
+    limit: int = 100,
+) -> list[AccountRow]:
+    """Registered, not deleted accounts matching every given filter, by account id."""
+    conditions = ["deleted = 0"]
+    parameters: dict[str, object] = {"limit": limit}
+    for name, value in (
+        ("platform", platform),
+        ("entity_id", entity_id),
+        ("state", state),
+        ("origin", origin),
+    ):
+        if value is not None:
+            conditions.append(f"{name} = {{{name}:String}}")
+            parameters[name] = value
+    result = client.query(
+        f"SELECT * FROM ({_latest_select(db)}) WHERE {' AND '.join(conditions)} "
+        "ORDER BY account_id LIMIT {limit:UInt32}",
+        parameters=parameters,
+    )
+    return [_account(r) for r in result.result_rows]
+
+
+def write_accounts(client: Client, db: str, rows: Iterable[AccountRow], version: int) -> int:
+    """Write whole account rows at ``version``; return how many."""
+    data = [
+        [
+            r.account_id,
+            r.platform,
+            r.entity_id,
+            r.handle,
+            r.url,
+            r.origin,
+            r.state,
+            r.platform_id,
+            r.discovered_at,
+            r.verified_at,
+            r.state_reason,
+            int(r.deleted),
+            version,
+        ]
+        for r in rows
+    ]
+    for start in range(0, len(data), _BATCH):
+        client.insert(
+            f"{db}.accounts", data[start : start + _BATCH], column_names=[*_ACCOUNT_COLUMNS, "version"]
+        )
+    return len(data)
+
+
+def reject(client: Client, db: str, account_id: str, reason: str, version: int) -> AccountRow:
+    """Mark an account ``rejected`` (never polled again) with ``reason``; KeyError when unknown."""
+    current = read_account(client, db, account_id)
+    if current is None or current.deleted:
+        raise KeyError(account_id)
+    row = replace(current, state=AccountState.REJECTED.value, state_reason=reason)
+    write_accounts(client, db, [row], version)
+    return row
+
+
+def read_sources(client: Client, db: str, account_id: str | None = None) -> list[SourceRow]:
+    """Provenance rows (latest version of each), of one account or of all."""
+    columns = ", ".join(f"argMax({c}, version)" for c in _SOURCE_COLUMNS[3:])
+    where = "WHERE account_id = {id:String}" if account_id is not None else ""
+    result = client.query(
+        f"SELECT account_id, source, entity_id, {columns} FROM {db}.account_sources {where} "
+        "GROUP BY account_id, source, entity_id ORDER BY account_id, source, entity_id",
+        parameters={"id": account_id} if account_id is not None else None,
+    )
+    return [
+        SourceRow(
+            account_id=str(r[0]),
+            source=str(r[1]),
+            entity_id=str(r[2]),
+            platform=str(r[3]),
+            handle=None if r[4] is None else str(r[4]),
+            url=None if r[5] is None else str(r[5]),
+            reference=None if r[6] is None else str(r[6]),
+            first_seen=r[7],
+            last_seen=r[8],
+        )
+        for r in result.result_rows
+    ]
+
+
+def read_sources_for_entity_platform(
+    client: Client, db: str, entity_id: str, platform: str
+) -> list[SourceRow]:
+    """Provenance naming any account of ``platform`` for ``entity_id`` (to show an entity's disagreements)."""
+    rows = client.query(
+        f"SELECT DISTINCT account_id FROM {db}.account_sources "
+        "WHERE entity_id = {entity:String} AND platform = {platform:String}",
+        parameters={"entity": entity_id, "platform": platform},
+    ).result_rows
+    out: list[SourceRow] = []
+    for (account_id,) in rows:
+        out.extend(s for s in read_sources(client, db, str(account_id)) if s.entity_id == entity_id)
+    return out
+
+
+def write_sources(client: Client, db: str, rows: Iterable[SourceRow], version: int) -> int:
+    """Write provenance rows at ``version``; return how many."""
+    data = [
+        [
+            r.account_id,
+            r.source,
+            r.entity_id,
+            r.platform,
+            r.handle,
+            r.url,
+            r.reference,
+            r.first_seen,
+            r.last_seen,
+            version,
+        ]
+        for r in rows
+    ]
+    for start in range(0, len(data), _BATCH):
+        client.insert(
+            f"{db}.account_sources", data[start : start + _BATCH], column_names=[*_SOURCE_COLUMNS, "version"]
+        )
+    return len(data)
+
+
+def entity_areas(client: Client, db: str) -> tuple[set[str], dict[str, str], dict[str, str]]:
+    """(every entity id, commune → département code, commune → région code), from the registry."""
+    result = client.query(
+        f"SELECT entity_id, argMax(departement, version), argMax(region, version) FROM {db}.entities "
+        "GROUP BY entity_id"
+    )
+    known: set[str] = set()
+    departement: dict[str, str] = {}
+    region: dict[str, str] = {}
+    for entity_id, dep, reg in result.result_rows:
+        known.add(str(entity_id))
+        if str(entity_id).startswith("COM:"):
+            if dep:
+                departement[str(entity_id)] = str(dep)
+            if reg:
+                region[str(entity_id)] = str(reg)
+    return known, departement, region
+
+
+__all__ = [
+    "AccountRow",
+    "SourceRow",
+    "entity_areas",
+    "list_accounts",
+    "read_account",
+    "read_accounts",
+    "read_sources",
+    "read_sources_for_entity_platform",
+    "reject",
+    "write_accounts",
+    "write_sources",
+]
