@@ -40,14 +40,15 @@ def main() -> None:
 @main.command()
 @click.option("--data-dir", type=click.Path(path_type=Path), help="State directory (default: ./data).")
 @click.option("--no-simulator", is_flag=True, help="Start the stack empty, without the simulated feed.")
-def run(data_dir: Path | None, no_simulator: bool) -> None:
+@click.option("--no-poll", is_flag=True, help="Do not start the poller service (barometre poller).")
+def run(data_dir: Path | None, no_simulator: bool, no_poll: bool) -> None:
     """Start the whole stack locally: Kafka, ClickHouse endpoint, migrations, services."""
     from services.stack import Stack, StackError
 
     settings = _settings(data_dir=data_dir)
     _logging(settings)
     try:
-        Stack(settings, simulator=not no_simulator).run_forever()
+        Stack(settings, simulator=not no_simulator, poller=not no_poll).run_forever()
     except StackError as exc:
         click.echo(f"barometre run: {exc}", err=True)
         sys.exit(1)
@@ -306,7 +307,12 @@ def simulate(seed: int, scale: float, days_back: int, step_minutes: int, no_regi
     default=None,
     help="Poll again every N minutes (default: poll once and exit).",
 )
-def poll(every_minutes: int | None) -> None:
+@click.option(
+    "--plan",
+    is_flag=True,
+    help="Poll nothing: print how often each platform can be read within its rate budget.",
+)
+def poll(every_minutes: int | None, plan: bool) -> None:
     """Read registered accounts from the platforms' APIs (Bluesky, Mastodon, Facebook, YouTube)."""
     import asyncio
 
@@ -314,6 +320,12 @@ def poll(every_minutes: int | None) -> None:
 
     settings = _settings()
     _logging(settings)
+    if plan:
+        from services.ingest.polling.plan import build_plans
+        from services.ingest.polling.schedule import format_plan
+
+        click.echo(format_plan(build_plans(settings)))
+        return
     try:
         total = asyncio.run(
             poll_forever(settings, None if every_minutes is None else every_minutes * 60.0, report=click.echo)
@@ -321,6 +333,132 @@ def poll(every_minutes: int | None) -> None:
     except KeyboardInterrupt:
         return
     click.echo(f"{total} snapshots published")
+
+
+# --- Account discovery and review (services/ingest/discovery, services/common/accounts.py).
+
+
+@main.command()
+@click.option(
+    "--source",
+    type=click.Choice(["wikidata", "annuaire", "all"]),
+    default="all",
+    show_default=True,
+    help="Which public registry to read.",
+)
+@click.option("--dry-run", is_flag=True, help="Write nothing; report what would change.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the accounts found to this CSV (import format plus state,sources) to review.",
+)
+@click.option("--no-verify", is_flag=True, help="Do not ask Bluesky and Mastodon to confirm the accounts.")
+def discover(source: str, dry_run: bool, out: Path | None, no_verify: bool) -> None:
+    """Find official accounts in public registries (Wikidata, the Annuaire de l'administration)."""
+    from services.common.clickhouse import make_client
+    from services.ingest.discovery.report import render
+    from services.ingest.discovery.run import DiscoverOptions, SourceChoice, incomplete
+    from services.ingest.discovery.run import discover as run_discover
+
+    settings = _settings()
+    _logging(settings)
+    client = make_client(settings)
+    try:
+        result = run_discover(
+            settings,
+            client,
+            DiscoverOptions(source=SourceChoice(source), dry_run=dry_run, verify=not no_verify, out=out),
+        )
+    finally:
+        client.close()
+    click.echo(render(result.report))
+    sys.exit(1 if incomplete(result.harvests) else 0)
+
+
+@main.group()
+def accounts() -> None:
+    """Review registered accounts: list, show, reject."""
+
+
+@accounts.command("list")
+@click.option("--platform", default=None, help="Only this platform.")
+@click.option("--entity", "entity_id", default=None, help="Only this entity (COM:38185).")
+@click.option("--state", type=click.Choice(["candidate", "verified", "rejected", "gone"]), default=None)
+@click.option(
+    "--origin", type=click.Choice(["simulator", "import", "push", "poll", "discover"]), default=None
+)
+@click.option("--limit", type=click.IntRange(1, 1_000_000), default=100, show_default=True)
+def accounts_list(
+    platform: str | None, entity_id: str | None, state: str | None, origin: str | None, limit: int
+) -> None:
+    """Registered accounts, tab-separated: account_id, platform, entity, state, origin, handle, url."""
+    from services.common import accounts as store
+    from services.common.clickhouse import make_client
+    from services.common.names import normalise_platform
+
+    if platform is not None:
+        try:
+            platform = normalise_platform(platform).value
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--platform") from None
+    settings = _settings()
+    client = make_client(settings)
+    try:
+        rows = store.list_accounts(
+            client,
+            settings.clickhouse_database,
+            platform=platform,
+            entity_id=entity_id,
+            state=state,
+            origin=origin,
+            limit=limit,
+        )
+    finally:
+        client.close()
+    click.echo("account_id\tplatform\tentity_id\tstate\torigin\thandle\turl")
+    for r in rows:
+        fields = [r.account_id, r.platform, r.entity_id, r.state, r.origin, r.handle or "", r.url or ""]
+        click.echo("\t".join(fields))
+
+
+@accounts.command("show")
+@click.argument("account_id")
+def accounts_show(account_id: str) -> None:
+    """One account: its row, which sources named it, and the conflicts it is part of."""
+    from services.common.clickhouse import make_client
+    from services.ingest.discovery.review import describe
+
+    settings = _settings()
+    client = make_client(settings)
+    try:
+        text = describe(client, settings.clickhouse_database, account_id)
+    finally:
+        client.close()
+    if text is None:
+        click.echo(f"barometre accounts show: no account {account_id!r} is registered or named", err=True)
+        sys.exit(1)
+    click.echo(text)
+
+
+@accounts.command("reject")
+@click.argument("account_id")
+@click.option("--reason", required=True, help="Why it is not the entity's official account.")
+def accounts_reject(account_id: str, reason: str) -> None:
+    """Mark an account rejected: never polled, never registered again by discovery."""
+    from services.common.clickhouse import make_client
+    from services.ingest.discovery.review import RejectError, reject_account
+
+    settings = _settings()
+    client = make_client(settings)
+    try:
+        row = reject_account(client, settings.clickhouse_database, account_id, reason)
+    except RejectError as exc:
+        click.echo(f"barometre accounts reject: {exc}", err=True)
+        sys.exit(1)
+    finally:
+        client.close()
+    click.echo(f"{row.account_id}: rejected ({row.state_reason})")
 
 
 def _serve(app_path: str, host: str, port: int, settings: Settings) -> None:
@@ -354,6 +492,13 @@ def ingest() -> None:
     """Run the ingest service (HTTP push of snapshots)."""
     s = _settings()
     _serve("services.ingest.__main__:app_factory", s.ingest_host, s.ingest_port, s)
+
+
+@main.command()
+def poller() -> None:
+    """Run the poller service: every registered account read on its cadence, within rate budgets."""
+    s = _settings()
+    _serve("services.ingest.polling.service:app_factory", s.poller_host, s.poller_port, s)
 
 
 if __name__ == "__main__":

@@ -233,7 +233,7 @@ def _service_env(settings: Settings) -> dict[str, str]:
 class Stack:
     """The parts of a local barometre, started in dependency order and stopped in reverse."""
 
-    def __init__(self, settings: Settings, *, simulator: bool = True) -> None:
+    def __init__(self, settings: Settings, *, simulator: bool = True, poller: bool = True) -> None:
         self.settings = settings
         self.simulator = simulator
         self._stop = threading.Event()
@@ -247,6 +247,17 @@ class Stack:
             ),
             ServicePart("api", settings, ["-m", "services.api"], settings.api_host, settings.api_port),
         ]
+        if poller:
+            # Polls only real accounts (never the simulator's): with the simulator alone it reads nothing.
+            self.services.append(
+                ServicePart(
+                    "poller",
+                    settings,
+                    ["-m", "services.cli", "poller"],
+                    settings.poller_host,
+                    settings.poller_port,
+                )
+            )
         self.feeders = (
             [ServicePart("simulator", settings, ["-m", "services.cli", "simulate"])] if simulator else []
         )
@@ -307,6 +318,7 @@ class Stack:
             "api": f"{svc['api']}/v1/  (OpenAPI: {svc['api']}/openapi.json)",
             "ingest": f"{svc['ingest']}/v1/snapshots",
             "scoring": f"{svc['scoring']}/metrics",
+            **({"poller": f"{svc['poller']}/metrics"} if "poller" in svc else {}),
             "clickhouse": self.settings.clickhouse_url,
             "kafka": self.settings.kafka_bootstrap,
             "logs": str(self.settings.data_dir / "logs"),

@@ -20,7 +20,14 @@ pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse, pytest.mark.slow]
 
 # Below 32768: Linux gives client sockets local ports from 32768-60999, so a fixed port there can be
 # held by any connection (a full run once failed with "port 39092 is in use", nothing listening there).
-PORTS = {"kafka": 27092, "clickhouse": 27123, "api": 27000, "ingest": 27001, "scoring": 27002}
+PORTS = {
+    "kafka": 27092,
+    "clickhouse": 27123,
+    "api": 27000,
+    "ingest": 27001,
+    "scoring": 27002,
+    "poller": 27003,
+}
 
 
 def port_open(port: int) -> bool:
@@ -41,6 +48,7 @@ def stack(
         BAROMETRE_API_PORT=str(PORTS["api"]),
         BAROMETRE_INGEST_PORT=str(PORTS["ingest"]),
         BAROMETRE_SCORING_PORT=str(PORTS["scoring"]),
+        BAROMETRE_POLLER_PORT=str(PORTS["poller"]),
     )
     proc = subprocess.Popen(
         [sys.executable, "-m", "services.cli", "run", "--data-dir", str(data_dir), "--no-simulator"],
@@ -75,6 +83,7 @@ def test_prints_the_urls(stack: tuple[subprocess.Popen[str], Path, list[str]]) -
     text = "".join(lines)
     assert f"http://127.0.0.1:{PORTS['api']}/" in text
     assert f"http://127.0.0.1:{PORTS['clickhouse']}" in text
+    assert f"http://127.0.0.1:{PORTS['poller']}/metrics" in text
 
 
 def test_clickhouse_pings_with_curl(stack: object) -> None:

@@ -40,8 +40,8 @@ SECRETS = {
     "GRAFANA_ADMIN_PASSWORD": "test-grafana-password",
 }
 
-ALL_SERVICES = {"kafka", "clickhouse", "migrate", "ingest", "scoring", "api", "prometheus", "grafana"}
-PYTHON_SERVICES = {"migrate": 0, "ingest": 8001, "scoring": 8002, "api": 8000}  # name -> HTTP port
+ALL_SERVICES = {"kafka", "clickhouse", "migrate", "ingest", "scoring", "api", "poller", "prometheus", "grafana"}
+PYTHON_SERVICES = {"migrate": 0, "ingest": 8001, "scoring": 8002, "api": 8000, "poller": 8003}  # name -> HTTP port
 LONG_RUNNING = ALL_SERVICES - {"migrate"}
 
 # Metrics the dashboard is built on; the services must expose them under these names.
@@ -195,7 +195,7 @@ def test_published_ports(compose: dict[str, Any]) -> None:
     }
     for name, port in expected.items():
         assert port in _ports(_service(compose, name)), (name, _ports(_service(compose, name)))
-    for name in ("migrate", "scoring"):
+    for name in ("migrate", "scoring", "poller"):
         assert not _ports(_service(compose, name)), f"{name} publishes no port"
 
 
@@ -273,7 +273,7 @@ def test_python_services_settings(compose: dict[str, Any]) -> None:
         assert env["BAROMETRE_CLICKHOUSE_USER"] == clickhouse_user
         assert env["BAROMETRE_CLICKHOUSE_PASSWORD"] == SECRETS["BAROMETRE_CLICKHOUSE_PASSWORD"]
         assert env["BAROMETRE_BOOTSTRAP_TOKEN"] == SECRETS["BAROMETRE_BOOTSTRAP_TOKEN"]
-        for svc, port in (("API", 8000), ("INGEST", 8001), ("SCORING", 8002)):
+        for svc, port in (("API", 8000), ("INGEST", 8001), ("SCORING", 8002), ("POLLER", 8003)):
             assert env[f"BAROMETRE_{svc}_HOST"] == "0.0.0.0"
             assert env[f"BAROMETRE_{svc}_PORT"] == str(port)
         assert env["BAROMETRE_LOG_LEVEL"]
@@ -297,7 +297,7 @@ def test_every_long_running_service_has_a_healthcheck(compose: dict[str, Any]) -
 
 def test_start_order(compose: dict[str, Any]) -> None:
     assert _dependencies(_service(compose, "migrate")) == {"clickhouse": "service_healthy"}
-    for name in ("ingest", "scoring", "api"):
+    for name in ("ingest", "scoring", "api", "poller"):
         assert _dependencies(_service(compose, name)) == {
             "kafka": "service_healthy",
             "clickhouse": "service_healthy",
@@ -414,7 +414,12 @@ def _prometheus_targets() -> dict[str, set[str]]:
 
 def test_prometheus_scrapes_the_three_services() -> None:
     targets = _prometheus_targets()
-    for job, target in (("api", "api:8000"), ("ingest", "ingest:8001"), ("scoring", "scoring:8002")):
+    for job, target in (
+        ("api", "api:8000"),
+        ("ingest", "ingest:8001"),
+        ("scoring", "scoring:8002"),
+        ("poller", "poller:8003"),
+    ):
         assert target in targets.get(job, set()), (job, targets)
     config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
     for job in config["scrape_configs"]:

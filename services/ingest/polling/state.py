@@ -1,0 +1,155 @@
+"""The poller's memory in ClickHouse (migration 0006): ``poll_state``, one row per account, and
+``poll_failures``, every failed attempt; and the registry rows a poll result changes (a renamed account's
+new handle, an account the platform confirmed gone).
+
+Times cross this module as aware UTC datetimes; the scheduler's seconds are epoch seconds of them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from clickhouse_connect.driver.client import Client
+
+from services.common.names import AccountState
+
+_STATE_COLUMNS = [
+    "platform",
+    "account_id",
+    "next_due",
+    "cadence_s",
+    "last_attempt_at",
+    "last_success_at",
+    "last_reason",
+    "last_error",
+    "failures",
+    "version",
+]
+_FAILURE_COLUMNS = ["platform", "account_id", "failed_at", "reason", "detail"]
+_BATCH = 50_000
+# A failure's detail is for people; a platform's error page must not bloat the log table.
+DETAIL_LENGTH = 1_000
+
+
+@dataclass(frozen=True, slots=True)
+class PollState:
+    """One account's row of ``poll_state``."""
+
+    platform: str
+    account_id: str
+    next_due: datetime
+    cadence_s: int
+    last_attempt_at: datetime | None = None
+    last_success_at: datetime | None = None
+    last_reason: str = ""  # the FailureReason of the last attempt; "" after a success
+    last_error: str = ""
+    failures: int = 0  # failed attempts in a row
+
+
+@dataclass(frozen=True, slots=True)
+class FailureRow:
+    """One failed attempt, for ``poll_failures``."""
+
+    platform: str
+    account_id: str
+    failed_at: datetime
+    reason: str
+    detail: str
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def load_states(client: Client, db: str, platforms: Iterable[str] | None = None) -> dict[str, PollState]:
+    """account_id → its latest ``poll_state`` row, for ``platforms`` (all when None)."""
+    where = ""
+    parameters: dict[str, object] = {}
+    if platforms is not None:
+        where = "WHERE platform IN {platforms:Array(String)}"
+        parameters["platforms"] = sorted(platforms)
+    result = client.query(
+        f"SELECT platform, account_id, next_due, cadence_s, last_attempt_at, last_success_at, "
+        f"last_reason, last_error, failures FROM {db}.poll_state FINAL {where}",
+        parameters=parameters,
+    )
+    states: dict[str, PollState] = {}
+    for row in result.result_rows:
+        next_due = _utc(row[2])
+        assert next_due is not None  # the column is not Nullable
+        states[str(row[1])] = PollState(
+            platform=str(row[0]),
+            account_id=str(row[1]),
+            next_due=next_due,
+            cadence_s=int(row[3]),
+            last_attempt_at=_utc(row[4]),
+            last_success_at=_utc(row[5]),
+            last_reason=str(row[6]),
+            last_error=str(row[7]),
+            failures=int(row[8]),
+        )
+    return states
+
+
+def write_states(client: Client, db: str, states: Sequence[PollState]) -> int:
+    """Insert (replace by account) ``states``; return how many rows were written."""
+    version = time.time_ns()
+    rows = [
+        [
+            s.platform,
+            s.account_id,
+            s.next_due,
+            max(0, min(int(s.cadence_s), 2**32 - 1)),
+            s.last_attempt_at,
+            s.last_success_at,
+            s.last_reason,
+            s.last_error[:DETAIL_LENGTH],
+            s.failures,
+            version,
+        ]
+        for s in states
+    ]
+    for start in range(0, len(rows), _BATCH):
+        client.insert(f"{db}.poll_state", rows[start : start + _BATCH], column_names=_STATE_COLUMNS)
+    return len(rows)
+
+
+def append_failures(client: Client, db: str, failures: Sequence[FailureRow]) -> int:
+    """Append ``failures`` to the ``poll_failures`` log; return how many rows were written."""
+    rows = [[f.platform, f.account_id, f.failed_at, f.reason, f.detail[:DETAIL_LENGTH]] for f in failures]
+    for start in range(0, len(rows), _BATCH):
+        client.insert(f"{db}.poll_failures", rows[start : start + _BATCH], column_names=_FAILURE_COLUMNS)
+    return len(rows)
+
+
+def _rewrite_account(
+    client: Client, db: str, account_id: str, replace: str, parameters: dict[str, object]
+) -> None:
+    # A new version of the account's latest row with some columns replaced: every other column (origin,
+    # platform_id, provenance) is carried over, whatever columns later migrations add.
+    client.command(
+        f"INSERT INTO {db}.accounts SELECT * REPLACE ({replace}, {{version:UInt64}} AS version) "
+        f"FROM {db}.accounts WHERE account_id = {{account_id:String}} ORDER BY version DESC LIMIT 1",
+        parameters={**parameters, "account_id": account_id, "version": time.time_ns()},
+    )
+
+
+def rename_account(client: Client, db: str, account_id: str, handle: str) -> None:
+    """Record that the platform now shows ``account_id`` under ``handle`` (same account, new name)."""
+    _rewrite_account(client, db, account_id, "{handle:String} AS handle", {"handle": handle})
+
+
+def mark_gone(client: Client, db: str, account_id: str, reason: str) -> None:
+    """Record that the platform confirmed ``account_id`` gone: state ``gone``, never polled again."""
+    _rewrite_account(
+        client,
+        db,
+        account_id,
+        "{state:String} AS state, {reason:String} AS state_reason",
+        {"state": AccountState.GONE.value, "reason": reason[:DETAIL_LENGTH]},
+    )
