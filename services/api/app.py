@@ -25,6 +25,7 @@ from services.api.deps import Api
 from services.api.routes import (
     accounts,
     alerts,
+    coverage,
     dashboard,
     entities,
     incidents,
@@ -123,6 +124,7 @@ def create_app(settings: Settings) -> FastAPI:
     for module in (
         presence,
         rankings,
+        coverage,
         entities,
         accounts,
         scores,

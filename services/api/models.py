@@ -10,6 +10,7 @@ from typing import Annotated, Generic, Literal, TypeVar
 from fastapi.responses import Response
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, PlainSerializer
 
+from services.api.coverage import Origin, Summary
 from services.api.queries import Metric, RankBy
 from services.common.events import format_timestamp
 from services.common.names import Category, Platform, Window
@@ -60,6 +61,139 @@ NOT_FOUND: dict[int | str, dict[str, object]] = {
 }
 
 
+# --- Coverage.
+
+
+class FigureCoverage(BaseModel):
+    """How much of a figure's scope barometre sees (docs/CONTRACT.md, "Coverage")."""
+
+    observed: int = Field(description="Entities in scope with a known account observed within the window")
+    stale: int = Field(description="Entities in scope whose known accounts were observed, none within it")
+    missing: int = Field(description="Entities in scope with no known account, or none ever observed")
+    simulated: bool = Field(description="Whether simulated data (the simulator's accounts) are in the figure")
+
+    @classmethod
+    def of(cls, summary: Summary) -> FigureCoverage:
+        return cls(
+            observed=summary.observed,
+            stale=summary.stale,
+            missing=summary.missing,
+            simulated=summary.simulated,
+        )
+
+
+_COVERAGE_DOC = "How many entities in scope the figure sees (observed + stale + missing = total)"
+
+
+class CoverageCounts(BaseModel):
+    with_account: int = Field(description="Entities with a known account")
+    observed: int = Field(description="Entities with a known account observed within the staleness window")
+    stale: int = Field(description="Entities whose known accounts were observed, none within the window")
+    never_observed: int = Field(description="Entities with known accounts, none ever observed")
+    accounts: int = Field(
+        description="Known accounts: registered, not deleted, rejected or gone; or observed"
+    )
+    accounts_observed: int = Field(description="Known accounts observed within the window")
+    accounts_stale: int = Field(description="Known accounts observed, last before the window")
+    accounts_never_observed: int
+    accounts_failing: int | None = Field(
+        description="Known accounts whose last poll attempts failed (poll_state); null as of a past instant"
+    )
+
+
+class OriginCoverage(CoverageCounts):
+    """The counts over the accounts of one origin only (an entity may count under several)."""
+
+    origin: Origin = Field(description="How the accounts came in; unregistered: observed, never registered")
+
+
+class FailureExample(BaseModel):
+    account_id: str
+    entity_id: str
+    at: Instant | None = Field(description="The last attempt")
+    detail: str = Field(description="The last error, as the poller recorded it")
+    failures: int = Field(description="Attempts in a row that failed")
+
+
+class FailureReason(BaseModel):
+    reason: str = Field(description="The poller's failure reason (not_found, rate_limited, …)")
+    accounts: int = Field(description="Failing accounts whose last failure had this reason")
+    examples: list[FailureExample] = Field(description="The latest few, newest first")
+
+
+class CoverageRow(CoverageCounts):
+    """The coverage of one platform and one category."""
+
+    platform: Platform
+    category: Category
+    entities: int = Field(description="Entities in scope (the panel, or every entity of the category)")
+    without_account: int = Field(description="Entities in scope with no known account")
+    by_origin: list[OriginCoverage] = Field(description="The same counts per origin present")
+    failures: list[FailureReason] | None = Field(
+        description="The most common reasons of failing accounts, most accounts first; "
+        "null as of a past instant"
+    )
+
+
+class CoverageOut(BaseModel):
+    """How much of the world barometre sees, per platform and category (docs/CONTRACT.md, "Coverage")."""
+
+    model_config = _example(
+        {
+            "platform": "facebook",
+            "category": "commune",
+            "panel": None,
+            "at": "2026-03-01T00:00:00Z",
+            "staleness_days": 45,
+            "simulated": False,
+            "sources": ["import", "discover"],
+            "items": [
+                {
+                    "platform": "facebook",
+                    "category": "commune",
+                    "entities": 34875,
+                    "without_account": 22044,
+                    "with_account": 12831,
+                    "observed": 12011,
+                    "stale": 650,
+                    "never_observed": 170,
+                    "accounts": 13102,
+                    "accounts_observed": 12240,
+                    "accounts_stale": 680,
+                    "accounts_never_observed": 182,
+                    "accounts_failing": 31,
+                    "by_origin": [
+                        {"origin": "import", "with_account": 210, "observed": 209, "stale": 1,
+                         "never_observed": 0, "accounts": 214, "accounts_observed": 213, "accounts_stale": 1,
+                         "accounts_never_observed": 0, "accounts_failing": 0},
+                        {"origin": "discover", "with_account": 12640, "observed": 11820, "stale": 650,
+                         "never_observed": 170, "accounts": 12888, "accounts_observed": 12027,
+                         "accounts_stale": 679, "accounts_never_observed": 182, "accounts_failing": 31},
+                    ],
+                    "failures": [
+                        {"reason": "not_found", "accounts": 25, "examples": [
+                            {"account_id": "facebook:villedexemple", "entity_id": "COM:99999",
+                             "at": "2026-02-28T23:10:00Z", "detail": "404: page not found", "failures": 4}
+                        ]},
+                        {"reason": "rate_limited", "accounts": 6, "examples": []},
+                    ],
+                }
+            ],
+        }
+    )  # fmt: skip
+    platform: Platform | None = Field(description="null: every platform")
+    category: Category | None = Field(description="null: every category")
+    panel: str | None = Field(description="null: the whole registry (of each category)")
+    at: Instant = Field(description="The instant of the counts (now when not asked for)")
+    staleness_days: int = Field(description="The staleness window: observed means within it, up to at")
+    simulated: bool = Field(
+        description="Whether simulated data are in scope: an account of origin simulator, or an "
+        "unregistered account observed through the simulator's snapshots"
+    )
+    sources: list[Origin] = Field(description="The origins of the known accounts in scope")
+    items: list[CoverageRow] = Field(description="One per platform and category asked for")
+
+
 # --- Presence.
 
 
@@ -75,6 +209,7 @@ class PresenceOut(BaseModel):
             "present": 10234,
             "total": 34875,
             "rate": 0.2934,
+            "coverage": {"observed": 12011, "stale": 820, "missing": 22044, "simulated": False},
         }
     )
     platform: Platform
@@ -84,6 +219,7 @@ class PresenceOut(BaseModel):
     present: int
     total: int = Field(description="Entities in scope: the denominator")
     rate: float | None = Field(description="present / total; null when total is 0")
+    coverage: FigureCoverage = Field(description=_COVERAGE_DOC)
 
 
 class PresencePoint(BaseModel):
@@ -127,6 +263,7 @@ class OverlapOut(BaseModel):
             "present_all": 88,
             "total": 101,
             "rate": 0.8713,
+            "coverage": {"observed": 92, "stale": 3, "missing": 6, "simulated": False},
         }
     )
     platforms: list[Platform]
@@ -136,6 +273,9 @@ class OverlapOut(BaseModel):
     present_all: int
     total: int
     rate: float | None
+    coverage: FigureCoverage = Field(
+        description=_COVERAGE_DOC + "; an entity counts as covered as on its least covered platform"
+    )
 
 
 # --- Rankings.
@@ -178,6 +318,7 @@ class RankingsOut(BaseModel):
                     "followers_before": 96690,
                 }
             ],
+            "coverage": {"observed": 12011, "stale": 820, "missing": 22044, "simulated": False},
         }
     )
     platform: Platform
@@ -187,6 +328,9 @@ class RankingsOut(BaseModel):
     by: RankBy
     at: Instant | None
     items: list[AccountRankingItem] | list[RankingItem]
+    coverage: FigureCoverage = Field(
+        description=_COVERAGE_DOC + " (every entity of the scope, not only the items listed)"
+    )
 
 
 # --- Scores.

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Header, Query
 from fastapi.responses import Response
 from pydantic import BeforeValidator
 
-from services.api import queries
+from services.api import coverage, queries
 from services.api.deps import (
     ApiDep,
     AtQuery,
@@ -39,6 +39,7 @@ from services.api.exports import (
 from services.api.models import (
     ERROR_RESPONSES,
     Answer,
+    FigureCoverage,
     OverlapOut,
     PresenceOut,
     PresencePoint,
@@ -105,7 +106,8 @@ def instants(start: datetime, end: datetime, step: Step) -> list[datetime]:
     summary="Presence rate on a platform",
     description="Entities in scope present on `platform` at `at` (default now), out of all entities in "
     "scope. An entity is present when, for one of its accounts there, the last snapshot in the 45 days "
-    "up to `at` is active.",
+    "up to `at` is active. `coverage` says how many entities in scope barometre observes there "
+    "(GET /v1/coverage for the details).",
 )
 async def get_presence(
     api: ApiDep,
@@ -120,6 +122,7 @@ async def get_presence(
         api.check_scope(scope)
         when = at or now()
         p = queries.presence(api.client(), api.db, [platform], scope, when)
+        seen = coverage.summary(api.client(), api.db, [platform], scope, at, when, api.staleness)
         return Answer.of(
             PresenceOut(
                 platform=platform,
@@ -129,6 +132,7 @@ async def get_presence(
                 present=p.present,
                 total=p.total,
                 rate=p.rate,
+                coverage=FigureCoverage.of(seen),
             )
         )
 
@@ -192,7 +196,8 @@ async def get_presence_series(
     response_model=OverlapOut,
     responses=ERROR_RESPONSES,
     summary="Entities present on several platforms at once",
-    description="Entities in scope present at `at` (default now) on every one of `platforms`.",
+    description="Entities in scope present at `at` (default now) on every one of `platforms`. "
+    "`coverage` counts an entity as covered as on its least covered platform.",
 )
 async def get_overlap(
     api: ApiDep,
@@ -207,6 +212,7 @@ async def get_overlap(
         api.check_scope(scope)
         when = at or now()
         p = queries.presence(api.client(), api.db, platforms, scope, when)
+        seen = coverage.summary(api.client(), api.db, platforms, scope, at, when, api.staleness)
         return Answer.of(
             OverlapOut(
                 platforms=platforms,
@@ -216,6 +222,7 @@ async def get_overlap(
                 present_all=p.present,
                 total=p.total,
                 rate=p.rate,
+                coverage=FigureCoverage.of(seen),
             )
         )
 

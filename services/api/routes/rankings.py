@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import Response
 
-from services.api import queries
+from services.api import coverage, queries
 from services.api.deps import (
     ApiDep,
     AtQuery,
@@ -36,6 +36,7 @@ from services.api.models import (
     ERROR_RESPONSES,
     AccountRankingItem,
     Answer,
+    FigureCoverage,
     RankingItem,
     RankingsOut,
 )
@@ -76,6 +77,8 @@ ACCOUNT_COLUMNS = {
     "window before it; accounts not observed for 45 days are left out; answers are at most 1 s old. "
     "With `at`: every figure as of that instant. Entities (accounts) without a value at both ends are "
     "left out of growth rankings, those without a population out of per_1000_inhabitants. "
+    "`coverage` says how many entities of the scope barometre observes on `platform` (all of them, not "
+    "only those listed). "
     "CSV or Parquet with `format` or the Accept header.",
 )
 async def get_rankings(
@@ -99,9 +102,10 @@ async def get_rankings(
     def compute() -> Answer[RankingsOut]:
         api.check_scope(scope)
         client = api.client()
+        when = now()
         if at is None:
             ranked = queries.rankings_live(
-                client, api.db, platform, scope, window, metric, now(), api.staleness, limit, by=by
+                client, api.db, platform, scope, window, metric, when, api.staleness, limit, by=by
             )
         else:
             ranked = queries.rankings_at(
@@ -112,9 +116,17 @@ async def get_rankings(
             items = [AccountRankingItem.model_validate(r, from_attributes=True) for r in ranked]
         else:
             items = [RankingItem.model_validate(r, from_attributes=True) for r in ranked]
+        seen = coverage.summary(client, api.db, [platform], scope, at, when, api.staleness)
         return Answer.of(
             RankingsOut(
-                platform=platform, category=category, window=window, metric=metric, by=by, at=at, items=items
+                platform=platform,
+                category=category,
+                window=window,
+                metric=metric,
+                by=by,
+                at=at,
+                items=items,
+                coverage=FigureCoverage.of(seen),
             )
         )
 

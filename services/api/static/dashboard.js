@@ -317,6 +317,7 @@
         getJSON("/v1/presence/series", { platform, category, from, step: "month" }, controller.signal)
           .then((body) => ({ platform, points: (body && body.points) || [] }))));
       renderPresence(category, series);
+      loadPresenceCoverage(category, platforms, controller.signal);
     } catch (err) {
       if (isAbort(err)) return;
       status.textContent = "Impossible de charger la présence : " + err.message;
@@ -409,6 +410,68 @@
       }))));
   }
 
+  // ---------------------------------------------------------------- coverage and simulated data
+  /** Which figures shown include simulated data; the banner is there while any does. */
+  const simulatedIn = { presence: false, ranking: false };
+
+  function setSimulated(figure, simulated) {
+    simulatedIn[figure] = Boolean(simulated);
+    const banner = $("#donnees-simulees");
+    const shown = simulatedIn.presence || simulatedIn.ranking;
+    // A live region is announced when its content changes: fill it, or empty it (hidden by CSS when empty).
+    if (shown && !banner.childElementCount) {
+      banner.replaceChildren(
+        h("strong", { class: "banner__title" }, "Données simulées"),
+        h("span", {}, "Les chiffres affichés viennent en tout ou partie du simulateur de barometre " +
+          "(comptes inventés) : ils ne décrivent pas la présence réelle des collectivités."));
+    } else if (!shown && banner.childElementCount) {
+      banner.replaceChildren();
+    }
+  }
+
+  /** "1 234 observées, 56 anciennes, 78 sans compte connu ou jamais relevées". */
+  function coverageText(observed, stale, missing) {
+    return fmtInt(observed) + " observées, " + fmtInt(stale) + " anciennes, " +
+      fmtInt(missing) + " sans compte connu ou jamais relevées";
+  }
+
+  const COVERAGE_HELP = " (observée : un compte relevé dans les 45 derniers jours ; ancienne : relevé plus ancien)";
+
+  /** The coverage of the presence figure's platforms today (GET /v1/coverage, one request). */
+  async function loadPresenceCoverage(category, platforms, signal) {
+    const box = $("#presence-couverture");
+    const routes = await apiRoutes();
+    if (!routes.has("/v1/coverage")) return;
+    try {
+      const body = await getJSON("/v1/coverage", { category }, signal);
+      const rows = new Map(((body && body.items) || []).map((row) => [row.platform, row]));
+      box.querySelector(".coverage__lead").textContent =
+        "Couverture aujourd'hui, en " + CATEGORY_PLURAL[category] + COVERAGE_HELP + " :";
+      box.querySelector(".coverage__list").replaceChildren(...platforms.filter((p) => rows.has(p)).map((p) => {
+        const row = rows.get(p);
+        return h("li", {}, PLATFORM_LABEL[p] + " : " +
+          coverageText(row.observed, row.stale, row.without_account + row.never_observed));
+      }));
+      box.hidden = false;
+      setSimulated("presence", body.simulated);
+    } catch (err) {
+      if (isAbort(err)) return;
+      box.hidden = true;
+    }
+  }
+
+  function renderRankingCoverage(query, coverage) {
+    const line = $("#classement-couverture");
+    if (!coverage) {
+      line.hidden = true;
+      return;
+    }
+    line.textContent = "Couverture : " + coverageText(coverage.observed, coverage.stale, coverage.missing) +
+      " sur " + PLATFORM_LABEL[query.platform] + COVERAGE_HELP + ".";
+    line.hidden = false;
+    setSimulated("ranking", coverage.simulated);
+  }
+
   // ---------------------------------------------------------------- territories (région, département)
   const territories = { regions: [], departements: [], loaded: null };
 
@@ -488,6 +551,7 @@
       const body = await getJSON("/v1/rankings", { ...query, by: "entity" }, controller.signal);
       const items = (body && body.items) || [];
       renderRanking(query, items);
+      renderRankingCoverage(query, body && body.coverage);
       // Screen readers hear about the rankings a user asked for, not about every automatic refresh.
       if (userChange) $("#classement-annonce").textContent = $("#classement-legende").textContent + " : " +
         (items.length ? fmtInt(items.length) + " collectivités." : "aucune collectivité.");

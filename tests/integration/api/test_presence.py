@@ -21,8 +21,11 @@ def test_presence_live_and_as_of(api: TestClient, seeded: Seeded) -> None:
     assert r.status_code == 200, r.text
     body = r.json()
     # Grenoble, Lyon, Paris present now; Marseille's last point is 60 days old.
+    # Coverage: Marseille's only account is stale.
     assert body | {"at": None} == {"platform": "facebook", "category": "commune", "panel": PANEL, "at": None,
-                                   "present": 3, "total": 4, "rate": 0.75}  # fmt: skip
+                                   "present": 3, "total": 4, "rate": 0.75,
+                                   "coverage": {"observed": 3, "stale": 1, "missing": 0,
+                                                "simulated": False}}  # fmt: skip
     assert body["at"].endswith("Z")
 
     # The whole panel: the Isère's account is deleted now.
@@ -34,7 +37,8 @@ def test_presence_live_and_as_of(api: TestClient, seeded: Seeded) -> None:
         "/v1/presence", params={"platform": "facebook", "panel": PANEL, "at": "2013-05-15T02:00:00+02:00"}
     )
     assert r.json() == {"platform": "facebook", "category": None, "panel": PANEL, "at": "2013-05-15T00:00:00Z",
-                        "present": 4, "total": 5, "rate": 0.8}  # fmt: skip
+                        "present": 4, "total": 5, "rate": 0.8,
+                        "coverage": {"observed": 5, "stale": 0, "missing": 0, "simulated": False}}  # fmt: skip
     r = api.get("/v1/presence", params={"platform": "facebook", "category": "commune", "panel": PANEL,
                                         "at": "2013-04-20T00:00:00Z"})  # fmt: skip
     assert (r.json()["present"], r.json()["total"]) == (4, 4)
@@ -128,8 +132,11 @@ def test_overlap(api: TestClient, seeded: Seeded) -> None:
                                                 "panel": PANEL})  # fmt: skip
     assert r.status_code == 200, r.text
     body = r.json()
+    # Coverage: only Grenoble has an account observed on both; Lyon, Paris and Marseille none on X.
     assert body | {"at": None} == {"platforms": ["facebook", "x"], "category": "commune", "panel": PANEL,
-                                   "at": None, "present_all": 1, "total": 4, "rate": 0.25}  # fmt: skip
+                                   "at": None, "present_all": 1, "total": 4, "rate": 0.25,
+                                   "coverage": {"observed": 1, "stale": 0, "missing": 3,
+                                                "simulated": False}}  # fmt: skip
     # The parameter repeated means the same.
     r = api.get("/v1/presence/overlap?platforms=facebook&platforms=x&category=commune&panel=test")
     assert r.json()["present_all"] == 1
