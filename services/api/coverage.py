@@ -53,7 +53,7 @@ _ALL = "*"  # the origin key of the counts over every origin, in the query below
 class Counts:
     """Entities and accounts of one platform and category (of one origin, or of all)."""
 
-    entities: int = 0  # with a known account
+    with_account: int = 0  # entities with a known account
     observed: int = 0
     stale: int = 0
     never_observed: int = 0
@@ -93,7 +93,7 @@ class Row:
 
     @property
     def without_account(self) -> int:
-        return self.entities - self.known.entities
+        return self.entities - self.known.with_account
 
 
 @dataclass(frozen=True)

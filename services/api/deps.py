@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, TypeVar
@@ -370,3 +371,31 @@ def scope_of(
 
 def platforms_key(platforms: Sequence[Platform]) -> tuple[str, ...]:
     return tuple(p.value for p in platforms)
+
+
+@dataclass(frozen=True, slots=True)
+class Figure:
+    """The parameters of a figure over a scope, every one optional: ``platform`` (absent: every one),
+    ``category``, ``at`` and ``panel``. Hashable: with the route's name, it is the answer's cache key."""
+
+    platform: Platform | None
+    category: Category | None
+    at: datetime | None
+    panel: str | None
+
+    @property
+    def scope(self) -> Scope:
+        return scope_of(self.category, self.panel)
+
+
+async def figure(
+    platform: OptionalPlatformQuery = None,
+    category: CategoryQuery = None,
+    at: AtQuery = None,
+    panel: PanelQuery = None,
+) -> Figure:
+    # async: a sync dependency would cost every request a hop through the thread pool.
+    return Figure(platform, category, at, panel)
+
+
+FigureQuery = Annotated[Figure, Depends(figure)]

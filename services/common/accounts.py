@@ -8,14 +8,13 @@ account's latest row (``argMax(..., version)``). Values are always bound as quer
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
 
 from clickhouse_connect.driver.client import Client
 
+from services.common.clickhouse import insert_rows
 from services.common.names import AccountState
-
-_BATCH = 50_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,31 +50,8 @@ class SourceRow:
     last_seen: datetime
 
 
-_ACCOUNT_COLUMNS = [
-    "account_id",
-    "platform",
-    "entity_id",
-    "handle",
-    "url",
-    "origin",
-    "state",
-    "platform_id",
-    "discovered_at",
-    "verified_at",
-    "state_reason",
-    "deleted",
-]
-_SOURCE_COLUMNS = [
-    "account_id",
-    "source",
-    "entity_id",
-    "platform",
-    "handle",
-    "url",
-    "reference",
-    "first_seen",
-    "last_seen",
-]
+_ACCOUNT_COLUMNS = [f.name for f in fields(AccountRow)]
+_SOURCE_COLUMNS = [f.name for f in fields(SourceRow)]
 
 
 def _latest_select(db: str) -> str:
@@ -159,31 +135,17 @@ def list_accounts(
     return [_account(r) for r in result.result_rows]
 
 
+def _write(
+    client: Client, table: str, rows: Iterable[AccountRow | SourceRow], columns: list[str], version: int
+) -> int:
+    # The dataclasses' fields are the tables' columns, in order; every row is written whole.
+    data = [[*(getattr(r, c) for c in columns), version] for r in rows]
+    return insert_rows(client, table, data, [*columns, "version"])
+
+
 def write_accounts(client: Client, db: str, rows: Iterable[AccountRow], version: int) -> int:
     """Write whole account rows at ``version``; return how many."""
-    data = [
-        [
-            r.account_id,
-            r.platform,
-            r.entity_id,
-            r.handle,
-            r.url,
-            r.origin,
-            r.state,
-            r.platform_id,
-            r.discovered_at,
-            r.verified_at,
-            r.state_reason,
-            int(r.deleted),
-            version,
-        ]
-        for r in rows
-    ]
-    for start in range(0, len(data), _BATCH):
-        client.insert(
-            f"{db}.accounts", data[start : start + _BATCH], column_names=[*_ACCOUNT_COLUMNS, "version"]
-        )
-    return len(data)
+    return _write(client, f"{db}.accounts", rows, _ACCOUNT_COLUMNS, version)
 
 
 def reject(client: Client, db: str, account_id: str, reason: str, version: int) -> AccountRow:
@@ -238,26 +200,7 @@ def read_sources_for_entity_platform(
 
 def write_sources(client: Client, db: str, rows: Iterable[SourceRow], version: int) -> int:
     """Write provenance rows at ``version``; return how many."""
-    data = [
-        [
-            r.account_id,
-            r.source,
-            r.entity_id,
-            r.platform,
-            r.handle,
-            r.url,
-            r.reference,
-            r.first_seen,
-            r.last_seen,
-            version,
-        ]
-        for r in rows
-    ]
-    for start in range(0, len(data), _BATCH):
-        client.insert(
-            f"{db}.account_sources", data[start : start + _BATCH], column_names=[*_SOURCE_COLUMNS, "version"]
-        )
-    return len(data)
+    return _write(client, f"{db}.account_sources", rows, _SOURCE_COLUMNS, version)
 
 
 def entity_areas(client: Client, db: str) -> tuple[set[str], dict[str, str], dict[str, str]]:

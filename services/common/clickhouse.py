@@ -1,4 +1,4 @@
-"""The ClickHouse store: how every service gets a client.
+"""The ClickHouse store: how every service gets a client, and writes rows in batches.
 
 Services only ever speak ClickHouse's HTTP interface (``http://`` or ``https://`` DSNs), so the same code
 runs against the local chDB endpoint (``infra/clickhouse``) and a real ClickHouse server or cluster.
@@ -6,6 +6,7 @@ runs against the local chDB endpoint (``infra/clickhouse``) and a real ClickHous
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -47,3 +48,14 @@ def make_client(settings: Settings, *, database: str | None = "", **kwargs: Any)
         database=db or None,
         **kwargs,
     )
+
+
+# Rows per INSERT: bounds the size of one request (and of the client's buffer) for large writes.
+INSERT_BATCH = 50_000
+
+
+def insert_rows(client: Client, table: str, rows: Sequence[Sequence[object]], columns: Sequence[str]) -> int:
+    """Insert ``rows`` (values in ``columns`` order) into ``table`` in batches; return how many rows."""
+    for start in range(0, len(rows), INSERT_BATCH):
+        client.insert(table, rows[start : start + INSERT_BATCH], column_names=columns)
+    return len(rows)

@@ -67,7 +67,7 @@ class Link:
 # Facebook usernames: letters, digits and ".", not only digits (an all-digit path is an id), not
 # starting or ending with ".". Page names in /pages/ and /people/ links are not usernames.
 _FACEBOOK_USERNAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.]{0,48}[A-Za-z0-9])?")
-_FACEBOOK_ID = re.compile(r"[0-9]{1,20}")
+_NUMERIC_ID = re.compile(r"[0-9]{1,20}")  # Facebook page and profile ids, LinkedIn organisation ids
 # "Name-123456789": a page without a username, written with its name; at least 6 digits so that a
 # name ending in a number ("Ville-38") is not mistaken for an id.
 _FACEBOOK_NAME_ID = re.compile(r".+-([0-9]{6,20})")
@@ -79,7 +79,6 @@ _YOUTUBE_CHANNEL_ID = re.compile(r"UC[0-9A-Za-z_-]{22}")
 _YOUTUBE_HANDLE = re.compile(r"[\w.-]{3,30}")
 _YOUTUBE_LEGACY_NAME = re.compile(r"[\w.-]{1,100}")
 _LINKEDIN_SLUG = re.compile(r"\w[\w.-]{0,99}")
-_LINKEDIN_ID = re.compile(r"[0-9]{1,20}")
 _TIKTOK_HANDLE = re.compile(r"[A-Za-z0-9_.]{2,24}")
 # Mastodon: the Mastodon poller's own rules (a server name becomes the host of a request, so only a
 # plain DNS name passes: no port, no credentials, no IP address).
@@ -97,6 +96,41 @@ _DID_WEB = re.compile(r"did:web:" + _DNS_NAME.pattern)
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 # Characters that a copy from a web page or a spreadsheet leaves around a link.
 _INVISIBLE = "\u200b\u200c\u200d\u200e\u200f\u2060\ufeff"
+
+
+@dataclass(frozen=True, slots=True)
+class _Usernames:
+    """A platform whose accounts are named by a username alone: its rule, as checked and as said in
+    errors, and its profile URL (``{}`` stands for the name)."""
+
+    platform: Platform
+    pattern: re.Pattern[str]
+    noun: str
+    rule: str
+    url: str
+    example: str
+
+    def link(self, name: str, raw: str) -> Link:
+        name = name.removeprefix("@")
+        if not self.pattern.fullmatch(name):
+            example = self.url.format(self.example)
+            raise LinkError(f"{name!r} (in {raw!r}) is not {self.noun}: {self.rule} (e.g. {example})")
+        return _link(self.platform, name, None, self.url.format(quote(name)))
+
+
+# One line a field would make these five rows forty lines: they are kept as written.
+# fmt: off
+_X = _Usernames(Platform.X, _X_HANDLE, "an X username", "1-15 letters, digits or _",
+    "https://x.com/{}", "VilleGrenoble")
+_INSTAGRAM = _Usernames(Platform.INSTAGRAM, _INSTAGRAM_HANDLE, "an Instagram username",
+    "1-30 letters, digits, '.' or '_'", "https://www.instagram.com/{}/", "villedegrenoble")
+_THREADS = _Usernames(Platform.THREADS, _INSTAGRAM_HANDLE, "a Threads username",
+    "1-30 letters, digits, '.' or '_'", "https://www.threads.com/@{}", "villedegrenoble")
+_TIKTOK = _Usernames(Platform.TIKTOK, _TIKTOK_HANDLE, "a TikTok username",
+    "2-24 letters, digits, '.' or '_'", "https://www.tiktok.com/@{}", "villedegrenoble")
+_YOUTUBE = _Usernames(Platform.YOUTUBE, _YOUTUBE_HANDLE, "a YouTube handle",
+    "3-30 letters, digits, '_', '-' or '.'", "https://www.youtube.com/@{}", "VilledeGrenoble")
+# fmt: on
 
 # What to write, per platform, quoted in error messages.
 EXPECTED: Mapping[Platform, str] = {
@@ -119,26 +153,16 @@ EXPECTED: Mapping[Platform, str] = {
 }
 
 # Hosts of each platform (the host itself or any subdomain: www., m., mobile., web., fr-fr., fr.).
-_HOSTS: tuple[tuple[str, Platform], ...] = (
-    ("facebook.com", Platform.FACEBOOK),
-    ("fb.com", Platform.FACEBOOK),
-    ("fb.me", Platform.FACEBOOK),
-    ("fb.watch", Platform.FACEBOOK),
-    ("twitter.com", Platform.X),
-    ("x.com", Platform.X),
-    ("instagram.com", Platform.INSTAGRAM),
-    ("instagr.am", Platform.INSTAGRAM),
-    ("youtube.com", Platform.YOUTUBE),
-    ("youtu.be", Platform.YOUTUBE),
-    ("youtube-nocookie.com", Platform.YOUTUBE),
-    ("linkedin.com", Platform.LINKEDIN),
-    ("lnkd.in", Platform.LINKEDIN),
-    ("tiktok.com", Platform.TIKTOK),
-    ("threads.net", Platform.THREADS),
-    ("threads.com", Platform.THREADS),
-    ("bsky.app", Platform.BLUESKY),
-    ("bsky.social", Platform.BLUESKY),
-)
+_HOSTS: Mapping[Platform, tuple[str, ...]] = {
+    Platform.FACEBOOK: ("facebook.com", "fb.com", "fb.me", "fb.watch"),
+    Platform.X: ("twitter.com", "x.com"),
+    Platform.INSTAGRAM: ("instagram.com", "instagr.am"),
+    Platform.YOUTUBE: ("youtube.com", "youtu.be", "youtube-nocookie.com"),
+    Platform.LINKEDIN: ("linkedin.com", "lnkd.in"),
+    Platform.TIKTOK: ("tiktok.com",),
+    Platform.THREADS: ("threads.net", "threads.com"),
+    Platform.BLUESKY: ("bsky.app", "bsky.social"),
+}
 # The host a path without one belongs to ("pages/Name/123" given as a Facebook value).
 _HOME: Mapping[Platform, str] = {
     Platform.FACEBOOK: "www.facebook.com",
@@ -162,97 +186,54 @@ _NOT_ACCOUNT_HOSTS: Mapping[str, str] = {
 # Hosts with /@name paths that are not fediverse servers, so such a link is not taken for Mastodon.
 _NOT_FEDIVERSE = ("medium.com", "substack.com")
 
+
+def _words(table: Mapping[str, str]) -> Mapping[str, str]:
+    """``{what: "word word …"}`` turned into ``{word: what}``."""
+    return {word: what for what, words in table.items() for word in words.split()}
+
+
 # First path segments (lower-cased) that are a platform's own pages, not accounts, and what they are.
-_FACEBOOK_RESERVED: Mapping[str, str] = {
-    **dict.fromkeys(("groups", "group.php"), "a group"),
-    **dict.fromkeys(("events", "event.php"), "an event"),
-    **dict.fromkeys(("sharer.php", "sharer", "share", "share.php", "dialog", "plugins"), "a share button"),
-    **dict.fromkeys(("watch", "video.php", "videos", "reel", "reels", "live"), "a video"),
-    **dict.fromkeys(("photo.php", "photo", "photos", "media"), "a photo"),
-    **dict.fromkeys(("story.php", "permalink.php", "posts", "stories", "notes"), "a post"),
-    **dict.fromkeys(("hashtag",), "a hashtag"),
-    **dict.fromkeys(("search", "public", "directory", "places"), "a search"),
-    **dict.fromkeys(
-        (
-            "home.php",
-            "login",
-            "login.php",
-            "l.php",
-            "help",
-            "policies",
-            "privacy",
-            "legal",
-            "terms",
-            "settings",
-            "messages",
-            "notifications",
-            "friends",
-            "bookmarks",
-            "marketplace",
-            "gaming",
-            "fundraisers",
-            "donate",
-            "ads",
-            "business",
-            "about",
-            "recover",
-            "checkpoint",
-            "r.php",
-            "tr",
-            "ajax",
-            "index.php",
-        ),
-        "a Facebook page that is not an account",
-    ),
-}
-_X_RESERVED: Mapping[str, str] = {
-    **dict.fromkeys(("home", "explore", "notifications", "messages", "settings", "compose"), "a page of X"),
-    **dict.fromkeys(("search", "search-advanced"), "a search"),
-    **dict.fromkeys(("hashtag",), "a hashtag"),
-    **dict.fromkeys(("share", "intent"), "a share button"),
-    **dict.fromkeys(
-        ("login", "logout", "signup", "tos", "privacy", "account", "download", "about", "jobs", "i"),
-        "a page of X",
-    ),
-}
-_INSTAGRAM_RESERVED: Mapping[str, str] = {
-    **dict.fromkeys(("p", "reel", "reels", "tv"), "a post"),
-    **dict.fromkeys(("explore",), "a search"),
-    **dict.fromkeys(
-        ("accounts", "direct", "about", "legal", "developer", "web", "challenge"), "a page of Instagram"
-    ),
-}
-_YOUTUBE_RESERVED: Mapping[str, str] = {
-    **dict.fromkeys(("watch", "shorts", "live", "embed", "v", "e", "clip"), "a video"),
-    **dict.fromkeys(("playlist",), "a playlist"),
-    **dict.fromkeys(("results", "hashtag", "feed"), "a search or a feed"),
-    **dict.fromkeys(
-        (
-            "redirect",
-            "attribution_link",
-            "account",
-            "premium",
-            "gaming",
-            "kids",
-            "music",
-            "t",
-            "about",
-            "howyoutubeworks",
-            "creators",
-            "ads",
-            "signin",
-            "logout",
-            "upload",
-            "post",
-            "movies",
-            "paid_memberships",
-            "source",
-            "trending",
-            "index",
-        ),
-        "a page of YouTube",
-    ),
-}
+_FACEBOOK_RESERVED = _words(
+    {
+        "a group": "groups group.php",
+        "an event": "events event.php",
+        "a share button": "sharer.php sharer share share.php dialog plugins",
+        "a video": "watch video.php videos reel reels live",
+        "a photo": "photo.php photo photos media",
+        "a post": "story.php permalink.php posts stories notes",
+        "a hashtag": "hashtag",
+        "a search": "search public directory places",
+        "a Facebook page that is not an account": "home.php login login.php l.php help policies privacy "
+        "legal terms settings messages notifications friends bookmarks marketplace gaming fundraisers "
+        "donate ads business about recover checkpoint r.php tr ajax index.php",
+    }
+)
+_X_RESERVED = _words(
+    {
+        "a page of X": "home explore notifications messages settings compose login logout signup tos "
+        "privacy account download about jobs i",
+        "a search": "search search-advanced",
+        "a hashtag": "hashtag",
+        "a share button": "share intent",
+    }
+)
+_INSTAGRAM_RESERVED = _words(
+    {
+        "a post": "p reel reels tv",
+        "a search": "explore",
+        "a page of Instagram": "accounts direct about legal developer web challenge",
+    }
+)
+_YOUTUBE_RESERVED = _words(
+    {
+        "a video": "watch shorts live embed v e clip",
+        "a playlist": "playlist",
+        "a search or a feed": "results hashtag feed",
+        "a page of YouTube": "redirect attribution_link account premium gaming kids music t about "
+        "howyoutubeworks creators ads signin logout upload post movies paid_memberships source trending "
+        "index",
+    }
+)
 
 
 # --- Entry point.
@@ -337,11 +318,17 @@ def _split(url: str) -> SplitResult:
     return parts
 
 
+def _on(host: str, *domains: str) -> bool:
+    """Whether ``host`` is one of ``domains`` or a subdomain of one."""
+    return any(host == domain or host.endswith("." + domain) for domain in domains)
+
+
 def _host_platform(host: str) -> Platform | None:
-    for domain, platform in _HOSTS:
-        if host == domain or host.endswith("." + domain):
-            return platform
-    return None
+    return next((platform for platform, domains in _HOSTS.items() if _on(host, *domains)), None)
+
+
+def _segments(path: str) -> list[str]:
+    return [unquote(segment) for segment in path.split("/") if segment]
 
 
 def _parse_url(parts: SplitResult, raw: str, expected: Platform | None) -> Link:
@@ -350,9 +337,9 @@ def _parse_url(parts: SplitResult, raw: str, expected: Platform | None) -> Link:
         raise LinkError(f"{raw!r} has no host")
     found = _host_platform(host)
     for short, what in _NOT_ACCOUNT_HOSTS.items():
-        if host == short or host.endswith("." + short):
+        if _on(host, short):
             raise LinkError(f"{raw!r} is {what}, not an account")
-    segments = [unquote(segment) for segment in parts.path.split("/") if segment]
+    segments = _segments(parts.path)
     if found is None:
         if expected is None and not _fediverse_shaped(host, segments):
             raise LinkError(
@@ -371,8 +358,7 @@ def _parse_url(parts: SplitResult, raw: str, expected: Platform | None) -> Link:
     # The old "#!" addresses (facebook.com/#!/Ville, twitter.com/#!/Ville) keep the path in the fragment.
     if parts.fragment.startswith("!/"):
         bang = urlsplit("https://host" + parts.fragment[1:])
-        segments = [unquote(segment) for segment in bang.path.split("/") if segment]
-        query = parse_qs(bang.query)
+        segments, query = _segments(bang.path), parse_qs(bang.query)
     if not segments and not (found is Platform.BLUESKY and host.endswith(".bsky.social")):
         if found is Platform.X and "screen_name" in query:
             segments = ["intent", "user"]  # twitter.com/?screen_name=…, an old share form
@@ -384,10 +370,11 @@ def _parse_url(parts: SplitResult, raw: str, expected: Platform | None) -> Link:
 
 
 Query = dict[str, list[str]]
+UrlParser = Callable[[str, list[str], Query, str], Link]
 
 
 def _fediverse_shaped(host: str, segments: list[str]) -> bool:
-    if any(host == domain or host.endswith("." + domain) for domain in _NOT_FEDIVERSE):
+    if _on(host, *_NOT_FEDIVERSE):
         return False
     if segments[:1] == ["web"]:  # Mastodon's web app: /web/@user
         segments = segments[1:]
@@ -402,21 +389,21 @@ def _reserved(first: str, reserved: Mapping[str, str], raw: str, platform: Platf
 
 def _facebook_url(host: str, segments: list[str], query: Query, raw: str) -> Link:
     first = segments[0].lower()
-    if host == "fb.me" or host.endswith(".fb.me"):
+    if _on(host, "fb.me"):
         return _facebook_name(segments[0], raw)
     if first == "profile.php":
         ids = query.get("id", [])
-        if len(ids) != 1 or not _FACEBOOK_ID.fullmatch(ids[0]):
+        if len(ids) != 1 or not _NUMERIC_ID.fullmatch(ids[0]):
             raise LinkError(f"{raw!r} has no numeric id=: expected profile.php?id=<digits>")
-        return _facebook(None, ids[0])
+        return _facebook_id(ids[0])
     if first in ("pages", "people", "p"):
         # /pages/Name/123, /pages/category/Kind/Name-123/, /people/Name/100064…/, /p/Name-100064…/
         for segment in segments[1:]:
-            if _FACEBOOK_ID.fullmatch(segment) and len(segment) >= 5:
-                return _facebook(None, segment)
+            if _NUMERIC_ID.fullmatch(segment) and len(segment) >= 5:
+                return _facebook_id(segment)
             match = _FACEBOOK_NAME_ID.fullmatch(segment)
             if match:
-                return _facebook(None, match.group(1))
+                return _facebook_id(match.group(1))
         raise LinkError(
             f"{raw!r} has no numeric page id: a facebook.com/{first}/ link names a page by its id "
             f"(facebook.com/{first}/Name/123456789)"
@@ -432,24 +419,21 @@ def _facebook_url(host: str, segments: list[str], query: Query, raw: str) -> Lin
 def _facebook_name(name: str, raw: str) -> Link:
     """A username, an id, or a page name followed by its id (``Name-123456789``)."""
     name = name.removeprefix("@")
-    if _FACEBOOK_ID.fullmatch(name):
-        return _facebook(None, name)
+    if _NUMERIC_ID.fullmatch(name):
+        return _facebook_id(name)
     match = _FACEBOOK_NAME_ID.fullmatch(name)
     if match:
-        return _facebook(None, match.group(1))
+        return _facebook_id(match.group(1))
     if not _FACEBOOK_USERNAME.fullmatch(name):
         raise LinkError(
             f"{name!r} (in {raw!r}) is not a Facebook username (letters, digits and '.', at most 50) "
             f"nor a numeric id: expected {EXPECTED[Platform.FACEBOOK]}"
         )
-    return _facebook(name, None)
+    return _link(Platform.FACEBOOK, name, None, f"https://www.facebook.com/{name}")
 
 
-def _facebook(handle: str | None, page_id: str | None) -> Link:
-    if page_id is not None:
-        return _link(Platform.FACEBOOK, None, page_id, f"https://www.facebook.com/profile.php?id={page_id}")
-    assert handle is not None
-    return _link(Platform.FACEBOOK, handle, None, f"https://www.facebook.com/{handle}")
+def _facebook_id(page_id: str) -> Link:
+    return _link(Platform.FACEBOOK, None, page_id, f"https://www.facebook.com/profile.php?id={page_id}")
 
 
 def _x_url(host: str, segments: list[str], query: Query, raw: str) -> Link:
@@ -457,40 +441,32 @@ def _x_url(host: str, segments: list[str], query: Query, raw: str) -> Link:
     if first == "intent" or (first == "i" and segments[1:2] == ["user"]):
         names = query.get("screen_name", [])
         if len(names) == 1:
-            return _x_name(names[0], raw)
+            return _X.link(names[0], raw)
         if query.get("user_id") or first == "i":
             raise LinkError(
                 f"{raw!r} names an account by its numeric id: give its username (https://x.com/<username>)"
             )
     _reserved(first, _X_RESERVED, raw, Platform.X)
-    return _x_name(segments[0], raw)
-
-
-def _x_name(name: str, raw: str) -> Link:
-    name = name.removeprefix("@")
-    if not _X_HANDLE.fullmatch(name):
-        raise LinkError(
-            f"{name!r} (in {raw!r}) is not an X username: 1-15 letters, digits or _ (e.g. https://x.com/VilleGrenoble)"
-        )
-    return _link(Platform.X, name, None, f"https://x.com/{name}")
+    return _X.link(segments[0], raw)
 
 
 def _instagram_url(host: str, segments: list[str], query: Query, raw: str) -> Link:
     first = segments[0].lower()
     if first == "stories" and len(segments) >= 2:  # /stories/<username>/<id>: the author is named
-        return _instagram_name(segments[1], raw)
+        return _INSTAGRAM.link(segments[1], raw)
     _reserved(first, _INSTAGRAM_RESERVED, raw, Platform.INSTAGRAM)
-    return _instagram_name(segments[0], raw)
+    return _INSTAGRAM.link(segments[0], raw)
 
 
-def _instagram_name(name: str, raw: str) -> Link:
-    name = name.removeprefix("@")
-    if not _INSTAGRAM_HANDLE.fullmatch(name):
-        raise LinkError(
-            f"{name!r} (in {raw!r}) is not an Instagram username: 1-30 letters, digits, '.' or '_' "
-            f"(e.g. https://www.instagram.com/villedegrenoble/)"
-        )
-    return _link(Platform.INSTAGRAM, name, None, f"https://www.instagram.com/{name}/")
+def _at_profile_url(usernames: _Usernames) -> UrlParser:
+    """TikTok and Threads: a profile is ``/@<username>``, anything else is not an account."""
+
+    def parse(host: str, segments: list[str], query: Query, raw: str) -> Link:
+        if not segments[0].startswith("@"):
+            raise LinkError(f"{raw!r} is not a profile: expected {EXPECTED[usernames.platform]}")
+        return usernames.link(segments[0], raw)
+
+    return parse
 
 
 def _youtube_url(host: str, segments: list[str], query: Query, raw: str) -> Link:
@@ -499,9 +475,9 @@ def _youtube_url(host: str, segments: list[str], query: Query, raw: str) -> Link
     if lower == "channel":
         if len(segments) < 2 or not _YOUTUBE_CHANNEL_ID.fullmatch(segments[1]):
             raise LinkError(f"{raw!r} has no channel id: expected youtube.com/channel/UC + 22 characters")
-        return _youtube(None, segments[1])
+        return _youtube_channel(segments[1])
     if first.startswith("@"):
-        return _youtube_handle(first[1:], raw)
+        return _YOUTUBE.link(first, raw)
     if lower in ("c", "user"):
         if len(segments) < 2:
             raise LinkError(f"{raw!r} names no channel: expected youtube.com/{lower}/<name>")
@@ -510,28 +486,16 @@ def _youtube_url(host: str, segments: list[str], query: Query, raw: str) -> Link
     return _youtube_legacy(first, raw)  # youtube.com/Name, the oldest custom URLs
 
 
-def _youtube_handle(name: str, raw: str) -> Link:
-    if not _YOUTUBE_HANDLE.fullmatch(name):
-        raise LinkError(
-            f"{name!r} (in {raw!r}) is not a YouTube handle: 3-30 letters, digits, '_', '-' or '.' "
-            f"(e.g. https://www.youtube.com/@VilledeGrenoble)"
-        )
-    return _youtube(name, None)
-
-
 def _youtube_legacy(name: str, raw: str) -> Link:
     if not _YOUTUBE_LEGACY_NAME.fullmatch(name):
         raise LinkError(
             f"{name!r} (in {raw!r}) is not a YouTube channel name: expected {EXPECTED[Platform.YOUTUBE]}"
         )
-    return _youtube(name, None)
+    return _link(Platform.YOUTUBE, name, None, _YOUTUBE.url.format(quote(name)))
 
 
-def _youtube(handle: str | None, channel_id: str | None) -> Link:
-    if channel_id is not None:
-        return _link(Platform.YOUTUBE, None, channel_id, f"https://www.youtube.com/channel/{channel_id}")
-    assert handle is not None
-    return _link(Platform.YOUTUBE, handle, None, f"https://www.youtube.com/@{quote(handle)}")
+def _youtube_channel(channel_id: str) -> Link:
+    return _link(Platform.YOUTUBE, None, channel_id, f"https://www.youtube.com/channel/{channel_id}")
 
 
 def _linkedin_url(host: str, segments: list[str], query: Query, raw: str) -> Link:
@@ -550,7 +514,7 @@ def _linkedin_url(host: str, segments: list[str], query: Query, raw: str) -> Lin
 
 def _linkedin_name(name: str, raw: str, kind: str = "company") -> Link:
     url_of = f"https://www.linkedin.com/{kind}/{{}}/"
-    if _LINKEDIN_ID.fullmatch(name):
+    if _NUMERIC_ID.fullmatch(name):
         return _link(Platform.LINKEDIN, None, name, url_of.format(name))
     if not _LINKEDIN_SLUG.fullmatch(name):
         raise LinkError(
@@ -558,38 +522,6 @@ def _linkedin_name(name: str, raw: str, kind: str = "company") -> Link:
             f"(e.g. https://www.linkedin.com/company/ville-de-grenoble/)"
         )
     return _link(Platform.LINKEDIN, name, None, url_of.format(quote(name)))
-
-
-def _tiktok_url(host: str, segments: list[str], query: Query, raw: str) -> Link:
-    if not segments[0].startswith("@"):
-        raise LinkError(f"{raw!r} is not a profile: expected {EXPECTED[Platform.TIKTOK]}")
-    return _tiktok_name(segments[0], raw)
-
-
-def _tiktok_name(name: str, raw: str) -> Link:
-    name = name.removeprefix("@")
-    if not _TIKTOK_HANDLE.fullmatch(name):
-        raise LinkError(
-            f"{name!r} (in {raw!r}) is not a TikTok username: 2-24 letters, digits, '.' or '_' "
-            f"(e.g. https://www.tiktok.com/@villedegrenoble)"
-        )
-    return _link(Platform.TIKTOK, name, None, f"https://www.tiktok.com/@{name}")
-
-
-def _threads_url(host: str, segments: list[str], query: Query, raw: str) -> Link:
-    if not segments[0].startswith("@"):
-        raise LinkError(f"{raw!r} is not a profile: expected {EXPECTED[Platform.THREADS]}")
-    return _threads_name(segments[0], raw)
-
-
-def _threads_name(name: str, raw: str) -> Link:
-    name = name.removeprefix("@")
-    if not _INSTAGRAM_HANDLE.fullmatch(name):
-        raise LinkError(
-            f"{name!r} (in {raw!r}) is not a Threads username: 1-30 letters, digits, '.' or '_' "
-            f"(e.g. https://www.threads.com/@villedegrenoble)"
-        )
-    return _link(Platform.THREADS, name, None, f"https://www.threads.com/@{name}")
 
 
 def _bluesky_url(host: str, segments: list[str], query: Query, raw: str) -> Link:
@@ -656,14 +588,14 @@ def _mastodon(user: str, server: str, raw: str) -> Link:
     return _link(Platform.MASTODON, f"{user}@{server}", None, f"https://{server}/@{user}")
 
 
-_URL_PARSERS: Mapping[Platform, Callable[[str, list[str], Query, str], Link]] = {
+_URL_PARSERS: Mapping[Platform, UrlParser] = {
     Platform.FACEBOOK: _facebook_url,
     Platform.X: _x_url,
     Platform.INSTAGRAM: _instagram_url,
     Platform.YOUTUBE: _youtube_url,
     Platform.LINKEDIN: _linkedin_url,
-    Platform.TIKTOK: _tiktok_url,
-    Platform.THREADS: _threads_url,
+    Platform.TIKTOK: _at_profile_url(_TIKTOK),
+    Platform.THREADS: _at_profile_url(_THREADS),
     Platform.BLUESKY: _bluesky_url,
 }
 
@@ -707,19 +639,17 @@ def _bare_bluesky(raw: str) -> Link:
 
 
 def _bare_youtube(raw: str) -> Link:
-    if _YOUTUBE_CHANNEL_ID.fullmatch(raw):
-        return _youtube(None, raw)
-    return _youtube_handle(raw.removeprefix("@"), raw)
+    return _youtube_channel(raw) if _YOUTUBE_CHANNEL_ID.fullmatch(raw) else _YOUTUBE.link(raw, raw)
 
 
 _BARE_PARSERS: Mapping[Platform, Callable[[str], Link]] = {
     Platform.FACEBOOK: lambda raw: _facebook_name(raw, raw),
-    Platform.X: lambda raw: _x_name(raw, raw),
-    Platform.INSTAGRAM: lambda raw: _instagram_name(raw, raw),
+    Platform.X: lambda raw: _X.link(raw, raw),
+    Platform.INSTAGRAM: lambda raw: _INSTAGRAM.link(raw, raw),
     Platform.YOUTUBE: _bare_youtube,
     Platform.LINKEDIN: lambda raw: _linkedin_name(raw.removeprefix("@"), raw),
-    Platform.TIKTOK: lambda raw: _tiktok_name(raw, raw),
-    Platform.THREADS: lambda raw: _threads_name(raw, raw),
+    Platform.TIKTOK: lambda raw: _TIKTOK.link(raw, raw),
+    Platform.THREADS: lambda raw: _THREADS.link(raw, raw),
     Platform.MASTODON: _bare_mastodon,
     Platform.BLUESKY: _bare_bluesky,
 }

@@ -16,12 +16,12 @@ from collections.abc import Iterable, Mapping
 
 from clickhouse_connect.driver.client import Client
 
+from services.common.clickhouse import insert_rows
 from services.common.names import POLLED_STATES, AccountOrigin, AccountState
 from services.common.reference import AccountRecord, Entity, PanelMember, load_entities
 
 # Bump when services/common/reference/registry/entities.csv.gz changes, so migrate reloads it.
 REFERENCE_VERSION = 1
-_BATCH = 50_000
 
 
 def user_version() -> int:
@@ -48,9 +48,7 @@ _ENTITY_COLUMNS = [
 def write_entities(client: Client, db: str, entities: Iterable[Entity], *, source: str, version: int) -> int:
     """Insert (or replace by id) ``entities``; return how many rows were written."""
     rows = [_entity_row(e, source, version) for e in entities]
-    for start in range(0, len(rows), _BATCH):
-        client.insert(f"{db}.entities", rows[start : start + _BATCH], column_names=_ENTITY_COLUMNS)
-    return len(rows)
+    return insert_rows(client, f"{db}.entities", rows, _ENTITY_COLUMNS)
 
 
 def load_reference(client: Client, db: str) -> int:
@@ -106,21 +104,13 @@ def write_accounts(
         "state",
         "version",
     ]
-    for start in range(0, len(rows), _BATCH):
-        client.insert(f"{db}.accounts", rows[start : start + _BATCH], column_names=cols)
-    return len(rows)
+    return insert_rows(client, f"{db}.accounts", rows, cols)
 
 
 def write_panel(client: Client, db: str, members: Iterable[PanelMember], version: int) -> int:
     """Add entities to named panels."""
     rows = [[m.panel, m.entity_id, 0, version] for m in members]
-    for start in range(0, len(rows), _BATCH):
-        client.insert(
-            f"{db}.panels",
-            rows[start : start + _BATCH],
-            column_names=["panel", "entity_id", "removed", "version"],
-        )
-    return len(rows)
+    return insert_rows(client, f"{db}.panels", rows, ["panel", "entity_id", "removed", "version"])
 
 
 def known_entity_ids(client: Client, db: str) -> set[str]:

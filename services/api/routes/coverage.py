@@ -4,18 +4,19 @@ per account origin; and whether simulated data are in scope (services/api/covera
 
 from __future__ import annotations
 
+from dataclasses import asdict
+from typing import Any
+
 from fastapi import APIRouter
 from fastapi.responses import Response
 
 from services.api import coverage
-from services.api.deps import ApiDep, AtQuery, CategoryQuery, OptionalPlatformQuery, PanelQuery, now, scope_of
+from services.api.deps import ApiDep, FigureQuery, now
 from services.api.models import (
     ERROR_RESPONSES,
     Answer,
-    CoverageCounts,
     CoverageOut,
     CoverageRow,
-    FailureExample,
     FailureReason,
     OriginCoverage,
 )
@@ -23,18 +24,9 @@ from services.api.models import (
 router = APIRouter(prefix="/v1/coverage", tags=["coverage"])
 
 
-def _counts(counts: coverage.Counts, failing_known: bool) -> CoverageCounts:
-    return CoverageCounts(
-        with_account=counts.entities,
-        observed=counts.observed,
-        stale=counts.stale,
-        never_observed=counts.never_observed,
-        accounts=counts.accounts,
-        accounts_observed=counts.accounts_observed,
-        accounts_stale=counts.accounts_stale,
-        accounts_never_observed=counts.accounts_never_observed,
-        accounts_failing=counts.accounts_failing if failing_known else None,
-    )
+def _counts(counts: coverage.Counts, failing_known: bool) -> dict[str, Any]:
+    # The fields of CoverageCounts, which CoverageRow and OriginCoverage extend.
+    return {**asdict(counts), "accounts_failing": counts.accounts_failing if failing_known else None}
 
 
 def _row(row: coverage.Row) -> CoverageRow:
@@ -44,21 +36,13 @@ def _row(row: coverage.Row) -> CoverageRow:
         category=row.category,
         entities=row.entities,
         without_account=row.without_account,
-        **_counts(row.known, failing_known).model_dump(),
+        **_counts(row.known, failing_known),
         by_origin=[
-            OriginCoverage(origin=origin, **_counts(c, failing_known).model_dump())
-            for origin, c in row.by_origin.items()
+            OriginCoverage(origin=origin, **_counts(c, failing_known)) for origin, c in row.by_origin.items()
         ],
         failures=None
         if row.failures is None
-        else [
-            FailureReason(
-                reason=f.reason,
-                accounts=f.accounts,
-                examples=[FailureExample.model_validate(e, from_attributes=True) for e in f.examples],
-            )
-            for f in row.failures
-        ],
+        else [FailureReason.model_validate(f, from_attributes=True) for f in row.failures],
     )
 
 
@@ -75,22 +59,18 @@ def _row(row: coverage.Row) -> CoverageRow:
     "(live only: the poller keeps its current state); the same counts per account origin; and whether "
     "simulated data are in scope. The registry is read as it is now, observations as of `at`.",
 )
-async def get_coverage(
-    api: ApiDep,
-    platform: OptionalPlatformQuery = None,
-    category: CategoryQuery = None,
-    at: AtQuery = None,
-    panel: PanelQuery = None,
-) -> Response:
+async def get_coverage(api: ApiDep, q: FigureQuery) -> Response:
     def compute() -> Answer[CoverageOut]:
-        api.check_scope(scope_of(category, panel))
-        when = at or now()
-        found = coverage.coverage(api.client(), api.db, platform, category, panel, at, when, api.staleness)
+        api.check_scope(q.scope)
+        when = q.at or now()
+        found = coverage.coverage(
+            api.client(), api.db, q.platform, q.category, q.panel, q.at, when, api.staleness
+        )
         return Answer.of(
             CoverageOut(
-                platform=platform,
-                category=category,
-                panel=panel,
+                platform=q.platform,
+                category=q.category,
+                panel=q.panel,
                 at=when,
                 staleness_days=api.settings.staleness_days,
                 simulated=found.simulated,
@@ -99,4 +79,4 @@ async def get_coverage(
             )
         )
 
-    return (await api.cached(("coverage", platform, category, at, panel), compute)).response()
+    return (await api.cached(("coverage", q), compute)).response()

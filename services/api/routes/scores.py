@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from services.api import queries
-from services.api.deps import ApiDep, AtQuery, CategoryQuery, OptionalPlatformQuery, PanelQuery, now, scope_of
+from services.api.deps import ApiDep, FigureQuery, now
 from services.api.models import ERROR_RESPONSES, Answer, ScoresOut
 from services.scoring.maths import FORMULA
 
@@ -22,29 +22,21 @@ router = APIRouter(prefix="/v1/scores", tags=["scores"])
     "Live without `at` (accounts observed in the last 45 days, at their latest point); with `at`, each "
     "account's score at its point in force at that instant.",
 )
-async def get_scores(
-    api: ApiDep,
-    platform: OptionalPlatformQuery = None,
-    category: CategoryQuery = None,
-    at: AtQuery = None,
-    panel: PanelQuery = None,
-) -> Response:
-    scope = scope_of(category, panel)
-
+async def get_scores(api: ApiDep, q: FigureQuery) -> Response:
     def compute() -> Answer[ScoresOut]:
-        api.check_scope(scope)
-        summary = queries.scores(api.client(), api.db, platform, scope, at, now(), api.staleness)
+        api.check_scope(q.scope)
+        summary = queries.scores(api.client(), api.db, q.platform, q.scope, q.at, now(), api.staleness)
         average = None if summary.average is None else round(summary.average, 4)
         return Answer.of(
             ScoresOut(
-                platform=platform,
-                category=category,
-                panel=panel,
-                at=at,
+                platform=q.platform,
+                category=q.category,
+                panel=q.panel,
+                at=q.at,
                 score=average,
                 count=summary.count,
                 formula=FORMULA,
             )
         )
 
-    return (await api.cached(("scores", platform, category, at, panel), compute)).response()
+    return (await api.cached(("scores", q), compute)).response()

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 from clickhouse_connect.driver.client import Client
 
+from services.common.clickhouse import insert_rows
 from services.common.names import AccountState
 
 _STATE_COLUMNS = [
@@ -29,7 +30,6 @@ _STATE_COLUMNS = [
     "version",
 ]
 _FAILURE_COLUMNS = ["platform", "account_id", "failed_at", "reason", "detail"]
-_BATCH = 50_000
 # A failure's detail is for people; a platform's error page must not bloat the log table.
 DETAIL_LENGTH = 1_000
 
@@ -114,17 +114,13 @@ def write_states(client: Client, db: str, states: Sequence[PollState]) -> int:
         ]
         for s in states
     ]
-    for start in range(0, len(rows), _BATCH):
-        client.insert(f"{db}.poll_state", rows[start : start + _BATCH], column_names=_STATE_COLUMNS)
-    return len(rows)
+    return insert_rows(client, f"{db}.poll_state", rows, _STATE_COLUMNS)
 
 
 def append_failures(client: Client, db: str, failures: Sequence[FailureRow]) -> int:
     """Append ``failures`` to the ``poll_failures`` log; return how many rows were written."""
     rows = [[f.platform, f.account_id, f.failed_at, f.reason, f.detail[:DETAIL_LENGTH]] for f in failures]
-    for start in range(0, len(rows), _BATCH):
-        client.insert(f"{db}.poll_failures", rows[start : start + _BATCH], column_names=_FAILURE_COLUMNS)
-    return len(rows)
+    return insert_rows(client, f"{db}.poll_failures", rows, _FAILURE_COLUMNS)
 
 
 def _rewrite_account(

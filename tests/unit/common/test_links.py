@@ -26,232 +26,168 @@ FB, X, IG, YT, LI, TT, MA, BS, TH = (
 CHANNEL = "UCz8Qm2kRjvT5bXy1wL3nP7A"  # the shape of a YouTube channel id: UC + 22 characters
 DID = "did:plc:q4e7nb2wdl5ysx3hkm6tav2c"
 
-# (text, platform given or None, account_id, handle); the platform of the account is account_id's prefix.
-ACCEPTED: list[tuple[str, Platform | str | None, str, str | None]] = [
+# Per account (account_id, and handle: None when the link carries only an id), every form that names it:
+# the text alone, or (text, platform) when the platform is given. The account's platform is its id's prefix.
+FORMS: dict[tuple[str, str | None], list[str | tuple[str, Platform | str]]] = {
     # Facebook: vanity usernames, whatever the host, scheme, case, trailing path, query or fragment.
-    ("https://www.facebook.com/VilledeGrenoble", None, "facebook:villedegrenoble", "VilledeGrenoble"),
-    ("http://facebook.com/VilledeGrenoble/", None, "facebook:villedegrenoble", "VilledeGrenoble"),
-    ("HTTPS://WWW.FACEBOOK.COM/VilledeGrenoble", None, "facebook:villedegrenoble", "VilledeGrenoble"),
-    ("www.facebook.com/VilledeGrenoble", None, "facebook:villedegrenoble", "VilledeGrenoble"),
-    ("facebook.com/VilledeGrenoble", FB, "facebook:villedegrenoble", "VilledeGrenoble"),
-    ("https://m.facebook.com/VilledeGrenoble/about", None, "facebook:villedegrenoble", "VilledeGrenoble"),
-    ("https://web.facebook.com/villedelyon/photos/", None, "facebook:villedelyon", "villedelyon"),
-    ("https://fr-fr.facebook.com/mairie.de.nantes/", None, "facebook:mairie.de.nantes", "mairie.de.nantes"),
-    (
+    ("facebook:villedegrenoble", "VilledeGrenoble"): [
+        "https://www.facebook.com/VilledeGrenoble",
+        "http://facebook.com/VilledeGrenoble/",
+        "HTTPS://WWW.FACEBOOK.COM/VilledeGrenoble",
+        "www.facebook.com/VilledeGrenoble",
+        ("facebook.com/VilledeGrenoble", FB),
+        "https://m.facebook.com/VilledeGrenoble/about",
         "https://www.facebook.com/VilledeGrenoble?ref=page_internal",
-        None,
-        "facebook:villedegrenoble",
-        "VilledeGrenoble",
-    ),
-    (
         "https://www.facebook.com/VilledeGrenoble/?fref=ts",
-        None,
-        "facebook:villedegrenoble",
-        "VilledeGrenoble",
-    ),
-    (
         "https://www.facebook.com/VilledeGrenoble/videos/#top",
-        None,
-        "facebook:villedegrenoble",
-        "VilledeGrenoble",
-    ),
-    ("https://www.facebook.com/Paris/posts/10158912345678901", None, "facebook:paris", "Paris"),
-    ("https://fb.com/VilledeGrenoble", None, "facebook:villedegrenoble", "VilledeGrenoble"),
-    ("https://fb.me/VilledeGrenoble", None, "facebook:villedegrenoble", "VilledeGrenoble"),
-    (
-        "https://www.facebook.com/pg/VilleDeBordeaux/posts/",
-        None,
-        "facebook:villedebordeaux",
-        "VilleDeBordeaux",
-    ),
-    ("http://www.facebook.com/#!/VilledeGrenoble", None, "facebook:villedegrenoble", "VilledeGrenoble"),
+        "https://fb.com/VilledeGrenoble",
+        "https://fb.me/VilledeGrenoble",
+        "http://www.facebook.com/#!/VilledeGrenoble",
+        ("VilledeGrenoble", FB),  # Wikidata P2013: a username or a numeric id
+        ("@VilledeGrenoble", FB),
+    ],
+    ("facebook:villedelyon", "villedelyon"): ["https://web.facebook.com/villedelyon/photos/"],
+    ("facebook:mairie.de.nantes", "mairie.de.nantes"): ["https://fr-fr.facebook.com/mairie.de.nantes/"],
+    ("facebook:paris", "Paris"): ["https://www.facebook.com/Paris/posts/10158912345678901"],
+    ("facebook:villedebordeaux", "VilleDeBordeaux"): ["https://www.facebook.com/pg/VilleDeBordeaux/posts/"],
     # Facebook: pages known by their numeric id.
-    ("https://www.facebook.com/pages/Mairie-de-Vif/123456789012345", None, "facebook:123456789012345", None),
-    (
+    ("facebook:123456789012345", None): [
+        "https://www.facebook.com/pages/Mairie-de-Vif/123456789012345",
         "https://www.facebook.com/pages/Mairie-de-Vif/123456789012345?sk=info",
-        None,
-        "facebook:123456789012345",
-        None,
-    ),
-    (
-        "https://www.facebook.com/pages/category/Government-Organization/Mairie-de-Crolles-254117401368478/",
-        None,
-        "facebook:254117401368478",
-        None,
-    ),
-    (
+        ("pages/Mairie-de-Vif/123456789012345", FB),  # a path without host
+    ],
+    ("facebook:254117401368478", None): [
+        "https://www.facebook.com/pages/category/Government-Organization/Mairie-de-Crolles-254117401368478/"
+    ],
+    ("facebook:180954861916447", None): [
         "https://www.facebook.com/pages/Saint-Égrève/Mairie/180954861916447",
-        None,
-        "facebook:180954861916447",
-        None,
-    ),
-    ("https://www.facebook.com/profile.php?id=100064575466711", None, "facebook:100064575466711", None),
-    (
+        ("180954861916447", "facebook"),
+    ],
+    ("facebook:100064575466711", None): [
+        "https://www.facebook.com/profile.php?id=100064575466711",
         "https://m.facebook.com/profile.php?id=100064575466711&sk=about",
-        None,
-        "facebook:100064575466711",
-        None,
-    ),
-    (
         "https://www.facebook.com/people/Mairie-de-Seyssins/100064575466711/",
-        None,
-        "facebook:100064575466711",
-        None,
-    ),
-    ("https://www.facebook.com/p/Mairie-de-Voreppe-100057216438520/", None, "facebook:100057216438520", None),
-    ("https://www.facebook.com/Mairie-de-Meylan-103254106379012", None, "facebook:103254106379012", None),
-    ("https://www.facebook.com/103254106379012", None, "facebook:103254106379012", None),
-    ("http://www.facebook.com/bounce_page#!/pages/Vanity-Url/45678901", None, "facebook:45678901", None),
-    ("pages/Mairie-de-Vif/123456789012345", FB, "facebook:123456789012345", None),  # a path without host
-    ("profile.php?id=100064575466711", FB, "facebook:100064575466711", None),
-    # Facebook: Wikidata P2013 values (username or numeric id).
-    ("VilledeGrenoble", FB, "facebook:villedegrenoble", "VilledeGrenoble"),
-    ("180954861916447", "facebook", "facebook:180954861916447", None),
-    ("@VilledeGrenoble", FB, "facebook:villedegrenoble", "VilledeGrenoble"),
+        ("profile.php?id=100064575466711", FB),
+    ],
+    ("facebook:100057216438520", None): ["https://www.facebook.com/p/Mairie-de-Voreppe-100057216438520/"],
+    ("facebook:103254106379012", None): [
+        "https://www.facebook.com/Mairie-de-Meylan-103254106379012",
+        "https://www.facebook.com/103254106379012",
+    ],
+    ("facebook:45678901", None): ["http://www.facebook.com/bounce_page#!/pages/Vanity-Url/45678901"],
     # X: both domains, mobile hosts, intents, the old #! form, statuses and query strings.
-    ("https://twitter.com/VilleGrenoble", None, "x:villegrenoble", "VilleGrenoble"),
-    ("https://x.com/VilleGrenoble", None, "x:villegrenoble", "VilleGrenoble"),
-    ("https://mobile.twitter.com/VilleGrenoble", None, "x:villegrenoble", "VilleGrenoble"),
-    ("https://mobile.x.com/VilleGrenoble/", None, "x:villegrenoble", "VilleGrenoble"),
-    ("https://www.twitter.com/Lyon?lang=fr", None, "x:lyon", "Lyon"),
-    ("https://twitter.com/Marseille/status/1234567890123456789", None, "x:marseille", "Marseille"),
-    ("https://x.com/toulouse/with_replies", None, "x:toulouse", "toulouse"),
-    ("https://twitter.com/intent/user?screen_name=VilleGrenoble", None, "x:villegrenoble", "VilleGrenoble"),
-    ("https://twitter.com/intent/follow?screen_name=Nantes&original_referer=x", None, "x:nantes", "Nantes"),
-    ("http://twitter.com/#!/VilleGrenoble", None, "x:villegrenoble", "VilleGrenoble"),
-    ("twitter.com/VilleGrenoble", "twitter", "x:villegrenoble", "VilleGrenoble"),
-    ("@VilleGrenoble", X, "x:villegrenoble", "VilleGrenoble"),
-    ("VilleGrenoble", "x", "x:villegrenoble", "VilleGrenoble"),
-    ("Isere_Dept", X, "x:isere_dept", "Isere_Dept"),
+    ("x:villegrenoble", "VilleGrenoble"): [
+        "https://twitter.com/VilleGrenoble",
+        "https://x.com/VilleGrenoble",
+        "https://mobile.twitter.com/VilleGrenoble",
+        "https://mobile.x.com/VilleGrenoble/",
+        "https://twitter.com/intent/user?screen_name=VilleGrenoble",
+        "http://twitter.com/#!/VilleGrenoble",
+        ("twitter.com/VilleGrenoble", "twitter"),
+        ("@VilleGrenoble", X),
+        ("VilleGrenoble", "x"),
+        "  https://x.com/VilleGrenoble\u200b ",  # whatever a spreadsheet leaves around a value
+    ],
+    ("x:lyon", "Lyon"): ["https://www.twitter.com/Lyon?lang=fr"],
+    ("x:marseille", "Marseille"): ["https://twitter.com/Marseille/status/1234567890123456789"],
+    ("x:toulouse", "toulouse"): ["https://x.com/toulouse/with_replies"],
+    ("x:nantes", "Nantes"): ["https://twitter.com/intent/follow?screen_name=Nantes&original_referer=x"],
+    ("x:isere_dept", "Isere_Dept"): [("Isere_Dept", X)],
     # Instagram.
-    ("https://www.instagram.com/villedegrenoble/", None, "instagram:villedegrenoble", "villedegrenoble"),
-    ("https://instagram.com/ville.de.lyon?igshid=abc123", None, "instagram:ville.de.lyon", "ville.de.lyon"),
-    ("https://www.instagram.com/Ville_De_Paris/reels/", None, "instagram:ville_de_paris", "Ville_De_Paris"),
-    ("http://instagr.am/villedegrenoble", None, "instagram:villedegrenoble", "villedegrenoble"),
-    (
+    ("instagram:villedegrenoble", "villedegrenoble"): [
+        "https://www.instagram.com/villedegrenoble/",
+        "http://instagr.am/villedegrenoble",
         "https://www.instagram.com/stories/villedegrenoble/3141592653589793238/",
-        None,
-        "instagram:villedegrenoble",
-        "villedegrenoble",
-    ),
-    ("@villedegrenoble", IG, "instagram:villedegrenoble", "villedegrenoble"),
-    ("ville.de.lyon", IG, "instagram:ville.de.lyon", "ville.de.lyon"),
+        ("@villedegrenoble", IG),
+    ],
+    ("instagram:ville.de.lyon", "ville.de.lyon"): [
+        "https://instagram.com/ville.de.lyon?igshid=abc123",
+        ("ville.de.lyon", IG),
+    ],
+    ("instagram:ville_de_paris", "Ville_De_Paris"): ["https://www.instagram.com/Ville_De_Paris/reels/"],
     # YouTube: channel ids (case kept), handles, custom URLs, legacy usernames.
-    (f"https://www.youtube.com/channel/{CHANNEL}", None, f"youtube:{CHANNEL}", None),
-    (f"https://m.youtube.com/channel/{CHANNEL}/videos?view_as=subscriber", None, f"youtube:{CHANNEL}", None),
-    (f"youtube.com/channel/{CHANNEL}/featured", None, f"youtube:{CHANNEL}", None),
-    ("https://www.youtube.com/@VilledeGrenoble", None, "youtube:villedegrenoble", "VilledeGrenoble"),
-    ("https://www.youtube.com/@VilledeGrenoble/featured", None, "youtube:villedegrenoble", "VilledeGrenoble"),
-    ("https://www.youtube.com/c/VilledeGrenoble", None, "youtube:villedegrenoble", "VilledeGrenoble"),
-    (
-        "https://www.youtube.com/user/villedegrenoble/videos",
-        None,
-        "youtube:villedegrenoble",
-        "villedegrenoble",
-    ),
-    ("https://www.youtube.com/VilledeGrenoble", None, "youtube:villedegrenoble", "VilledeGrenoble"),
-    ("https://www.youtube.com/@Ville-%C3%89vry", None, "youtube:ville-évry", "Ville-Évry"),
-    (CHANNEL, YT, f"youtube:{CHANNEL}", None),  # Wikidata P2397
-    ("@VilledeGrenoble", YT, "youtube:villedegrenoble", "VilledeGrenoble"),
+    (f"youtube:{CHANNEL}", None): [
+        f"https://www.youtube.com/channel/{CHANNEL}",
+        f"https://m.youtube.com/channel/{CHANNEL}/videos?view_as=subscriber",
+        f"youtube.com/channel/{CHANNEL}/featured",
+        (CHANNEL, YT),  # Wikidata P2397
+    ],
+    ("youtube:villedegrenoble", "VilledeGrenoble"): [
+        "https://www.youtube.com/@VilledeGrenoble",
+        "https://www.youtube.com/@VilledeGrenoble/featured",
+        "https://www.youtube.com/c/VilledeGrenoble",
+        "https://www.youtube.com/VilledeGrenoble",
+        ("@VilledeGrenoble", YT),
+    ],
+    ("youtube:villedegrenoble", "villedegrenoble"): ["https://www.youtube.com/user/villedegrenoble/videos"],
+    ("youtube:ville-évry", "Ville-Évry"): ["https://www.youtube.com/@Ville-%C3%89vry"],
     # LinkedIn: organisation pages by name or numeric id, any subdomain.
-    (
+    ("linkedin:ville-de-grenoble", "ville-de-grenoble"): [
         "https://www.linkedin.com/company/ville-de-grenoble/",
-        None,
-        "linkedin:ville-de-grenoble",
-        "ville-de-grenoble",
-    ),
-    (
         "https://fr.linkedin.com/company/ville-de-grenoble",
-        None,
-        "linkedin:ville-de-grenoble",
-        "ville-de-grenoble",
-    ),
-    ("https://www.linkedin.com/company/Region-AURA/about/", None, "linkedin:region-aura", "Region-AURA"),
-    ("https://www.linkedin.com/company/10424578/", None, "linkedin:10424578", None),
-    (
-        "https://www.linkedin.com/school/universite-grenoble-alpes/",
-        None,
-        "linkedin:universite-grenoble-alpes",
-        "universite-grenoble-alpes",
-    ),
-    (
-        "https://www.linkedin.com/showcase/grenoble-capitale-verte/",
-        None,
-        "linkedin:grenoble-capitale-verte",
-        "grenoble-capitale-verte",
-    ),
-    (
-        "https://www.linkedin.com/company/r%C3%A9gion-bretagne/",
-        None,
-        "linkedin:région-bretagne",
-        "région-bretagne",
-    ),
-    ("ville-de-grenoble", LI, "linkedin:ville-de-grenoble", "ville-de-grenoble"),  # Wikidata P4264
-    ("10424578", LI, "linkedin:10424578", None),
+        ("ville-de-grenoble", LI),  # Wikidata P4264
+    ],
+    ("linkedin:region-aura", "Region-AURA"): ["https://www.linkedin.com/company/Region-AURA/about/"],
+    ("linkedin:10424578", None): ["https://www.linkedin.com/company/10424578/", ("10424578", LI)],
+    ("linkedin:universite-grenoble-alpes", "universite-grenoble-alpes"): [
+        "https://www.linkedin.com/school/universite-grenoble-alpes/"
+    ],
+    ("linkedin:grenoble-capitale-verte", "grenoble-capitale-verte"): [
+        "https://www.linkedin.com/showcase/grenoble-capitale-verte/"
+    ],
+    ("linkedin:région-bretagne", "région-bretagne"): [
+        "https://www.linkedin.com/company/r%C3%A9gion-bretagne/"
+    ],
     # TikTok.
-    ("https://www.tiktok.com/@villedegrenoble", None, "tiktok:villedegrenoble", "villedegrenoble"),
-    (
+    ("tiktok:villedegrenoble", "villedegrenoble"): [
+        "https://www.tiktok.com/@villedegrenoble",
         "https://www.tiktok.com/@villedegrenoble/video/7212345678901234567?lang=fr",
-        None,
-        "tiktok:villedegrenoble",
-        "villedegrenoble",
-    ),
-    ("https://m.tiktok.com/@Ville.De.Lyon", None, "tiktok:ville.de.lyon", "Ville.De.Lyon"),
-    ("villedegrenoble", TT, "tiktok:villedegrenoble", "villedegrenoble"),  # Wikidata P7085
+        ("villedegrenoble", TT),  # Wikidata P7085
+    ],
+    ("tiktok:ville.de.lyon", "Ville.De.Lyon"): ["https://m.tiktok.com/@Ville.De.Lyon"],
     # Threads: both domains.
-    ("https://www.threads.net/@villedegrenoble", None, "threads:villedegrenoble", "villedegrenoble"),
-    (
+    ("threads:villedegrenoble", "villedegrenoble"): [
+        "https://www.threads.net/@villedegrenoble",
         "https://www.threads.com/@villedegrenoble/post/C8x1y2z3",
-        None,
-        "threads:villedegrenoble",
-        "villedegrenoble",
-    ),
-    ("threads.net/@ville.de.lyon", None, "threads:ville.de.lyon", "ville.de.lyon"),
-    ("villedegrenoble", TH, "threads:villedegrenoble", "villedegrenoble"),  # Wikidata P11892
+        ("villedegrenoble", TH),  # Wikidata P11892
+    ],
+    ("threads:ville.de.lyon", "ville.de.lyon"): ["threads.net/@ville.de.lyon"],
     # Mastodon: addresses and links on any server.
-    ("@ville@mastodon.social", None, "mastodon:ville@mastodon.social", "ville@mastodon.social"),
-    (
-        "VilleDeLyon@Mastodon.Social",
-        None,
-        "mastodon:villedelyon@mastodon.social",
-        "VilleDeLyon@mastodon.social",
-    ),
-    ("acct:mairie@piaille.fr", None, "mastodon:mairie@piaille.fr", "mairie@piaille.fr"),
-    ("https://piaille.fr/@mairie", None, "mastodon:mairie@piaille.fr", "mairie@piaille.fr"),
-    (
-        "https://social.grenoble.fr/@Ville/112233445566778899",
-        None,
-        "mastodon:ville@social.grenoble.fr",
-        "Ville@social.grenoble.fr",
-    ),
-    ("https://mastodon.social/users/ville", MA, "mastodon:ville@mastodon.social", "ville@mastodon.social"),
-    ("https://mastodon.social/@ville@piaille.fr", None, "mastodon:ville@piaille.fr", "ville@piaille.fr"),
-    ("https://mastodon.social/web/@ville", None, "mastodon:ville@mastodon.social", "ville@mastodon.social"),
-    (
-        "mairie_exemple@piaille.fr",
-        MA,
-        "mastodon:mairie_exemple@piaille.fr",
-        "mairie_exemple@piaille.fr",
-    ),  # P4033
+    ("mastodon:ville@mastodon.social", "ville@mastodon.social"): [
+        "@ville@mastodon.social",
+        ("https://mastodon.social/users/ville", MA),
+        "https://mastodon.social/web/@ville",
+    ],
+    ("mastodon:villedelyon@mastodon.social", "VilleDeLyon@mastodon.social"): ["VilleDeLyon@Mastodon.Social"],
+    ("mastodon:mairie@piaille.fr", "mairie@piaille.fr"): [
+        "acct:mairie@piaille.fr",
+        "https://piaille.fr/@mairie",
+    ],
+    ("mastodon:ville@social.grenoble.fr", "Ville@social.grenoble.fr"): [
+        "https://social.grenoble.fr/@Ville/112233445566778899"
+    ],
+    ("mastodon:ville@piaille.fr", "ville@piaille.fr"): ["https://mastodon.social/@ville@piaille.fr"],
+    ("mastodon:mairie_exemple@piaille.fr", "mairie_exemple@piaille.fr"): [
+        ("mairie_exemple@piaille.fr", MA)  # Wikidata P4033
+    ],
     # Bluesky: profiles, handles (bsky.social or custom domains), DIDs.
-    ("https://bsky.app/profile/grenoble.fr", None, "bluesky:grenoble.fr", "grenoble.fr"),
-    (
+    ("bluesky:grenoble.fr", "grenoble.fr"): ["https://bsky.app/profile/grenoble.fr"],
+    ("bluesky:grenoble.bsky.social", "grenoble.bsky.social"): [
         "https://bsky.app/profile/Grenoble.bsky.social/post/3kabc",
-        None,
-        "bluesky:grenoble.bsky.social",
+        "@grenoble.bsky.social",
         "grenoble.bsky.social",
-    ),
-    (f"https://bsky.app/profile/{DID}", None, f"bluesky:{DID}", None),
-    ("@grenoble.bsky.social", None, "bluesky:grenoble.bsky.social", "grenoble.bsky.social"),
-    ("grenoble.bsky.social", None, "bluesky:grenoble.bsky.social", "grenoble.bsky.social"),
-    ("https://grenoble.bsky.social", None, "bluesky:grenoble.bsky.social", "grenoble.bsky.social"),
-    ("ville.fr", BS, "bluesky:ville.fr", "ville.fr"),  # Wikidata P12361, a custom-domain handle
-    ("@AuvergneRhoneAlpes.fr", BS, "bluesky:auvergnerhonealpes.fr", "auvergnerhonealpes.fr"),
-    (DID, None, f"bluesky:{DID}", None),
-    ("did:web:ville.fr", None, "bluesky:did:web:ville.fr", None),
-    (f"at://{DID}", None, f"bluesky:{DID}", None),
-    # Whatever a spreadsheet leaves around a value.
-    ("  https://x.com/VilleGrenoble\u200b ", None, "x:villegrenoble", "VilleGrenoble"),
+        "https://grenoble.bsky.social",
+    ],
+    (f"bluesky:{DID}", None): [f"https://bsky.app/profile/{DID}", DID, f"at://{DID}"],
+    ("bluesky:ville.fr", "ville.fr"): [("ville.fr", BS)],  # Wikidata P12361, a custom-domain handle
+    ("bluesky:auvergnerhonealpes.fr", "auvergnerhonealpes.fr"): [("@AuvergneRhoneAlpes.fr", BS)],
+    ("bluesky:did:web:ville.fr", None): ["did:web:ville.fr"],
+}
+# (text, platform given or None, account_id, handle)
+ACCEPTED: list[tuple[str, Platform | str | None, str, str | None]] = [
+    (form, None, *account) if isinstance(form, str) else (*form, *account)
+    for account, forms in FORMS.items()
+    for form in forms
 ]
 
 # (text, platform given or None, a part of the message)
