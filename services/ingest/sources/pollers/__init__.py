@@ -1,11 +1,13 @@
 """Platform pollers: read the public figures of registered accounts from each platform's API and turn
 them into AccountSnapshot events (``source = "poller:<name>"``).
 
-- ``base``: the interface (:class:`AccountRef`, :class:`Poller`, :class:`PollResult`) and the HTTP
-  machinery every poller shares (retries, back-off, rate limits);
+- ``base``: the interface (:class:`AccountRef`, :class:`Poller`, :class:`PollResult`);
+- ``http``: the request machinery every poller (and discovery) shares: retries, back-off, rate limits;
 - ``ratelimit``: the platforms' rate-limit headers, and the limiter that waits for them;
 - ``errors``: why an account could not be polled, and why a poll stopped;
-- ``bluesky``, ``mastodon``, ``facebook``, ``youtube``: one module per platform;
+- ``graph``: Meta's Graph API (errors, usage headers), shared by ``facebook``, ``instagram``, ``threads``;
+- ``bluesky``, ``mastodon``, ``facebook``, ``youtube``, ``x``, ``instagram``, ``threads``: one module per
+  platform;
 - ``runner``: poll a list of accounts across platforms.
 """
 

@@ -3,17 +3,19 @@
 
 The base owns what all platforms share, so each platform module is only about its API:
 
-- one ``httpx.AsyncClient`` per poller, with timeouts and a User-Agent;
-- :meth:`Poller._request`, the one way a poller sends a request: it waits for the rate limiter, reads
-  the response's rate-limit headers (:meth:`Poller._observe`), decides whether the response is usable,
-  worth retrying or a failure (:meth:`Poller._classify`), and retries with exponential back-off and
-  jitter on 429, 408, 5xx, timeouts and connection errors, a bounded number of times. Other 4xx are
-  never retried: asking again will not make a missing account appear;
+- HTTP (:class:`~services.ingest.sources.pollers.http.RetryingClient`): one ``httpx.AsyncClient`` per
+  poller, with timeouts and a User-Agent, and ``_request``, the one way a poller sends a request: it
+  waits for the rate limiter, reads the response's rate-limit headers (``_observe``), decides whether
+  the response is usable, worth retrying or a failure (``_classify``), and retries with exponential
+  back-off and jitter on 429, 408, 5xx, timeouts and connection errors, a bounded number of times.
+  Other 4xx are never retried: asking again will not make a missing account appear;
 - :meth:`Poller.poll`, which turns an interruption (refused token, spent quota, a pause longer than a
   poll may wait) into a failure for every account not polled yet, so nothing is silently left out
   and what was polled before the interruption is kept;
 - building snapshots through :class:`~services.common.events.AccountSnapshot`, so every figure is
-  validated by the contract, and a platform answer that breaks it is a reported failure.
+  validated by the contract, and a platform answer that breaks it is a reported failure;
+- reading a poller's credential (``Poller._credential``: a missing one is a :class:`PollerConfigError`
+  naming the variable to set, raised before any client is built) and its API root (:func:`api_url`).
 
 Clock, sleep and the random source of the jitter are injected, so tests run without waiting.
 """
@@ -21,18 +23,13 @@ Clock, sleep and the random source of the jitter are injected, so tests run with
 from __future__ import annotations
 
 import abc
-import asyncio
-import json
 import logging
-import random as _random
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from types import TracebackType
-from typing import Any, ClassVar, Self
+from datetime import datetime
+from typing import ClassVar, Unpack
 
-import httpx
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from services.common.events import (
     AccountSnapshot,
@@ -44,28 +41,16 @@ from services.common.events import (
 from services.common.links import Link, LinkError, looks_like_url, parse_link
 from services.common.names import AccountStatus, Platform, SourceKind, normalise_platform
 from services.common.settings import Settings
+from services.ingest.sources.pollers.activity import Activity, ActivityError
 from services.ingest.sources.pollers.errors import (
     FailureReason,
     Interrupted,
+    PollerConfigError,
     RequestFailed,
 )
-from services.ingest.sources.pollers.ratelimit import (
-    Clock,
-    RateLimiter,
-    Sleep,
-    parse_retry_after,
-    read_budget,
-)
+from services.ingest.sources.pollers.http import ClientOptions, RetryingClient, RetryPolicy
 
 log = logging.getLogger(__name__)
-
-# How much of an error body goes into a failure's detail: enough to read the platform's message.
-_DETAIL_LENGTH = 300
-
-
-def utc_now() -> datetime:
-    """The system clock, as an aware UTC datetime."""
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,130 +176,54 @@ class PollResult:
         return {s.account_id for s in self.snapshots} | {f.account_id for f in self.failures}
 
 
-@dataclass(frozen=True)
-class Retry:
-    """The response (or the lack of one) is worth another attempt, after ``delay`` seconds if the
-    platform said how long (Retry-After, a quota pause), else after exponential back-off."""
-
-    reason: FailureReason
-    detail: str
-    delay: float | None = None
-
-
-@dataclass(frozen=True)
-class Fail:
-    """The request failed and asking again will not help: its accounts fail with ``reason``."""
-
-    reason: FailureReason
-    detail: str
-
-
-Outcome = Retry | Fail | None  # None: the response is usable
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How many attempts a request gets, and how long to wait between them."""
-
-    max_attempts: int = 4
-    base_delay: float = 1.0
-    max_delay: float = 60.0
-
-    def backoff(self, attempt: int, draw: float) -> float:
-        """The wait after failed attempt ``attempt`` (1-based), with ``draw`` in [0, 1) as jitter.
-
-        "Equal jitter": half the exponential delay is fixed, the other half random, so pollers that
-        failed together do not retry in step, yet no retry comes immediately after a failure.
-        """
-        ceiling = min(self.max_delay, self.base_delay * 2.0 ** (attempt - 1))
-        return ceiling / 2 + ceiling / 2 * draw
-
-
-def json_object(response: httpx.Response) -> dict[str, Any] | None:
-    """The response's body if it is a JSON object, else None."""
-    try:
-        body = response.json()
-    except ValueError:
-        return None
-    return body if isinstance(body, dict) else None
-
-
-def describe_response(response: httpx.Response) -> str:
-    """``HTTP 404 Not Found: <the platform's message>``, short enough for a log line."""
-    text = f"HTTP {response.status_code} {response.reason_phrase}".rstrip()
-    message = _error_message(response)
-    if message:
-        text += f": {message}"
-    return text
-
-
-def _error_message(response: httpx.Response) -> str:
-    try:
-        body: Any = response.json()
-    except ValueError:
-        return response.text.strip()[:_DETAIL_LENGTH]
-    if isinstance(body, dict):
-        error = body.get("error")
-        if isinstance(error, dict):  # Graph API, Google APIs: {"error": {"message": ...}}
-            error = error.get("message") or error
-        message = body.get("message")
-        parts = [str(part) for part in (error, message) if part]
-        if parts:
-            return ": ".join(parts)[:_DETAIL_LENGTH]
-    return json.dumps(body)[:_DETAIL_LENGTH]
-
-
-class Poller(abc.ABC):
+class Poller(RetryingClient, abc.ABC):
     """Reads the public figures of accounts on one platform; subclasses implement :meth:`_poll`.
 
-    A poller owns an HTTP client: use it as an async context manager, or call :meth:`aclose`.
+    A poller owns an HTTP client: use it as an async context manager, or call :meth:`aclose`. It sends
+    its requests with :meth:`~services.ingest.sources.pollers.http.RetryingClient._request`, under the
+    ``poller_*`` settings (timeout, attempts, back-off, longest wait).
+
+    Every platform poller declares what the scheduler (``services/ingest/polling``) needs to pace it:
+    ``batch_size``, the accounts one request reads, and ``rate_budget``, ``(requests, window seconds)``:
+    the platform's documented limit per key (per app, token, IP or server).
     """
 
     name: ClassVar[str]
     platform: ClassVar[Platform]
-    # Pollers that send a secret in a header of their own (an API key) set this to False: httpx drops
-    # Authorization on a redirect to another host, but not other headers.
-    follow_redirects: ClassVar[bool] = True
+    label: ClassVar[str]  # the platform's name in messages for the operator: "YouTube"
+    batch_size: ClassVar[int]
+    rate_budget: ClassVar[tuple[int, float]]
 
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        clock: Clock = utc_now,
-        sleep: Sleep = asyncio.sleep,
-        random: Callable[[], float] = _random.random,
-        client: httpx.AsyncClient | None = None,
-    ) -> None:
-        self._clock = clock
-        self._random = random
-        self._limiter = RateLimiter(clock=clock, sleep=sleep, max_wait=settings.poller_max_wait_seconds)
-        self._policy = RetryPolicy(
-            max_attempts=settings.poller_max_attempts,
-            base_delay=settings.poller_backoff_seconds,
-            max_delay=settings.poller_backoff_max_seconds,
-        )
-        self._client = client or httpx.AsyncClient(
-            timeout=httpx.Timeout(settings.poller_timeout_seconds),
+    def __init__(self, settings: Settings, **options: Unpack[ClientOptions]) -> None:
+        super().__init__(
+            timeout=settings.poller_timeout_seconds,
             headers={"User-Agent": settings.poller_user_agent, "Accept": "application/json"},
-            follow_redirects=self.follow_redirects,
+            max_wait=settings.poller_max_wait_seconds,
+            policy=RetryPolicy(
+                max_attempts=settings.poller_max_attempts,
+                base_delay=settings.poller_backoff_seconds,
+                max_delay=settings.poller_backoff_max_seconds,
+            ),
+            **options,
         )
+
+    @classmethod
+    def _credential(cls, secret: SecretStr | None, needs: str, variable: str) -> str:
+        """The value of the secret setting the poller cannot run without.
+
+        Raises :class:`PollerConfigError` ("the <label> poller needs <needs>: set <variable>") when it is
+        unset or empty; pollers call it before building their client, so a poller that cannot run opens
+        none.
+        """
+        value = secret_value(secret)
+        if not value:
+            raise PollerConfigError(f"the {cls.label} poller needs {needs}: set {variable}")
+        return value
 
     @property
     def source(self) -> str:
         """The ``source`` of this poller's snapshots: ``poller:<name>``."""
         return f"{SourceKind.POLLER.value}:{self.name}"
-
-    async def aclose(self) -> None:
-        """Close the HTTP client."""
-        await self._client.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
 
     async def poll(self, accounts: Sequence[AccountRef], now: datetime) -> PollResult:
         """Poll ``accounts``; every one comes back as a snapshot or a failure, never as an exception.
@@ -372,100 +281,23 @@ class Poller(abc.ABC):
         May raise :class:`Interrupted`: the accounts not answered yet then fail with its reason.
         """
 
-    # --- Requests.
+    # --- Activity.
 
-    async def _request(
-        self,
-        url: str,
-        *,
-        key: str,
-        params: Mapping[str, str | Sequence[str]] | None = None,
-        headers: Mapping[str, str] | None = None,
-        accept: Collection[int] = (),
-    ) -> httpx.Response:
-        """GET ``url`` under the rate limit of ``key``, retrying what is worth retrying.
+    async def _activity_or_none(self, ref: AccountRef, reading: Awaitable[Activity]) -> Activity | None:
+        """The 30-day activity ``reading`` reads for ``ref``, or None (logged) when it cannot be read.
 
-        Returns a 2xx response, or one whose status is in ``accept`` (the caller reads those itself,
-        such as Bluesky's 400 for a suspended account). Raises :class:`RequestFailed` when the request
-        failed for good, :class:`Interrupted` when polling must stop.
+        A failed request, a malformed item or an interruption costs the activity figures, never the
+        audience already read: the snapshot goes without them. After an interruption (a pause, a
+        spent quota) the poller's next request meets the same and stops the poll if it must.
         """
-        last: Retry | None = None
-        for attempt in range(1, self._policy.max_attempts + 1):
-            await self._limiter.acquire(key)
-            outcome = await self._attempt(url, key, params, headers, accept)
-            if isinstance(outcome, httpx.Response):
-                return outcome
-            if isinstance(outcome, Fail):
-                raise RequestFailed(outcome.reason, outcome.detail)
-            last = outcome
-            if outcome.delay is not None:
-                # A pause the platform asked for applies to every request to this host, and is kept
-                # even after the last attempt so that the next request waits too.
-                self._limiter.pause(key, outcome.delay, outcome.reason, outcome.detail)
-            elif attempt < self._policy.max_attempts:
-                delay = self._policy.backoff(attempt, self._random())
-                self._limiter.pause(key, delay, outcome.reason, outcome.detail)
-            log.info("%s: attempt %d on %s failed: %s", self.name, attempt, key, outcome.detail)
-        assert last is not None  # the loop ran at least once: max_attempts >= 1
-        raise RequestFailed(
-            last.reason, f"{last.detail} (gave up after {self._policy.max_attempts} attempts)"
-        )
-
-    async def _attempt(
-        self,
-        url: str,
-        key: str,
-        params: Mapping[str, str | Sequence[str]] | None,
-        headers: Mapping[str, str] | None,
-        accept: Collection[int],
-    ) -> httpx.Response | Retry | Fail:
-        """One request: the usable response, or what to do about its failure."""
         try:
-            response = await self._client.get(url, params=params, headers=headers)
-        except httpx.TimeoutException as exc:
-            return Retry(FailureReason.UNREACHABLE, f"timed out ({type(exc).__name__})")
-        except httpx.TransportError as exc:
-            return Retry(FailureReason.UNREACHABLE, f"connection failed ({type(exc).__name__}: {exc})")
-        self._observe(response, key)
-        if response.status_code in accept:
-            return response
-        outcome = self._classify(response)
-        return response if outcome is None else outcome
-
-    def _observe(self, response: httpx.Response, key: str) -> None:
-        """Read the rate-limit headers of any response, success or not, into the limiter.
-
-        The IETF draft's ``RateLimit-*`` (Bluesky) and the older ``X-RateLimit-*`` (Mastodon) are both
-        read here; platforms with their own headers (Facebook) extend this.
-        """
-        now = self._clock()
-        for prefix in ("RateLimit-", "X-RateLimit-"):
-            budget = read_budget(response.headers, now, prefix)
-            if budget is not None:
-                self._limiter.observe_budget(
-                    key,
-                    remaining=budget.remaining,
-                    limit=budget.limit,
-                    reset_at=budget.reset_at,
-                    source=f"{prefix}Remaining",
-                )
-                return
-
-    def _classify(self, response: httpx.Response) -> Outcome:
-        """Usable (None), worth retrying, or failed: by status, for platforms without error codes of
-        their own. 429 and 408 are retried (honouring ``Retry-After``), 5xx too, other 4xx never."""
-        status = response.status_code
-        if 200 <= status < 300:
-            return None
-        retry_after = parse_retry_after(response.headers.get("Retry-After"), self._clock())
-        detail = describe_response(response)
-        if status == httpx.codes.TOO_MANY_REQUESTS:
-            return Retry(FailureReason.RATE_LIMITED, detail, delay=retry_after)
-        if status == httpx.codes.REQUEST_TIMEOUT:
-            return Retry(FailureReason.UNREACHABLE, detail, delay=retry_after)
-        if status >= 500:
-            return Retry(FailureReason.HTTP_ERROR, detail, delay=retry_after)
-        return Fail(FailureReason.HTTP_ERROR, detail)
+            return await reading
+        except (RequestFailed, ActivityError) as exc:
+            detail = exc.detail if isinstance(exc, RequestFailed) else str(exc)
+        except Interrupted as exc:
+            detail = exc.message
+        log.warning("%s: activity of %s not read, audience kept: %s", self.name, ref.account_id, detail)
+        return None
 
     # --- Snapshots.
 
@@ -539,3 +371,18 @@ class Poller(abc.ABC):
 def chunks(items: Sequence[AccountRef], size: int) -> list[Sequence[AccountRef]]:
     """``items`` in consecutive batches of at most ``size``."""
     return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def secret_value(secret: SecretStr | None) -> str:
+    """The value of a secret setting, "" when it is unset."""
+    return secret.get_secret_value() if secret is not None else ""
+
+
+def bearer(token: str) -> dict[str, str]:
+    """The header sending ``token`` as a Bearer token: in a header, so it never shows in a logged URL."""
+    return {"Authorization": f"Bearer {token}"}
+
+
+def api_url(base: str, *path: str) -> str:
+    """``base`` (a URL setting, trailing slash or not) followed by the parts of ``path``."""
+    return "/".join([base.rstrip("/"), *(part.strip("/") for part in path)])

@@ -42,7 +42,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 
@@ -58,15 +58,9 @@ from services.ingest.sources.pollers.activity import (
     parse_time,
     reached_window_start,
 )
-from services.ingest.sources.pollers.base import (
-    AccountRef,
-    Poller,
-    PollResult,
-    chunks,
-    describe_response,
-    json_object,
-)
-from services.ingest.sources.pollers.errors import FailureReason, Interrupted, RequestFailed
+from services.ingest.sources.pollers.base import AccountRef, Poller, PollResult, api_url, chunks
+from services.ingest.sources.pollers.errors import FailureReason, RequestFailed
+from services.ingest.sources.pollers.http import describe_response, host_key, json_object
 
 log = logging.getLogger(__name__)
 
@@ -91,13 +85,15 @@ class BlueskyPoller(Poller):
 
     name = "bluesky"
     platform = Platform.BLUESKY
-    batch_size = MAX_ACTORS_PER_REQUEST
-    rate_budget = (3000, 300.0)  # AppView: 3,000 requests/5 min per IP (docs.bsky.app, "Rate Limits")
+    label = "Bluesky"
+    batch_size: ClassVar[int] = MAX_ACTORS_PER_REQUEST
+    # The AppView: 3,000 requests per 5 minutes per IP (docs.bsky.app, "Rate Limits").
+    rate_budget: ClassVar[tuple[int, float]] = (3000, 300.0)
 
     def __init__(self, settings: Settings, **kwargs: Any) -> None:
         super().__init__(settings, **kwargs)
-        self._base = settings.bluesky_api_url.rstrip("/")
-        self._key = httpx.URL(self._base).host
+        self._base = api_url(settings.bluesky_api_url)
+        self._key = host_key(self._base)
         self._activity = settings.poll_activity
         self._max_pages = settings.poll_activity_max_pages
 
@@ -209,7 +205,9 @@ class BlueskyPoller(Poller):
         handle = raw_handle if isinstance(raw_handle, str) and raw_handle != _INVALID_HANDLE else None
         did = profile.get("did")
         actor = did if isinstance(did, str) and did.startswith("did:") else ref.lookup
-        activity = await self._read_activity(ref, actor, now) if self._activity else None
+        activity = None
+        if self._activity:
+            activity = await self._activity_or_none(ref, self._feed_activity(actor, now))
         self._record(
             result,
             ref,
@@ -221,19 +219,6 @@ class BlueskyPoller(Poller):
             **figures_of(activity),
         )
         return handle
-
-    async def _read_activity(self, ref: AccountRef, actor: str, now: datetime) -> Activity | None:
-        """The account's 30-day activity, or None (logged) when its feed cannot be read."""
-        try:
-            return await self._feed_activity(actor, now)
-        except (RequestFailed, ActivityError) as exc:
-            detail = exc.detail if isinstance(exc, RequestFailed) else str(exc)
-        except Interrupted as exc:
-            # The next profile request meets the same pause and stops the poll if it must; this
-            # account's audience, already read, is kept.
-            detail = exc.message
-        log.warning("bluesky: activity of %s not read, audience kept: %s", ref.account_id, detail)
-        return None
 
     async def _feed_activity(self, actor: str, now: datetime) -> Activity:
         posts: list[Post] = []

@@ -10,18 +10,15 @@ Multi-id requests are being withdrawn by Meta (refused from Graph API v26.0, and
 since November 2026): with ``facebook_batch_size = 1`` the poller asks ``GET /{version}/{id}?fields=...``
 for each page instead.
 
-Graph errors (``{"error": {"code", "error_subcode", "message", "is_transient"}}``) decide what happens:
-
-- 190 (invalid or expired token), 102, 10 and 200-299 (missing permission): polling stops with a
-  message saying what to fix; retrying with the same token cannot succeed;
-- 4, 17, 32, 613 and the 80000-range business use-case codes (rate limits, sent as 400/403, not 429):
-  a pause, for as long as Facebook's usage headers say or ``facebook_usage_pause_seconds``, then retry;
-- 1, 2 and any error marked ``is_transient``: retried with back-off;
-- 803 ("Some of the aliases you requested do not exist") or 100/33 ("does not exist"): the page is
-  not found. One missing page fails a whole multi-id request, so the batch is split in halves until
-  the missing pages are alone: a few extra requests instead of 49 lost pages. A missing page is a
-  ``not_found`` failure, never a ``deleted`` snapshot: Graph says the same for a deleted page, a
-  page hidden by its owner and a typo.
+Graph errors (``{"error": {"code", "error_subcode", "message", "is_transient"}}``) decide what happens,
+as :mod:`.graph` says for every Graph poller: a refused token or a missing permission stops polling
+with a message saying what to fix, rate-limit codes (sent as 400/403, not 429) pause, transient errors
+are retried. Only 803 ("Some of the aliases you requested do not exist") and 100/33 ("does not exist")
+say a page is not found; 110 ("Invalid user id"), not found for Instagram and Threads, is not, since a
+page not found by its id is recorded gone. One missing page fails a whole multi-id request, so the
+batch is split in halves until the missing pages are alone: a few extra requests instead of 49 lost
+pages. A missing page is a ``not_found`` failure, never a ``deleted`` snapshot: Graph says the same for
+a deleted page, a page hidden by its owner and a typo.
 
 Renames and gone pages: ``platform_id`` is the page id recorded at verification. A page asked by its
 username and not found (the username changed or was dropped), or whose username now names another
@@ -41,9 +38,7 @@ posts needs the "Page Public Content Access" feature: without it Graph answers a
 (10, 200-299), which here only turns activity off for the rest of the poll (logged once), never the
 audience. A failed posts request keeps the audience snapshot without the activity figures, logged.
 
-Usage headers (``X-App-Usage``, ``X-Page-Usage``, ``X-Business-Use-Case-Usage``: percentages of the
-limits used) slow requests down above ``facebook_usage_slowdown_percent`` and pause them above
-``facebook_usage_pause_percent``, so the poller backs off before Facebook throttles the app.
+Meta's usage headers slow requests down and pause them before Facebook throttles the app (:mod:`.graph`).
 """
 
 from __future__ import annotations
@@ -52,10 +47,8 @@ import logging
 from collections.abc import Sequence
 from contextvars import ContextVar
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote
-
-import httpx
 
 from services.common.names import AccountStatus, Platform
 from services.common.settings import Settings
@@ -70,24 +63,16 @@ from services.ingest.sources.pollers.activity import (
     reached_window_start,
     window_start,
 )
-from services.ingest.sources.pollers.base import (
-    AccountRef,
-    Fail,
-    Outcome,
-    Poller,
-    PollResult,
-    Retry,
-    chunks,
-    json_object,
+from services.ingest.sources.pollers.base import AccountRef, PollResult, chunks
+from services.ingest.sources.pollers.errors import FailureReason, Interrupted, RequestFailed
+from services.ingest.sources.pollers.graph import (
+    ALIAS_NOT_FOUND_CODE,
+    GraphError,
+    GraphPoller,
+    after_cursor,
+    graph_root,
 )
-from services.ingest.sources.pollers.errors import (
-    FailureReason,
-    Interrupted,
-    PollerConfigError,
-    RequestFailed,
-    StopPolling,
-)
-from services.ingest.sources.pollers.ratelimit import parse_facebook_usage
+from services.ingest.sources.pollers.http import Fail, Outcome, json_object
 
 log = logging.getLogger(__name__)
 
@@ -102,38 +87,27 @@ POSTS_PAGE_SIZE = 100
 # Set while reading a page's posts: a permission Graph refuses there turns activity off, not polling.
 _READING_POSTS: ContextVar[bool] = ContextVar("facebook_reading_posts", default=False)
 
-_AUTH_CODES = frozenset({102, 190})
-_PERMISSION_CODES = frozenset({10, *range(200, 300)})
-_RATE_LIMIT_CODES = frozenset({4, 17, 32, 341, 613, *range(80000, 80015)})
-_TRANSIENT_CODES = frozenset({1, 2})
-_NOT_FOUND_CODE = 803
-_INVALID_PARAMETER_CODE, _DOES_NOT_EXIST_SUBCODE = 100, 33
 
-
-class FacebookPoller(Poller):
+class FacebookPoller(GraphPoller):
     """Followers of Facebook pages, from the Graph API."""
 
     name = "facebook"
     platform = Platform.FACEBOOK
-    batch_size = 50
-    rate_budget = (200, 3600.0)  # Graph Platform Rate Limits: 200 calls/hour per user (the floor)
-    follow_redirects = False  # the token or key must not follow a redirect elsewhere
+    label = "Facebook"
+    batch_size: ClassVar[int] = 50
+    # Graph Platform Rate Limits: 200 calls/hour per user (the floor).
+    rate_budget: ClassVar[tuple[int, float]] = (200, 3600.0)
+    credential_env = "BAROMETRE_FACEBOOK_TOKEN"
+    permissions = (
+        "public page figures need the 'Page Public Metadata Access' feature or a token of the pages' own"
+    )
+    # A page not found by its id is recorded gone: only Graph's explicit "does not exist" answers count.
+    not_found_codes = frozenset({ALIAS_NOT_FOUND_CODE})
 
     def __init__(self, settings: Settings, **kwargs: Any) -> None:
-        token = settings.facebook_token.get_secret_value() if settings.facebook_token else ""
-        if not token:
-            raise PollerConfigError(
-                "the Facebook poller needs a Graph API access token: set BAROMETRE_FACEBOOK_TOKEN"
-            )
-        super().__init__(settings, **kwargs)
-        self._root = f"{settings.facebook_graph_url.rstrip('/')}/{settings.facebook_graph_version.strip('/')}"
-        self._key = httpx.URL(self._root).host
-        self._auth = {"Authorization": f"Bearer {token}"}
+        token = self._credential(settings.facebook_token, "a Graph API access token", self.credential_env)
+        super().__init__(settings, token=token, root=graph_root(settings), **kwargs)
         self._batch_size = settings.facebook_batch_size
-        self._slowdown_percent = settings.facebook_usage_slowdown_percent
-        self._pause_percent = settings.facebook_usage_pause_percent
-        self._slowdown_interval = settings.facebook_slowdown_interval_seconds
-        self._usage_pause = settings.facebook_usage_pause_seconds
         self._activity = settings.poll_activity
         self._max_pages = settings.poll_activity_max_pages
         self._posts_refused: str | None = None  # why Graph refused posts during this poll, if it did
@@ -312,60 +286,11 @@ class FacebookPoller(Poller):
             raise RequestFailed(FailureReason.INVALID_RESPONSE, "Graph's answer is not an object")
         return pages
 
-    def _observe(self, response: httpx.Response, key: str) -> None:
-        super()._observe(response, key)
-        usage = parse_facebook_usage(response.headers)
-        if usage is None:
-            return
-        if usage.percent >= self._pause_percent:
-            self._limiter.pause(
-                key,
-                usage.regain_seconds or self._usage_pause,
-                FailureReason.RATE_LIMITED,
-                f"Facebook reports {usage.percent:g}% of a rate limit used",
-            )
-        elif usage.percent >= self._slowdown_percent:
-            self._limiter.space(key, self._slowdown_interval)
-        else:
-            self._limiter.space(key, 0.0)
-
-    def _classify(self, response: httpx.Response) -> Outcome:
-        if 200 <= response.status_code < 300:
-            return None
-        body = json_object(response)
-        error = body.get("error") if body is not None else None
-        if not isinstance(error, dict) or not isinstance(error.get("code"), int):
-            return super()._classify(response)
-        code: int = error["code"]
-        subcode = error.get("error_subcode")
-        detail = f"Graph error {code}{f'/{subcode}' if subcode else ''}: {error.get('message', '')}"
-        if code in _AUTH_CODES:
-            raise StopPolling(
-                FailureReason.UNAUTHORIZED,
-                f"Facebook refused the access token ({detail}); "
-                "set BAROMETRE_FACEBOOK_TOKEN to a valid token",
-            )
-        if code in _PERMISSION_CODES and _READING_POSTS.get():
+    def _permission_missing(self, error: GraphError) -> Outcome:
+        if _READING_POSTS.get():
             # Posts need a feature the page figures do not: activity goes, polling goes on.
-            return Fail(FailureReason.UNAUTHORIZED, f"posts: {detail}")
-        if code in _PERMISSION_CODES:
-            raise StopPolling(
-                FailureReason.UNAUTHORIZED,
-                f"the Facebook token lacks a permission ({detail}); public page figures need the "
-                "'Page Public Metadata Access' feature or a token of the pages' own",
-            )
-        if code in _RATE_LIMIT_CODES:
-            usage = parse_facebook_usage(response.headers)
-            pause = usage.regain_seconds if usage is not None and usage.regain_seconds else self._usage_pause
-            return Retry(FailureReason.RATE_LIMITED, detail, delay=pause)
-        if code == _NOT_FOUND_CODE or (
-            code == _INVALID_PARAMETER_CODE
-            and (subcode == _DOES_NOT_EXIST_SUBCODE or "does not exist" in str(error.get("message", "")))
-        ):
-            return Fail(FailureReason.NOT_FOUND, detail)
-        if code in _TRANSIENT_CODES or error.get("is_transient") is True or response.status_code >= 500:
-            return Retry(FailureReason.HTTP_ERROR, detail)
-        return Fail(FailureReason.HTTP_ERROR, f"HTTP {response.status_code}, {detail}")
+            return Fail(FailureReason.UNAUTHORIZED, f"posts: {error.detail}")
+        return super()._permission_missing(error)
 
 
 def _names_another(ref: AccountRef, page: dict[str, Any]) -> bool:
@@ -396,8 +321,4 @@ def _page_post(item: object) -> Post:
 def _next_cursor(body: dict[str, Any]) -> str | None:
     """The ``after`` cursor when Graph says there is a next page (``paging.next``), else None."""
     paging = body.get("paging")
-    if not isinstance(paging, dict) or not paging.get("next"):
-        return None
-    cursors = paging.get("cursors")
-    after = cursors.get("after") if isinstance(cursors, dict) else None
-    return after if isinstance(after, str) and after else None
+    return after_cursor(body) if isinstance(paging, dict) and paging.get("next") else None

@@ -32,30 +32,26 @@ token of the business that owns both serves both pollers). It is sent in the Aut
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-import httpx
-
 from services.common.names import Platform
 from services.common.settings import Settings
-from services.ingest.sources.pollers.base import (
-    AccountRef,
-    Outcome,
-    Poller,
-    PollResult,
-    json_object,
-)
+from services.ingest.sources.pollers.base import AccountRef, PollResult, secret_value
 from services.ingest.sources.pollers.errors import FailureReason, PollerConfigError, RequestFailed
-from services.ingest.sources.pollers.graph import apply_usage, classify_graph_error, graph_timestamp
+from services.ingest.sources.pollers.graph import (
+    GraphPoller,
+    after_cursor,
+    by_username,
+    graph_root,
+    graph_timestamp,
+)
+from services.ingest.sources.pollers.http import json_object
 
 log = logging.getLogger(__name__)
 
-# Instagram usernames: up to 30 letters, digits, periods and underscores.
-USERNAME = re.compile(r"[a-z0-9._]{1,30}")
 MEDIA_PAGE_SIZE = 50
 # A municipality posting more than 500 times in 30 days is not one; the bound keeps a poll finite.
 MAX_MEDIA_PAGES = 10
@@ -91,44 +87,37 @@ def media_activity(
     return posts, interactions if complete else None
 
 
-class InstagramPoller(Poller):
+class InstagramPoller(GraphPoller):
     """Followers, follows, media and 30-day activity of Instagram professional accounts."""
 
     name = "instagram"
     platform = Platform.INSTAGRAM
-    follow_redirects = False  # the token must not follow a redirect elsewhere
+    label = "Instagram"
     # For the scheduler. Business discovery takes one username per request. Instagram API requests are
     # under Business Use Case rate limits (developers.facebook.com, "Rate limits"): 4,800 times the
     # impressions per 24 h of the app user's account, above Graph's platform limit of 200 calls per user
     # per hour, taken as the documented floor; Meta's usage headers slow the poller down before either.
     batch_size: ClassVar[int] = 1
     rate_budget: ClassVar[tuple[int, float]] = (200, 3600.0)
+    credential_env = "BAROMETRE_INSTAGRAM_TOKEN (or BAROMETRE_FACEBOOK_TOKEN)"
+    permissions = (
+        "it needs instagram_basic, instagram_manage_insights and pages_read_engagement for the Page "
+        "linked to BAROMETRE_INSTAGRAM_BUSINESS_ACCOUNT_ID"
+    )
 
     def __init__(self, settings: Settings, **kwargs: Any) -> None:
-        secret = settings.instagram_token or settings.facebook_token
-        token = secret.get_secret_value() if secret else ""
+        token = secret_value(settings.instagram_token or settings.facebook_token)
         if not token or not settings.instagram_business_account_id:
             raise PollerConfigError(
                 "the Instagram poller needs the id of an Instagram professional account of yours and a "
                 "token for it: set BAROMETRE_INSTAGRAM_BUSINESS_ACCOUNT_ID and BAROMETRE_INSTAGRAM_TOKEN "
                 "(or BAROMETRE_FACEBOOK_TOKEN)"
             )
-        super().__init__(settings, **kwargs)
-        root = f"{settings.facebook_graph_url.rstrip('/')}/{settings.facebook_graph_version.strip('/')}"
-        self._url = f"{root}/{quote(settings.instagram_business_account_id, safe='')}"
-        self._key = httpx.URL(root).host
-        self._auth = {"Authorization": f"Bearer {token}"}
-        self._settings = settings
+        super().__init__(settings, token=token, root=graph_root(settings), **kwargs)
+        self._url = f"{self._root}/{quote(settings.instagram_business_account_id, safe='')}"
 
     async def _poll(self, accounts: Sequence[AccountRef], now: datetime, result: PollResult) -> None:
-        for ref in accounts:
-            if not USERNAME.fullmatch(ref.lookup):
-                result.fail(
-                    ref,
-                    FailureReason.UNSUPPORTED,
-                    f"{ref.lookup!r} is not an Instagram username (letters, digits, '.' and '_')",
-                )
-                continue
+        for ref in by_username(accounts, result, "an Instagram username"):
             await self._poll_one(ref, now, result)
 
     async def _poll_one(self, ref: AccountRef, now: datetime, result: PollResult) -> None:
@@ -182,14 +171,12 @@ class InstagramPoller(Poller):
                     raise ValueError("the media edge has no 'data' list")
                 items = [item for item in data if isinstance(item, dict)]
                 media += items
-                paging = edge.get("paging") if isinstance(edge, dict) else None
-                cursors = paging.get("cursors") if isinstance(paging, dict) else None
-                after = cursors.get("after") if isinstance(cursors, dict) else None
+                after = after_cursor(edge)
                 # Newest first, pinned media aside (they come first whatever their age): the page's last
                 # media says whether older ones may still be within the window.
                 if not items or not after or graph_timestamp(items[-1].get("timestamp")) < since:
                     break
-                next_page = await self._discover(ref.lookup, str(after))
+                next_page = await self._discover(ref.lookup, after)
                 if next_page is None:
                     raise ValueError("a media page has no business_discovery object")
                 page = next_page
@@ -197,20 +184,3 @@ class InstagramPoller(Poller):
         except (RequestFailed, ValueError) as exc:
             log.warning("instagram: the media of %s could not be read: %s", ref.account_id, exc)
             return None, None
-
-    def _observe(self, response: httpx.Response, key: str) -> None:
-        super()._observe(response, key)
-        apply_usage(self._limiter, key, response.headers, self._settings)
-
-    def _classify(self, response: httpx.Response) -> Outcome:
-        if 200 <= response.status_code < 300:
-            return None
-        outcome = classify_graph_error(
-            response,
-            platform="Instagram",
-            credential_env="BAROMETRE_INSTAGRAM_TOKEN (or BAROMETRE_FACEBOOK_TOKEN)",
-            permissions="instagram_basic, instagram_manage_insights and pages_read_engagement for the Page "
-            "linked to BAROMETRE_INSTAGRAM_BUSINESS_ACCOUNT_ID",
-            usage_pause=self._settings.facebook_usage_pause_seconds,
-        )
-        return outcome if outcome is not None else super()._classify(response)

@@ -45,7 +45,7 @@ import logging
 import re
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 
@@ -61,14 +61,9 @@ from services.ingest.sources.pollers.activity import (
     parse_time,
     reached_window_start,
 )
-from services.ingest.sources.pollers.base import (
-    AccountRef,
-    Poller,
-    PollResult,
-    describe_response,
-    json_object,
-)
-from services.ingest.sources.pollers.errors import FailureReason, Interrupted, RateLimited, RequestFailed
+from services.ingest.sources.pollers.base import AccountRef, Poller, PollResult
+from services.ingest.sources.pollers.errors import FailureReason, RateLimited, RequestFailed
+from services.ingest.sources.pollers.http import describe_response, host_key, json_object
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +94,10 @@ class MastodonPoller(Poller):
 
     name = "mastodon"
     platform = Platform.MASTODON
-    batch_size = 1
-    rate_budget = (300, 300.0)  # 300 requests/5 min per account or IP, per server (docs.joinmastodon.org)
+    label = "Mastodon"
+    batch_size: ClassVar[int] = 1
+    # 300 requests per 5 minutes per account or IP, per server (docs.joinmastodon.org).
+    rate_budget: ClassVar[tuple[int, float]] = (300, 300.0)
 
     def __init__(self, settings: Settings, **kwargs: Any) -> None:
         super().__init__(settings, **kwargs)
@@ -141,7 +138,7 @@ class MastodonPoller(Poller):
         per_instance = "{instance}" in self._template
         base = self._template.replace("{instance}", instance)
         # Rate limits belong to the server asked, which is the account's own unless the template is fixed.
-        key = instance if per_instance else httpx.URL(base).host
+        key = instance if per_instance else host_key(base)
         for index, (ref, user) in enumerate(members):
             try:
                 response = await self._request(
@@ -232,7 +229,7 @@ class MastodonPoller(Poller):
         activity = None
         account_id = str(account.get("id", ""))
         if self._activity and key is not None and not suspended:
-            activity = await self._read_activity(base, key, ref, account_id, now)
+            activity = await self._activity_or_none(ref, self._statuses_activity(base, key, account_id, now))
         self._record(
             result,
             ref,
@@ -246,24 +243,9 @@ class MastodonPoller(Poller):
         )
         return handle
 
-    async def _read_activity(
-        self, base: str, key: str, ref: AccountRef, account_id: str, now: datetime
-    ) -> Activity | None:
-        """The account's 30-day activity, or None (logged) when its statuses cannot be read."""
-        try:
-            if not _ID.fullmatch(account_id):
-                raise ActivityError(f"lookup: {account_id!r} is not an account id")
-            return await self._statuses_activity(base, key, account_id, now)
-        except (RequestFailed, ActivityError) as exc:
-            detail = exc.detail if isinstance(exc, RequestFailed) else str(exc)
-        except Interrupted as exc:
-            # The server's pause: the next lookup meets it too and fails the accounts it holds up;
-            # this account's audience, already read, is kept.
-            detail = exc.message
-        log.warning("mastodon: activity of %s not read, audience kept: %s", ref.account_id, detail)
-        return None
-
     async def _statuses_activity(self, base: str, key: str, account_id: str, now: datetime) -> Activity:
+        if not _ID.fullmatch(account_id):
+            raise ActivityError(f"lookup: {account_id!r} is not an account id")
         posts: list[Post] = []
         max_id: str | None = None
         for _ in range(self._max_pages):

@@ -26,7 +26,6 @@ The token (``BAROMETRE_THREADS_TOKEN``) is sent in the Authorization header.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
@@ -35,22 +34,19 @@ import httpx
 
 from services.common.names import Platform
 from services.common.settings import Settings
-from services.ingest.sources.pollers.base import (
-    AccountRef,
-    Fail,
-    Outcome,
-    Poller,
-    PollResult,
-    describe_response,
-    json_object,
+from services.ingest.sources.pollers.base import AccountRef, PollResult, api_url
+from services.ingest.sources.pollers.errors import FailureReason, RequestFailed
+from services.ingest.sources.pollers.graph import (
+    GraphPoller,
+    after_cursor,
+    by_username,
+    graph_error,
+    graph_timestamp,
 )
-from services.ingest.sources.pollers.errors import FailureReason, PollerConfigError, RequestFailed
-from services.ingest.sources.pollers.graph import apply_usage, classify_graph_error, graph_timestamp
+from services.ingest.sources.pollers.http import Fail, Outcome, describe_response, json_object
 
 log = logging.getLogger(__name__)
 
-# Threads usernames are Instagram usernames: up to 30 letters, digits, periods and underscores.
-USERNAME = re.compile(r"[a-z0-9._]{1,30}")
 POSTS_PAGE_SIZE = 100  # the documented maximum of ``limit``
 MAX_POSTS_PAGES = 5
 ACTIVITY_WINDOW = timedelta(days=30)
@@ -67,40 +63,32 @@ def posts_in_window(posts: Sequence[dict[str, Any]], since: datetime, until: dat
     )
 
 
-class ThreadsPoller(Poller):
+class ThreadsPoller(GraphPoller):
     """Followers (and, on request, posts of the last 30 days) of public Threads profiles."""
 
     name = "threads"
     platform = Platform.THREADS
-    follow_redirects = False  # the token must not follow a redirect elsewhere
+    label = "Threads"
     # For the scheduler: one username per request; 1,000 profile discovery requests per user token in a
     # rolling 24 hours (developers.facebook.com/docs/threads/threads-profiles, "Limitations").
     batch_size: ClassVar[int] = 1
     rate_budget: ClassVar[tuple[int, float]] = (1000, 86_400.0)
+    credential_env = "BAROMETRE_THREADS_TOKEN"
+    permissions = (
+        "it needs threads_basic and threads_profile_discovery, with advanced access to look up "
+        "profiles other than Meta's own"
+    )
 
     def __init__(self, settings: Settings, **kwargs: Any) -> None:
-        token = settings.threads_token.get_secret_value() if settings.threads_token else ""
-        if not token:
-            raise PollerConfigError(
-                "the Threads poller needs a Threads user token with threads_profile_discovery: "
-                "set BAROMETRE_THREADS_TOKEN"
-            )
-        super().__init__(settings, **kwargs)
-        self._root = f"{settings.threads_api_url.rstrip('/')}/{settings.threads_api_version.strip('/')}"
-        self._key = httpx.URL(self._root).host
-        self._auth = {"Authorization": f"Bearer {token}"}
+        token = self._credential(
+            settings.threads_token, "a Threads user token with threads_profile_discovery", self.credential_env
+        )
+        root = api_url(settings.threads_api_url, settings.threads_api_version)
+        super().__init__(settings, token=token, root=root, **kwargs)
         self._read_posts = settings.threads_read_posts
-        self._settings = settings
 
     async def _poll(self, accounts: Sequence[AccountRef], now: datetime, result: PollResult) -> None:
-        for ref in accounts:
-            if not USERNAME.fullmatch(ref.lookup):
-                result.fail(
-                    ref,
-                    FailureReason.UNSUPPORTED,
-                    f"{ref.lookup!r} is not a Threads username (letters, digits, '.' and '_')",
-                )
-                continue
+        for ref in by_username(accounts, result, "a Threads username"):
             try:
                 response = await self._request(
                     f"{self._root}/profile_lookup",
@@ -149,34 +137,17 @@ class ThreadsPoller(Poller):
                     raise ValueError("profile_posts: no 'data' list")
                 items = [item for item in data if isinstance(item, dict)]
                 posts += items
-                paging = body.get("paging") if body is not None else None
-                cursors = paging.get("cursors") if isinstance(paging, dict) else None
-                after = cursors.get("after") if isinstance(cursors, dict) else None
+                after = after_cursor(body)
                 if not items or not after or graph_timestamp(items[-1].get("timestamp")) < since:
                     break
-                params["after"] = str(after)
+                params["after"] = after
             return posts_in_window(posts, since, now)
         except (RequestFailed, ValueError) as exc:
             log.warning("threads: the posts of %s could not be read: %s", ref.account_id, exc)
             return None
 
-    def _observe(self, response: httpx.Response, key: str) -> None:
-        super()._observe(response, key)
-        apply_usage(self._limiter, key, response.headers, self._settings)
-
     def _classify(self, response: httpx.Response) -> Outcome:
-        if 200 <= response.status_code < 300:
-            return None
-        outcome = classify_graph_error(
-            response,
-            platform="Threads",
-            credential_env="BAROMETRE_THREADS_TOKEN",
-            permissions="threads_basic and threads_profile_discovery, with advanced access to look up "
-            "profiles other than Meta's own",
-            usage_pause=self._settings.facebook_usage_pause_seconds,
-        )
-        if outcome is not None:
-            return outcome
-        if response.status_code == httpx.codes.NOT_FOUND:
+        # A 404 without a Graph error body is a not-found too (see the module), not an HTTP error.
+        if response.status_code == httpx.codes.NOT_FOUND and graph_error(response) is None:
             return Fail(FailureReason.NOT_FOUND, describe_response(response))
         return super()._classify(response)

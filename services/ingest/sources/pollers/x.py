@@ -59,20 +59,15 @@ from services.common.names import AccountStatus, Platform
 from services.common.settings import Settings
 from services.ingest.sources.pollers.base import (
     AccountRef,
-    Outcome,
     Poller,
     PollResult,
-    Retry,
+    api_url,
+    bearer,
     chunks,
-    json_object,
 )
-from services.ingest.sources.pollers.errors import (
-    FailureReason,
-    PollerConfigError,
-    RequestFailed,
-    StopPolling,
-)
-from services.ingest.sources.pollers.ratelimit import parse_reset, parse_retry_after, read_budget
+from services.ingest.sources.pollers.errors import FailureReason, RequestFailed, StopPolling
+from services.ingest.sources.pollers.http import DETAIL_LENGTH, Outcome, Retry, host_key, json_object
+from services.ingest.sources.pollers.ratelimit import parse_reset, parse_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -154,11 +149,11 @@ def _describe(response: httpx.Response) -> str:
     text = f"HTTP {response.status_code} {response.reason_phrase}".rstrip()
     body = json_object(response)
     if body is None:
-        return f"{text}: {response.text.strip()[:300]}" if response.text.strip() else text
+        return f"{text}: {response.text.strip()[:DETAIL_LENGTH]}" if response.text.strip() else text
     parts = [str(body[name]) for name in ("title", "detail") if body.get(name)]
     if not parts and isinstance(body.get("errors"), list):  # the v1.1 shape: {"errors": [{"message"}]}
         parts = [str(e.get("message")) for e in body["errors"] if isinstance(e, dict) and e.get("message")]
-    return f"{text}: {': '.join(parts)[:300]}" if parts else text
+    return f"{text}: {': '.join(parts)[:DETAIL_LENGTH]}" if parts else text
 
 
 class XPoller(Poller):
@@ -166,7 +161,9 @@ class XPoller(Poller):
 
     name = "x"
     platform = Platform.X
+    label = "X"
     follow_redirects = False  # the Bearer token must not follow a redirect elsewhere
+    rate_limit_prefixes = ("x-rate-limit-",)  # X's own family, on every answer
     # For the scheduler: accounts per request, and requests per window (seconds). X API v2 rate limits
     # (docs.x.com, "Rate limits"; user lookup migration guide): GET /2/users/by and GET /2/users allow
     # 300 requests per 15 minutes per app with an app-only token. The timeline (GET /2/users/:id/tweets)
@@ -176,18 +173,16 @@ class XPoller(Poller):
     rate_budget: ClassVar[tuple[int, float]] = (300, 900.0)
 
     def __init__(self, settings: Settings, **kwargs: Any) -> None:
-        token = settings.x_bearer_token.get_secret_value() if settings.x_bearer_token else ""
-        if not token:
-            raise PollerConfigError(
-                "the X poller needs an X API v2 app-only Bearer token: set BAROMETRE_X_BEARER_TOKEN"
-            )
+        token = self._credential(
+            settings.x_bearer_token, "an X API v2 app-only Bearer token", "BAROMETRE_X_BEARER_TOKEN"
+        )
         super().__init__(settings, **kwargs)
-        self._base = f"{settings.x_api_url.rstrip('/')}/2"
-        host = httpx.URL(self._base).host
+        self._base = api_url(settings.x_api_url, "2")
+        host = host_key(self._base)
         # X counts each endpoint's requests apart: a spent timeline budget must not stop user lookups.
         self._users_key = f"{host} users"
         self._timeline_key = f"{host} timeline"
-        self._auth = {"Authorization": f"Bearer {token}"}
+        self._auth = bearer(token)
         self._read_posts = settings.x_read_posts
         self._cap_pause = settings.x_usage_cap_pause_seconds
 
@@ -368,17 +363,6 @@ class XPoller(Poller):
         except (RequestFailed, ValueError) as exc:
             log.warning("x: the posts of %s could not be read: %s", ref.account_id, exc)
             return None
-
-    def _observe(self, response: httpx.Response, key: str) -> None:
-        budget = read_budget(response.headers, self._clock(), "x-rate-limit-")
-        if budget is not None:
-            self._limiter.observe_budget(
-                key,
-                remaining=budget.remaining,
-                limit=budget.limit,
-                reset_at=budget.reset_at,
-                source="x-rate-limit-remaining",
-            )
 
     def _classify(self, response: httpx.Response) -> Outcome:
         status = response.status_code

@@ -48,7 +48,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta, timezone, tzinfo
-from typing import Any
+from typing import Any, ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
@@ -66,23 +66,9 @@ from services.ingest.sources.pollers.activity import (
     parse_time,
     reached_window_start,
 )
-from services.ingest.sources.pollers.base import (
-    AccountRef,
-    Outcome,
-    Poller,
-    PollResult,
-    Retry,
-    chunks,
-    describe_response,
-    json_object,
-)
-from services.ingest.sources.pollers.errors import (
-    FailureReason,
-    Interrupted,
-    PollerConfigError,
-    RequestFailed,
-    StopPolling,
-)
+from services.ingest.sources.pollers.base import AccountRef, Poller, PollResult, api_url, chunks
+from services.ingest.sources.pollers.errors import FailureReason, Interrupted, RequestFailed, StopPolling
+from services.ingest.sources.pollers.http import Outcome, Retry, describe_response, host_key, json_object
 
 log = logging.getLogger(__name__)
 
@@ -123,24 +109,23 @@ class YouTubePoller(Poller):
 
     name = "youtube"
     platform = Platform.YOUTUBE
-    batch_size = MAX_IDS_PER_REQUEST
-    rate_budget = (10_000, 86_400.0)  # default quota: 10,000 units/day; channels.list costs 1
-    follow_redirects = False  # the token or key must not follow a redirect elsewhere
+    label = "YouTube"
+    batch_size: ClassVar[int] = MAX_IDS_PER_REQUEST
+    # The default quota: 10,000 units a day per project; channels.list costs 1.
+    rate_budget: ClassVar[tuple[int, float]] = (10_000, 86_400.0)
+    follow_redirects = False  # the key must not follow a redirect elsewhere
 
     def __init__(self, settings: Settings, **kwargs: Any) -> None:
-        key = settings.youtube_api_key.get_secret_value() if settings.youtube_api_key else ""
-        if not key:
-            raise PollerConfigError(
-                "the YouTube poller needs a YouTube Data API v3 key: set BAROMETRE_YOUTUBE_API_KEY"
-            )
+        key = self._credential(
+            settings.youtube_api_key, "a YouTube Data API v3 key", "BAROMETRE_YOUTUBE_API_KEY"
+        )
         super().__init__(settings, **kwargs)
-        self._url = f"{settings.youtube_api_url.rstrip('/')}/youtube/v3/channels"
-        self._key = httpx.URL(self._url).host
+        self._url = api_url(settings.youtube_api_url, "youtube/v3/channels")
+        self._key = host_key(self._url)
         self._auth = {"X-Goog-Api-Key": key}
         self._quota_pause = settings.youtube_quota_pause_seconds
-        root = settings.youtube_api_url.rstrip("/")
-        self._playlist_items_url = f"{root}/youtube/v3/playlistItems"
-        self._videos_url = f"{root}/youtube/v3/videos"
+        self._playlist_items_url = api_url(settings.youtube_api_url, "youtube/v3/playlistItems")
+        self._videos_url = api_url(settings.youtube_api_url, "youtube/v3/videos")
         self._activity = settings.poll_activity
         self._max_pages = settings.poll_activity_max_pages
 

@@ -8,18 +8,14 @@ test expects are worked out item by item from the recorded answers in ``poller_f
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
-from services.common.settings import Settings
-from services.ingest.sources.pollers import AccountRef, FailureReason, Poller, PollResult
+from services.ingest.sources.pollers import AccountRef, FailureReason, PollResult
 from services.ingest.sources.pollers.activity import (
     Activity,
     ActivityError,
@@ -37,48 +33,12 @@ from services.ingest.sources.pollers.youtube import YouTubePoller
 from services.scoring.maths.points import point_from_snapshot
 from services.scoring.maths.score import good_practice
 from tests.fixtures.replay import NOW, FakeTime, LocalService, Reply, Seen
-
-FIXTURES = Path(__file__).parent / "poller_fixtures"
-T = TypeVar("T")
-
-
-def fixture(name: str) -> Any:
-    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
+from tests.unit.ingest.sources.pollers_helpers import P, fixture, poll, run
+from tests.unit.ingest.sources.pollers_helpers import make as make_poller
 
 
-def run(coroutine: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(coroutine)
-
-
-@pytest.fixture
-def server(local_service: LocalService) -> LocalService:
-    return local_service
-
-
-@pytest.fixture
-def time(fake_time: FakeTime) -> FakeTime:
-    return fake_time
-
-
-def make(cls: type[Poller], server: LocalService, time: FakeTime, **overrides: Any) -> Poller:
-    values: dict[str, Any] = {
-        "bluesky_api_url": server.url,
-        "mastodon_url_template": server.url + "/{instance}",
-        "facebook_graph_url": server.url,
-        "facebook_token": "EAAGm0PX4ZCpsBAtest",
-        "youtube_api_url": server.url,
-        "youtube_api_key": "AIzaSyTestKey0123456789",
-        "poller_timeout_seconds": 2.0,
-        "poller_max_attempts": 2,
-        "poller_backoff_seconds": 1.0,
-    }
-    values.update(overrides)
-    return cls(Settings(**values), clock=time.clock, sleep=time.sleep, random=lambda: 0.5)
-
-
-async def poll(poller: Poller, refs: list[AccountRef]) -> PollResult:
-    async with poller:
-        return await poller.poll(refs, NOW)
+def make(cls: type[P], server: LocalService, time: FakeTime, **overrides: Any) -> P:
+    return make_poller(cls, server, time, **{"poller_max_attempts": 2, **overrides})
 
 
 def activity_of(result: PollResult, account_id: str) -> tuple[int | None, int | None, int | None]:
@@ -150,17 +110,19 @@ def bluesky_profiles() -> Reply:
     return Reply(200, {"profiles": fixture("bluesky_get_profiles.json")["profiles"][:1]})
 
 
-def test_bluesky_reads_the_author_feed_across_pages(server: LocalService, time: FakeTime) -> None:
+def poll_grenoble_feed(server: LocalService, time: FakeTime) -> PollResult:
+    """Grenoble's profile and its recorded author feed, two pages, polled."""
     server.script(GET_PROFILES, bluesky_profiles())
     server.script(
         AUTHOR_FEED,
         Reply(200, fixture("bluesky_author_feed_page1.json")),
         Reply(200, fixture("bluesky_author_feed_page2.json")),
     )
+    return run(poll(make(BlueskyPoller, server, time), [AccountRef.create("bluesky", handle="grenoble.fr")]))
 
-    result = run(
-        poll(make(BlueskyPoller, server, time), [AccountRef.create("bluesky", handle="grenoble.fr")])
-    )
+
+def test_bluesky_reads_the_author_feed_across_pages(server: LocalService, time: FakeTime) -> None:
+    result = poll_grenoble_feed(server, time)
 
     # Posts: the market (40+6+3+1), the thread's second post (10+1), 11 November (20), Toussaint (5+1).
     # Replies: to a resident, to a deleted post, about the P+R. Out: the repost of the métropole's post,
@@ -247,16 +209,7 @@ def test_activity_off_asks_for_audience_only(server: LocalService, time: FakeTim
 
 
 def test_a_polled_account_gets_a_good_practice_score(server: LocalService, time: FakeTime) -> None:
-    server.script(GET_PROFILES, bluesky_profiles())
-    server.script(
-        AUTHOR_FEED,
-        Reply(200, fixture("bluesky_author_feed_page1.json")),
-        Reply(200, fixture("bluesky_author_feed_page2.json")),
-    )
-
-    result = run(
-        poll(make(BlueskyPoller, server, time), [AccountRef.create("bluesky", handle="grenoble.fr")])
-    )
+    result = poll_grenoble_feed(server, time)
 
     score = good_practice(point_from_snapshot(result.snapshots[0]), growth_pct_30d=None)
     # regularity 4/12; engagement log10(87 / (4 * 12873)) + 4) / 2; conversation 3/4 replies per post,

@@ -8,11 +8,7 @@ snapshot (``PollResult.gone``). Without a stable id a not-found stays a ``not_fo
 
 from __future__ import annotations
 
-import asyncio
-import json
-from collections.abc import Coroutine
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
@@ -20,60 +16,19 @@ from services.common.clickhouse import make_client
 from services.common.names import AccountStatus
 from services.common.settings import Settings
 from services.ingest.poll import load_refs
-from services.ingest.sources.pollers import AccountRef, FailureReason, Poller, PollResult
+from services.ingest.sources.pollers import AccountRef, FailureReason
 from services.ingest.sources.pollers.bluesky import BlueskyPoller
 from services.ingest.sources.pollers.facebook import FacebookPoller
 from services.ingest.sources.pollers.mastodon import MastodonPoller
 from services.ingest.sources.pollers.youtube import YouTubePoller
-from tests.fixtures.replay import NOW, FakeTime, LocalService, Reply, Seen
-
-FIXTURES = Path(__file__).parent / "poller_fixtures"
-T = TypeVar("T")
-
-
-def fixture(name: str) -> Any:
-    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
+from tests.fixtures.replay import FakeTime, LocalService, Reply, Seen
+from tests.unit.ingest.sources.pollers_helpers import P, by_account, fixture, poll, run
+from tests.unit.ingest.sources.pollers_helpers import make as make_poller
 
 
-def run(coroutine: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(coroutine)
-
-
-@pytest.fixture
-def server(local_service: LocalService) -> LocalService:
-    return local_service
-
-
-@pytest.fixture
-def time(fake_time: FakeTime) -> FakeTime:
-    return fake_time
-
-
-def make(cls: type[Poller], server: LocalService, time: FakeTime, **overrides: Any) -> Poller:
-    values: dict[str, Any] = {
-        "bluesky_api_url": server.url,
-        "mastodon_url_template": server.url + "/{instance}",
-        "facebook_graph_url": server.url,
-        "facebook_token": "EAAGm0PX4ZCpsBAtest",
-        "youtube_api_url": server.url,
-        "youtube_api_key": "AIzaSyTestKey0123456789",
-        "poller_max_attempts": 2,
-        "poll_activity": False,  # renames alone; activity after a rename has its own test
-    }
-    values.update(overrides)
-    return cls(Settings(**values), clock=time.clock, sleep=time.sleep, random=lambda: 0.5)
-
-
-async def poll(poller: Poller, refs: list[AccountRef]) -> PollResult:
-    async with poller:
-        return await poller.poll(refs, NOW)
-
-
-def by_account(result: PollResult) -> dict[str, Any]:
-    out: dict[str, Any] = {s.account_id: s for s in result.snapshots}
-    out.update({f.account_id: f for f in result.failures})
-    assert len(out) == len(result.snapshots) + len(result.failures), "an account answered twice"
-    return out
+def make(cls: type[P], server: LocalService, time: FakeTime, **overrides: Any) -> P:
+    # Renames alone; activity after a rename has its own test.
+    return make_poller(cls, server, time, **{"poller_max_attempts": 2, "poll_activity": False, **overrides})
 
 
 # --- Bluesky.

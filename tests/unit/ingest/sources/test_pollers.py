@@ -8,14 +8,12 @@ waits are the HTTP timeouts of the timeout test, a few tenths of a second.
 
 from __future__ import annotations
 
-import asyncio
+import inspect
 import json
 import zlib
-from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
@@ -37,20 +35,17 @@ from services.ingest.sources.pollers.ratelimit import (
     parse_reset,
     parse_retry_after,
 )
+from services.ingest.sources.pollers.runner import POLLER_CLASSES
 from services.ingest.sources.pollers.youtube import YouTubePoller, next_quota_reset
 from tests.fixtures.replay import NOW, FakeTime, LocalService, Reply, Seen
-
-FIXTURES = Path(__file__).parent / "poller_fixtures"
-T = TypeVar("T")
-
-
-def fixture(name: str) -> Any:
-    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
-
-
-def run(coroutine: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(coroutine)
-
+from tests.unit.ingest.sources.pollers_helpers import (
+    by_account,
+    fixture,
+    make,
+    poll,
+    run,
+    settings_for,
+)
 
 # --- The local platform: tests/fixtures/replay.py.
 
@@ -58,54 +53,10 @@ def run(coroutine: Coroutine[Any, Any, T]) -> T:
 LocalPlatform = LocalService
 
 
-@pytest.fixture
-def server(local_service: LocalService) -> LocalService:
-    return local_service
-
-
-@pytest.fixture
-def time(fake_time: FakeTime) -> FakeTime:
-    return fake_time
-
-
-def settings_for(server: LocalPlatform, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "bluesky_api_url": server.url,
-        "mastodon_url_template": server.url + "/{instance}",
-        "facebook_graph_url": server.url,
-        "facebook_token": "EAAGm0PX4ZCpsBAtest",
-        "youtube_api_url": server.url,
-        "youtube_api_key": "AIzaSyTestKey0123456789",
-        "poller_timeout_seconds": 2.0,
-        "poller_max_attempts": 4,
-        "poller_backoff_seconds": 1.0,
-        "poller_max_wait_seconds": 300.0,
-    }
-    values.update(overrides)
-    return Settings(**values)
-
-
-def make(cls: type[Poller], server: LocalPlatform, time: FakeTime, **overrides: Any) -> Poller:
-    # random() = 0.5: the jitter is in the middle of its range, so back-off delays are exact.
-    return cls(settings_for(server, **overrides), clock=time.clock, sleep=time.sleep, random=lambda: 0.5)
-
-
-async def poll(poller: Poller, refs: list[AccountRef]) -> PollResult:
-    async with poller:
-        return await poller.poll(refs, NOW)
-
-
 def ref(platform: str, value: str, entity_id: str = "COM:38185") -> AccountRef:
     if ":" in value and not value.startswith("did:"):
         return AccountRef.create(platform, account_id=value, entity_id=entity_id)
     return AccountRef.create(platform, handle=value, entity_id=entity_id)
-
-
-def by_account(result: PollResult) -> dict[str, Any]:
-    out: dict[str, Any] = {s.account_id: s for s in result.snapshots}
-    out.update({f.account_id: f for f in result.failures})
-    assert len(out) == len(result.snapshots) + len(result.failures), "an account answered twice"
-    return out
 
 
 # --- Bluesky.
@@ -773,6 +724,27 @@ def test_runner_keeps_other_platforms_when_a_poller_breaks(server: LocalPlatform
 
     assert [f.reason for f in results[Platform.BLUESKY].failures] == [FailureReason.INTERNAL_ERROR]
     assert len(results[Platform.MASTODON].snapshots) == 1
+
+
+# --- What every poller declares.
+
+BASE_TYPES = {"batch_size": "int", "rate_budget": "tuple[int, float]"}
+
+
+@pytest.mark.parametrize("platform", list(POLLER_CLASSES), ids=str)
+def test_every_poller_declares_its_batch_size_and_rate_budget(platform: Platform) -> None:
+    cls = POLLER_CLASSES[platform]
+    assert cls.platform is platform and cls.label.lower() == platform.value
+    # Declared by the class itself, annotated as the base declares them (the scheduler reads them).
+    base = inspect.get_annotations(Poller)
+    for name in ("batch_size", "rate_budget"):
+        assert name in vars(cls), f"{cls.__name__} does not declare {name}"
+        assert inspect.get_annotations(cls).get(name) == base[name] == f"ClassVar[{BASE_TYPES[name]}]"
+    # Accounts per request: at least one, at most the 100 of the largest documented batch (X).
+    assert type(cls.batch_size) is int and 1 <= cls.batch_size <= 100
+    requests, window = cls.rate_budget
+    assert type(requests) is int and requests >= 1
+    assert type(window) is float and 0 < window <= 86_400.0  # no documented window is longer than a day
 
 
 # --- Header parsing and references, without a server.

@@ -3,48 +3,28 @@ answers and errors (110/2207013 for an unknown or personal account, 190, rate-li
 
 from __future__ import annotations
 
-import asyncio
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from services.common.names import Platform
 from services.common.settings import Settings
-from services.ingest.sources.pollers import AccountRef, FailureReason, PollerConfigError, PollResult
+from services.ingest.sources.pollers import AccountRef, FailureReason, PollerConfigError
 from services.ingest.sources.pollers.instagram import InstagramPoller, discovery_fields
 from services.ingest.sources.pollers.runner import configured_platforms
-from tests.fixtures.replay import NOW, FakeTime, LocalService, Reply, Seen
+from tests.fixtures.replay import FakeTime, LocalService, Reply, Seen
+from tests.unit.ingest.sources.pollers_helpers import INSTAGRAM_TOKEN, INSTAGRAM_USER, fixture
+from tests.unit.ingest.sources.pollers_helpers import make as make_poller
+from tests.unit.ingest.sources.pollers_helpers import poll_now as poll
 
-FIXTURES = Path(__file__).parent / "poller_fixtures"
-IG_USER = "17841405309211844"
+IG_USER = INSTAGRAM_USER
 PATH = f"/v25.0/{IG_USER}"
-TOKEN = "EAAGinstagramTestToken"
-
-
-def fixture(name: str) -> Any:
-    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
+TOKEN = INSTAGRAM_TOKEN
 
 
 def make(server: LocalService, time: FakeTime, **overrides: Any) -> InstagramPoller:
-    values: dict[str, Any] = {
-        "facebook_graph_url": server.url,
-        "facebook_graph_version": "v25.0",
-        "instagram_business_account_id": IG_USER,
-        "instagram_token": TOKEN,
-        "poller_max_wait_seconds": 900.0,
-    }
-    values.update(overrides)
-    return InstagramPoller(Settings(**values), clock=time.clock, sleep=time.sleep, random=lambda: 0.5)
-
-
-def poll(poller: InstagramPoller, refs: list[AccountRef]) -> PollResult:
-    async def go() -> PollResult:
-        async with poller:
-            return await poller.poll(refs, NOW)
-
-    return asyncio.run(go())
+    return make_poller(InstagramPoller, server, time, **{"poller_max_wait_seconds": 900.0, **overrides})
 
 
 def ref(handle: str, entity_id: str = "COM:38185") -> AccountRef:

@@ -3,42 +3,27 @@ answers (profile_lookup, profile_posts) and Graph-style errors."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from services.common.names import Platform
 from services.common.settings import Settings
-from services.ingest.sources.pollers import AccountRef, FailureReason, PollerConfigError, PollResult
+from services.ingest.sources.pollers import AccountRef, FailureReason, PollerConfigError
 from services.ingest.sources.pollers.runner import configured_platforms
 from services.ingest.sources.pollers.threads import ThreadsPoller
 from tests.fixtures.replay import NOW, FakeTime, LocalService, Reply, Seen
+from tests.unit.ingest.sources.pollers_helpers import THREADS_TOKEN, fixture
+from tests.unit.ingest.sources.pollers_helpers import make as make_poller
+from tests.unit.ingest.sources.pollers_helpers import poll_now as poll
 
-FIXTURES = Path(__file__).parent / "poller_fixtures"
 LOOKUP = "/v1.0/profile_lookup"
 POSTS = "/v1.0/profile_posts"
-TOKEN = "THAAtestThreadsToken"
-
-
-def fixture(name: str) -> Any:
-    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
+TOKEN = THREADS_TOKEN
 
 
 def make(server: LocalService, time: FakeTime, **overrides: Any) -> ThreadsPoller:
-    values: dict[str, Any] = {"threads_api_url": server.url, "threads_token": TOKEN}
-    values.update(overrides)
-    return ThreadsPoller(Settings(**values), clock=time.clock, sleep=time.sleep, random=lambda: 0.5)
-
-
-def poll(poller: ThreadsPoller, refs: list[AccountRef]) -> PollResult:
-    async def go() -> PollResult:
-        async with poller:
-            return await poller.poll(refs, NOW)
-
-    return asyncio.run(go())
+    return make_poller(ThreadsPoller, server, time, **overrides)
 
 
 def ref(handle: str, entity_id: str = "COM:38185") -> AccountRef:

@@ -8,9 +8,7 @@ without waiting.
 from __future__ import annotations
 
 import asyncio
-import json
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,48 +19,23 @@ from services.ingest.sources.pollers import AccountRef, FailureReason, PollerCon
 from services.ingest.sources.pollers.runner import _NEEDS, configured_platforms, poll_accounts
 from services.ingest.sources.pollers.x import XPoller, activity_of
 from tests.fixtures.replay import NOW, FakeTime, LocalService, Reply, Seen
+from tests.unit.ingest.sources.pollers_helpers import X_TOKEN, by_account, fixture
+from tests.unit.ingest.sources.pollers_helpers import make as make_poller
+from tests.unit.ingest.sources.pollers_helpers import poll_now as poll
 
-FIXTURES = Path(__file__).parent / "poller_fixtures"
 USERS_BY = "/2/users/by"
 USERS = "/2/users"
 GRENOBLE_ID = "221532651"
 TIMELINE = f"/2/users/{GRENOBLE_ID}/tweets"
-TOKEN = "AAAAAAAAAAAAAAAAAAAAAtestbearer"
-
-
-def fixture(name: str) -> Any:
-    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
+TOKEN = X_TOKEN
 
 
 def make(server: LocalService, time: FakeTime, **overrides: Any) -> XPoller:
-    values: dict[str, Any] = {
-        "x_api_url": server.url,
-        "x_bearer_token": TOKEN,
-        "poller_max_attempts": 4,
-        "poller_backoff_seconds": 1.0,
-        "poller_max_wait_seconds": 900.0,
-    }
-    values.update(overrides)
-    return XPoller(Settings(**values), clock=time.clock, sleep=time.sleep, random=lambda: 0.5)
-
-
-def poll(poller: XPoller, refs: list[AccountRef]) -> PollResult:
-    async def go() -> PollResult:
-        async with poller:
-            return await poller.poll(refs, NOW)
-
-    return asyncio.run(go())
+    return make_poller(XPoller, server, time, **{"poller_max_wait_seconds": 900.0, **overrides})
 
 
 def ref(handle: str, entity_id: str = "COM:38185", platform_id: str | None = None) -> AccountRef:
     return AccountRef.create("x", handle=handle, entity_id=entity_id, platform_id=platform_id)
-
-
-def by_account(result: PollResult) -> dict[str, Any]:
-    out: dict[str, Any] = {s.account_id: s for s in result.snapshots}
-    out.update({f.account_id: f for f in result.failures})
-    assert len(out) == len(result.snapshots) + len(result.failures), "an account answered twice"
-    return out
 
 
 def user(username: str, user_id: str, followers: int = 10) -> dict[str, Any]:
