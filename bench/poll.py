@@ -148,9 +148,10 @@ def start_platforms(stack: ExitStack, speed: float, unlimited: bool) -> Platform
     if process.stdout.readline().strip() != "ready":
         raise SystemExit("the local platforms' server did not start")
     # Mastodon servers (*.localhost) are reached through it as an HTTP proxy: the pollers' clients
-    # read these at creation (httpx trust_env); ClickHouse and the server itself are not proxied.
+    # read these (trust_env); ClickHouse and the server itself (127.0.0.1) are not proxied. Not
+    # "localhost" in NO_PROXY: aiohttp, as urllib, reads it as a suffix that would take in *.localhost.
     os.environ["HTTP_PROXY"] = server.url
-    os.environ["NO_PROXY"] = "127.0.0.1,localhost"
+    os.environ["NO_PROXY"] = "127.0.0.1"
     return server
 
 

@@ -222,11 +222,17 @@ class Schedule:
 
     def due_count(self, platform: str, now: float) -> int:
         """How many accounts of ``platform`` are due at ``now`` (not in flight)."""
-        return sum(
-            1
-            for e in self.entries.values()
-            if e.platform == platform and not e.in_flight and e.next_due <= now
-        )
+        return self.counts(now).get(platform, (0, 0))[1]
+
+    def counts(self, now: float) -> dict[str, tuple[int, int]]:
+        """Per platform: (accounts scheduled, accounts due at ``now`` and not in flight), in one pass."""
+        counts: dict[str, list[int]] = {}
+        for e in self.entries.values():
+            count = counts.setdefault(e.platform, [0, 0])
+            count[0] += 1
+            if not e.in_flight and e.next_due <= now:
+                count[1] += 1
+        return {platform: (total, due) for platform, (total, due) in counts.items()}
 
     def take_due(self, platform: str, now: float, limit: int) -> list[Entry]:
         """Up to ``limit`` due accounts of ``platform``, most overdue first, marked in flight until

@@ -92,6 +92,8 @@ LAG = Gauge(
 
 # A chunk that Kafka did not take is tried again this much later (its accounts did nothing wrong).
 PUBLISH_RETRY_S = 30.0
+# The account-count gauges pass over every account (300,000): refreshed at most this often, not per poll.
+GAUGE_COUNTS_S = 5.0
 # Requests per account are measured; a new measurement weighs this much against the past ones.
 _RPA_WEIGHT = 0.2
 
@@ -109,15 +111,10 @@ class PlatformLimits:
 def limits_for(platform: Platform, settings: Settings) -> PlatformLimits:
     """The limits of ``platform``'s poller: its class attributes, the settings' overrides applied."""
     cls = POLLER_CLASSES[platform]
-    batch = getattr(cls, "batch_size", None)
-    raw = getattr(cls, "rate_budget", None)
-    if not isinstance(batch, int) or not isinstance(raw, tuple) or len(raw) != 2:
-        raise PollerConfigError(
-            f"the {platform.value} poller declares no batch_size and rate_budget (requests, window seconds)"
-        )
+    batch = cls.batch_size
     if platform is Platform.FACEBOOK:
         batch = min(batch, settings.facebook_batch_size)
-    documented = RateBudget(int(raw[0]), float(raw[1]))
+    documented = RateBudget(*cls.rate_budget)
     override = settings.poller_rate_budgets.get(platform.value)
     chosen = RateBudget(int(override[0]), float(override[1])) if override else documented
     return PlatformLimits(platform, batch, documented, chosen.share(settings.poller_budget_share))
@@ -186,6 +183,7 @@ class PollerService:
         self._rpa: dict[Platform, float] = {}
         self._wake: dict[Platform, asyncio.Event] = {}
         self._stack = AsyncExitStack()
+        self._counted_at = float("-inf")  # when the account-count gauges were last set
         self.started = False
 
     # --- Life cycle.
@@ -273,22 +271,20 @@ class PollerService:
     # --- Pacing every request within its platform's budget.
 
     def _hook(self, platform: Platform, poller: Poller) -> None:
-        async def before(request: httpx.Request) -> None:
-            await self._pace(platform, request.url.host)
-            REQUESTS.labels(platform.value).inc()
+        """Every request the poller sends, retries included, waits for its key's pacer first."""
+        requests = REQUESTS.labels(platform.value)
+        rate_limited = RATE_LIMITED.labels(platform.value)
+
+        async def before(key: str) -> None:
+            await self._pace(platform, key)
+            requests.inc()
             self._requests[platform] = self._requests.get(platform, 0) + 1
 
-        async def after(response: httpx.Response) -> None:
-            if response.status_code == httpx.codes.TOO_MANY_REQUESTS:
-                RATE_LIMITED.labels(platform.value).inc()
+        def after(status: int) -> None:
+            if status == httpx.codes.TOO_MANY_REQUESTS:
+                rate_limited.inc()
 
-        # The poller's own client: every request it sends, retries included, passes through the pacer.
-        client: httpx.AsyncClient = poller._client
-        hooks = client.event_hooks
-        client.event_hooks = {
-            "request": [*hooks.get("request", []), before],
-            "response": [*hooks.get("response", []), after],
-        }
+        poller.add_send_hooks(before=before, after=after)
 
     async def _pace(self, platform: Platform, key: str) -> None:
         pacer, lock = self._pacers.get((platform, key)) or self._pacers.setdefault(
@@ -442,12 +438,19 @@ class PollerService:
         return sum(await asyncio.gather(*(drain(p) for p in self.pollers)))
 
     def update_gauges(self, platform: Platform | None = None) -> None:
+        """Set the gauges: the lag of ``platform`` (or of every platform) at once, which is cheap; the
+        account counts, a pass over every account, at most every ``GAUGE_COUNTS_S``."""
         now = _epoch(self._clock())
         for p in [platform] if platform else list(self.pollers):
-            count = sum(1 for e in self.schedule.entries.values() if e.platform == p.value)
-            ACCOUNTS.labels(p.value).set(count)
-            ACCOUNTS_DUE.labels(p.value).set(self.schedule.due_count(p.value, now))
             LAG.labels(p.value).set(self.schedule.lag(p.value, now))
+        if platform is not None and now - self._counted_at < GAUGE_COUNTS_S:
+            return
+        self._counted_at = now
+        counts = self.schedule.counts(now)
+        for p in self.pollers:
+            total, due = counts.get(p.value, (0, 0))
+            ACCOUNTS.labels(p.value).set(total)
+            ACCOUNTS_DUE.labels(p.value).set(due)
 
     # --- Running.
 

@@ -2,14 +2,18 @@
 pollers (:class:`~services.ingest.sources.pollers.base.Poller`) and of discovery
 (:class:`~services.ingest.discovery.http.Fetcher`).
 
-:class:`RetryingClient` owns an ``httpx.AsyncClient``; :meth:`RetryingClient._request` is the one way
-its subclasses send a request, GET or POST. Each attempt:
+:class:`RetryingClient` owns an ``aiohttp.ClientSession``; :meth:`RetryingClient._request` is the one
+way its subclasses send a request, GET or POST, and what it returns is an ``httpx.Response`` (the
+body read whole), the answer type the pollers read. aiohttp sends, because httpx's own stack costs
+about three times its CPU a request (bench/poll.py: a poller sends hundreds a second). Each attempt:
 
 - waits for the :class:`~services.ingest.sources.pollers.ratelimit.RateLimiter` of its *key* (a host,
   an endpoint): a pause longer than ``max_wait`` raises
   :class:`~services.ingest.sources.pollers.errors.RateLimited` instead of hanging;
 - reads the response's rate-limit headers into the limiter (:meth:`RetryingClient._observe`), success
   or not;
+- passes through the send hooks (:meth:`RetryingClient.add_send_hooks`: the poller service paces
+  every request, retries included, within the platform's budget);
 - decides whether the response is usable, worth retrying or a failure (:meth:`RetryingClient._classify`,
   by status unless a platform knows better).
 
@@ -27,7 +31,8 @@ import asyncio
 import json
 import logging
 import random as _random
-from collections.abc import Callable, Collection, Mapping, Sequence
+import urllib.request
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
@@ -35,7 +40,6 @@ from typing import Any, ClassVar, Self, TypedDict, Unpack
 
 import aiohttp
 import httpx
-from httpx_aiohttp import AiohttpTransport
 
 from services.ingest.sources.pollers.errors import FailureReason, RequestFailed
 from services.ingest.sources.pollers.ratelimit import (
@@ -56,12 +60,38 @@ Params = Mapping[str, str | Sequence[str]]
 
 class ClientOptions(TypedDict, total=False):
     """What a client's maker may inject (tests do): its clock, its sleep, the random source of the
-    back-off's jitter, and the ``httpx.AsyncClient`` itself."""
+    back-off's jitter."""
 
     clock: Clock
     sleep: Sleep
     random: Callable[[], float]
-    client: httpx.AsyncClient | None
+
+
+BeforeSend = Callable[[str], Awaitable[None]]  # called with the request's key before it is sent
+AfterReceive = Callable[[int], None]  # called with the status of every response
+
+
+class Proxies:
+    """The proxies of the environment (``HTTP_PROXY``, ``HTTPS_PROXY``, ``NO_PROXY``), read once.
+
+    aiohttp's own ``trust_env`` reads them, and ``~/.netrc``, again on every request, which more than
+    doubled a request's CPU. Here they are read when the client is made, and decided once per host.
+    """
+
+    def __init__(self) -> None:
+        self._proxies = urllib.request.getproxies_environment()
+        self._by_host: dict[tuple[str, str], str | None] = {}
+
+    def for_url(self, url: str) -> str | None:
+        """The proxy URL to send a request for ``url`` through, or None."""
+        scheme, _, rest = url.partition("://")
+        key = (scheme.lower(), rest.split("/", 1)[0].split("?", 1)[0])  # no URL parsing per request
+        if key not in self._by_host:
+            proxy = self._proxies.get(key[0])
+            host = key[1].rpartition("@")[2]
+            bypass = proxy is None or bool(urllib.request.proxy_bypass(host))
+            self._by_host[key] = None if bypass else proxy
+        return self._by_host[key]
 
 
 def utc_now() -> datetime:
@@ -174,15 +204,26 @@ class RetryingClient:
             clock=self._clock, sleep=options.get("sleep", asyncio.sleep), max_wait=max_wait
         )
         self._policy = policy
-        self._client = options.get("client") or httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout),
-            headers=dict(headers),
-            follow_redirects=self.follow_redirects,
-        )
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._headers = dict(headers)
+        self._proxies = Proxies()
+        self._session: aiohttp.ClientSession | None = None  # made in the event loop, at the first request
+        self._before_send: list[BeforeSend] = []
+        self._after_receive: list[AfterReceive] = []
+
+    def add_send_hooks(self, *, before: BeforeSend | None = None, after: AfterReceive | None = None) -> None:
+        """Have ``before(key)`` awaited before every request is sent (retries included), and
+        ``after(status)`` called with the status of every response."""
+        if before is not None:
+            self._before_send.append(before)
+        if after is not None:
+            self._after_receive.append(after)
 
     async def aclose(self) -> None:
         """Close the HTTP client."""
-        await self._client.aclose()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     async def __aenter__(self) -> Self:
         return self
@@ -244,17 +285,50 @@ class RetryingClient:
         accept: Collection[int],
     ) -> httpx.Response | Retry | Fail:
         """One request: the usable response, or what to do about its failure."""
+        for before in self._before_send:
+            await before(key)
         try:
-            response = await self._client.request(method, url, params=params, data=data, headers=headers)
-        except httpx.TimeoutException as exc:
+            response = await self._exchange(method, url, params, data, headers)
+        except TimeoutError as exc:  # aiohttp's timeouts are TimeoutErrors too
             return Retry(FailureReason.UNREACHABLE, f"timed out ({type(exc).__name__})")
-        except httpx.TransportError as exc:
+        except aiohttp.ClientError as exc:
             return Retry(FailureReason.UNREACHABLE, f"connection failed ({type(exc).__name__}: {exc})")
+        for after in self._after_receive:
+            after(response.status_code)
         self._observe(response, key)
         if response.status_code in accept:
             return response
         outcome = self._classify(response)
         return response if outcome is None else outcome
+
+    async def _exchange(
+        self,
+        method: str,
+        url: str,
+        params: Params | None,
+        data: Mapping[str, str] | None,
+        headers: Mapping[str, str] | None,
+    ) -> httpx.Response:
+        """Send one request with aiohttp and read its answer whole, as an ``httpx.Response``."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(headers=self._headers, timeout=self._timeout)
+        query = [(name, v) for name, value in (params or {}).items() for v in _values(value)]
+        async with self._session.request(
+            method,
+            url,
+            params=query or None,
+            data=data,
+            headers=headers,
+            allow_redirects=self.follow_redirects,
+            proxy=self._proxies.for_url(url),
+        ) as answer:
+            body = await answer.read()
+            return httpx.Response(
+                answer.status,
+                headers=answer.raw_headers,
+                content=body,
+                extensions={"reason_phrase": (answer.reason or "").encode()},
+            )
 
     def _observe(self, response: httpx.Response, key: str) -> None:
         """Read the rate-limit headers of any response, success or not, into the limiter: the first
@@ -290,3 +364,7 @@ class RetryingClient:
         if status >= 500:
             return Retry(FailureReason.HTTP_ERROR, detail, delay=retry_after)
         return Fail(FailureReason.HTTP_ERROR, detail)
+
+
+def _values(value: str | Sequence[str]) -> Sequence[str]:
+    return [value] if isinstance(value, str) else value
