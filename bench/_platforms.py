@@ -47,6 +47,7 @@ from aiohttp import web
 
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "unit" / "ingest" / "sources" / "poller_fixtures"
 GRAPH_VERSION = "v25.0"  # Settings.facebook_graph_version's default
+_FB_POSTS = re.compile(r"(?:^|,)posts\.since\([0-9]+\)\.limit\([0-9]+\)\{")
 THREADS_VERSION = "v1.0"
 INSTAGRAM_BUSINESS_ID = "17841405309211844"
 
@@ -328,32 +329,40 @@ class Platforms:
         headers = {"X-App-Usage": self._graph_usage("facebook", token, remaining)}
         if not accepted:
             return self._graph_refusal(4, "(#4) Application request limit reached", 403, headers)
+        expanded = _FB_POSTS.search(fields) is not None  # the posts edge asked by field expansion
         if node == "":
-            pages = {name: self._page(name) for name in request.query["ids"].split(",")}
+            pages = {name: self._page(name, expanded) for name in request.query["ids"].split(",")}
             return self._json(pages, headers=headers)
         page, _, edge = node.partition("/")
         if edge == "posts":
-            now = datetime.now(UTC)
-            posts = [
-                {
-                    **self._fb_post,
-                    "id": f"{page}_{i}",
-                    "created_time": _graph_time(moment),
-                    "reactions": {"data": [], "summary": {"total_count": i * 5}},
-                    "comments": {"data": [], "summary": {"total_count": i}},
-                    "shares": {"count": i % 3},
-                }
-                for i, moment in enumerate(_posts_times(page, now)[:-1])
-            ]
-            return self._json(
-                {"data": posts, "paging": {"cursors": {"before": "QVFI", "after": "QVFJ"}}}, headers=headers
-            )
-        return self._json(self._page(page), headers=headers)
+            return self._json(self._fb_posts(page), headers=headers)
+        return self._json(self._page(page, expanded), headers=headers)
 
-    def _page(self, name: str) -> dict[str, Any]:
+    def _fb_posts(self, page: str) -> dict[str, Any]:
+        """A page's posts of the last 30 days (the older one left out, as ``since`` does): one page."""
+        now = datetime.now(UTC)
+        posts = [
+            {
+                **self._fb_post,
+                "id": f"{page}_{i}",
+                "created_time": _graph_time(moment),
+                "reactions": {"data": [], "summary": {"total_count": i * 5}},
+                "comments": {"data": [], "summary": {"total_count": i}},
+                "shares": {"count": i % 3},
+            }
+            for i, moment in enumerate(_posts_times(page, now)[:-1])
+        ]
+        return {"data": posts, "paging": {"cursors": {"before": "QVFI", "after": "QVFJ"}}}
+
+    def _page(self, name: str, expanded: bool = False) -> dict[str, Any]:
         followers = followers_of(name)
         page_id = name if name.isdigit() else _digits(name, 15)
-        return {"followers_count": followers, "fan_count": followers * 9 // 10, "name": name, "id": page_id}
+        page = {"followers_count": followers, "fan_count": followers * 9 // 10, "name": name, "id": page_id}
+        if expanded:
+            posts = self._fb_posts(page_id)
+            if posts["data"]:  # Graph leaves an edge with nothing to list out of the answer
+                page["posts"] = posts
+        return page
 
     _USERNAME = re.compile(r"business_discovery\.username\(([^)]+)\)")
 

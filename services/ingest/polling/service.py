@@ -120,13 +120,16 @@ def limits_for(platform: Platform, settings: Settings) -> PlatformLimits:
     return PlatformLimits(platform, batch, documented, chosen.share(settings.poller_budget_share))
 
 
-# Pollers that read the account's posts when poll_activity is on (at least one more request each).
-_ACTIVITY = frozenset({Platform.BLUESKY, Platform.MASTODON, Platform.FACEBOOK, Platform.YOUTUBE})
+# Pollers that read the account's posts when poll_activity is on (at least one more request each);
+# Facebook asks them inside its pages request.
+_ACTIVITY = frozenset({Platform.BLUESKY, Platform.MASTODON, Platform.YOUTUBE})
 
 
 def requests_per_account(platform: Platform, batch_size: int, settings: Settings) -> float:
     """The estimated requests one account costs per reading on ``platform``: one request per batch, plus
-    one where the poller also reads the account's posts (the service then measures the real figure)."""
+    one where the poller also reads the account's posts (the service then measures the real figure).
+    Facebook asks the posts inside its pages request (field expansion): only a page posting over 100
+    times in 30 days costs more, so its estimate stays one request per batch."""
     reads_posts = (
         (platform in _ACTIVITY and settings.poll_activity)
         or (platform is Platform.X and settings.x_read_posts)

@@ -27,16 +27,22 @@ snapshot with its new username, listed in ``PollResult.renamed``); not found by 
 (a ``deleted`` snapshot, listed in ``PollResult.gone``). Without a page id a missing page stays
 ``not_found``, as above.
 
-Activity (``poll_activity``): ``GET /{version}/{page-id}/posts?since=<30 days ago, Unix>&limit=100&
-fields=created_time,reactions.summary(total_count).limit(0),comments.summary(total_count).limit(0),
-shares``, paged with the ``after`` cursor while ``paging.next`` is there (at most
-``poll_activity_max_pages`` pages; the next URL itself is not followed, so the token never goes to a
-host the answer names). Interactions are reactions + top-level comments (the edge's default filter)
-+ shares. Replies are left out: the page's own comments are only found by listing every post's
-comments, one request per post, which the rate budget cannot afford. Reading another organisation's
-posts needs the "Page Public Content Access" feature: without it Graph answers a permission error
-(10, 200-299), which here only turns activity off for the rest of the poll (logged once), never the
-audience. A failed posts request keeps the audience snapshot without the activity figures, logged.
+Activity (``poll_activity``) rides in the same request, by Graph's field expansion: ``fields`` also
+asks ``posts.since(<30 days ago, Unix>).limit(100){created_time,reactions.summary(total_count).limit(0),
+comments.summary(total_count).limit(0),shares}``, so each page's object carries ``"posts": {"data":
+[...], "paging": {"cursors": {"after"}, "next"}}`` (Graph leaves an edge with nothing to list out of
+the answer: no ``posts``, no post in the window). Only a page whose expanded posts go on (``paging.next``
+and the last post still inside the 30 days) costs more: ``GET /{version}/{page-id}/posts?since=...&
+limit=100&fields=...&after=<cursor>``, paged with the ``after`` cursor while ``paging.next`` is there
+(at most ``poll_activity_max_pages`` pages in all, the expanded one included; the next URL itself is
+not followed, so the token never goes to a host the answer names). Interactions are reactions +
+top-level comments (the edge's default filter) + shares. Replies are left out: the page's own comments
+are only found by listing every post's comments, one request per post, which the rate budget cannot
+afford. Reading another organisation's posts needs the "Page Public Content Access" feature: without it
+Graph answers a permission error (10, 200-299) for the whole request, which here only turns activity
+off for the rest of the poll (logged once) — the same pages are asked again for their audience alone,
+never stopped. A page whose posts cannot be read (a malformed edge, a failed later posts page) keeps
+its audience snapshot without the activity figures, logged.
 
 Meta's usage headers slow requests down and pause them before Facebook throttles the app (:mod:`.graph`).
 """
@@ -49,6 +55,8 @@ from contextvars import ContextVar
 from datetime import datetime
 from typing import Any, ClassVar
 from urllib.parse import quote
+
+import httpx
 
 from services.common.names import AccountStatus, Platform
 from services.common.settings import Settings
@@ -83,8 +91,11 @@ POST_FIELDS = (
     "created_time,reactions.summary(total_count).limit(0),comments.summary(total_count).limit(0),shares"
 )
 POSTS_PAGE_SIZE = 100
+# Graph leaves an edge with nothing to list out of an expanded answer: no posts in the window.
+_NO_POSTS: dict[str, Any] = {"data": []}
 
-# Set while reading a page's posts: a permission Graph refuses there turns activity off, not polling.
+# Set while asking a page's posts (expanded or not): a permission Graph refuses there turns activity off,
+# not polling.
 _READING_POSTS: ContextVar[bool] = ContextVar("facebook_reading_posts", default=False)
 
 
@@ -119,7 +130,7 @@ class FacebookPoller(GraphPoller):
 
     async def _poll_batch(self, batch: Sequence[AccountRef], now: datetime, result: PollResult) -> None:
         try:
-            pages = await self._fetch(batch)
+            pages, expanded = await self._fetch(batch, now)
         except RequestFailed as exc:
             if exc.reason is FailureReason.NOT_FOUND and len(batch) > 1:
                 middle = len(batch) // 2
@@ -141,7 +152,7 @@ class FacebookPoller(GraphPoller):
             elif page is None:
                 result.fail(ref, FailureReason.NOT_FOUND, "the page is missing from Graph's answer")
             else:
-                await self._record_page(result, ref, now, page)
+                await self._record_page(result, ref, now, page, expanded)
 
     async def _record_page(
         self,
@@ -149,9 +160,11 @@ class FacebookPoller(GraphPoller):
         ref: AccountRef,
         now: datetime,
         page: dict[str, Any],
+        expanded: bool,
         handle: str | None = None,
     ) -> bool:
-        """Record the page's snapshot, with its activity when enabled; False when it was refused."""
+        """Record the page's snapshot, with its activity when its posts were asked with it (``expanded``);
+        False when it was refused."""
         followers = page.get("followers_count")
         if followers is None:
             followers = page.get("fan_count")
@@ -163,10 +176,7 @@ class FacebookPoller(GraphPoller):
                 "(does the token give access to the page's public metadata?)",
             )
             return False
-        activity = None
-        if self._activity and self._posts_refused is None:
-            page_id = str(page.get("id") or ref.platform_id or ref.lookup)
-            activity = await self._read_activity(ref, page_id, now)
+        activity = await self._read_activity(ref, page, now) if expanded else None
         before = len(result.snapshots)
         self._record(
             result,
@@ -187,11 +197,8 @@ class FacebookPoller(GraphPoller):
             result.gone.append(ref.account_id)
             return
         try:
-            response = await self._request(
-                f"{self._root}/{quote(ref.platform_id, safe='')}",
-                key=self._key,
-                params={"fields": BY_ID_FIELDS},
-                headers=self._auth,
+            response, expanded = await self._get(
+                f"{self._root}/{quote(ref.platform_id, safe='')}", {}, BY_ID_FIELDS, now
             )
         except RequestFailed as exc:
             if exc.reason is FailureReason.NOT_FOUND:
@@ -207,18 +214,19 @@ class FacebookPoller(GraphPoller):
         username = page.get("username")
         # A page without a username any more is reached by its id alone, which becomes its handle.
         handle = username if isinstance(username, str) and username else ref.platform_id
-        if await self._record_page(result, ref, now, page, handle=handle):
+        if await self._record_page(result, ref, now, page, expanded, handle=handle):
             result.renamed.append((ref.account_id, handle))
 
-    async def _read_activity(self, ref: AccountRef, page_id: str, now: datetime) -> Activity | None:
-        """The page's 30-day activity, or None (logged) when its posts cannot be read."""
+    async def _read_activity(self, ref: AccountRef, page: dict[str, Any], now: datetime) -> Activity | None:
+        """The page's 30-day activity from its expanded ``posts`` (and later posts pages when they go
+        on), or None (logged) when its posts cannot be read."""
+        page_id = str(page.get("id") or ref.platform_id or ref.lookup)
         token = _READING_POSTS.set(True)
         try:
-            return await self._posts_activity(page_id, now)
+            return await self._posts_activity(page_id, page.get("posts", _NO_POSTS), now)
         except RequestFailed as exc:
             if exc.reason is FailureReason.UNAUTHORIZED:
-                self._posts_refused = exc.detail
-                log.warning("facebook: page posts refused, activity off for this poll: %s", exc.detail)
+                self._refuse_posts(exc.detail)
                 return None
             detail = exc.detail
         except ActivityError as exc:
@@ -231,23 +239,29 @@ class FacebookPoller(GraphPoller):
         log.warning("facebook: activity of %s not read, audience kept: %s", ref.account_id, detail)
         return None
 
-    async def _posts_activity(self, page_id: str, now: datetime) -> Activity:
+    async def _posts_activity(self, page_id: str, first: object, now: datetime) -> Activity:
+        """Count the posts of ``first`` (the expanded edge), asking the page's ``/posts`` from its
+        ``after`` cursor while they go on inside the window, up to ``poll_activity_max_pages`` pages."""
         posts: list[Post] = []
-        after: str | None = None
         since = str(int(window_start(now).timestamp()))
+        body, after = first, None
         for _ in range(self._max_pages):
-            params = {"since": since, "fields": POST_FIELDS, "limit": str(POSTS_PAGE_SIZE)}
             if after is not None:
-                params["after"] = after
-            response = await self._request(
-                f"{self._root}/{quote(page_id, safe='')}/posts",
-                key=self._key,
-                params=params,
-                headers=self._auth,
-            )
-            body = json_object(response)
-            data = body.get("data") if body is not None else None
-            if body is None or not isinstance(data, list):
+                # The edge's next page, on our own URL from its cursor: the token stays on the Graph host.
+                response = await self._request(
+                    f"{self._root}/{quote(page_id, safe='')}/posts",
+                    key=self._key,
+                    params={
+                        "since": since,
+                        "fields": POST_FIELDS,
+                        "limit": str(POSTS_PAGE_SIZE),
+                        "after": after,
+                    },
+                    headers=self._auth,
+                )
+                body = json_object(response)
+            data = body.get("data") if isinstance(body, dict) else None
+            if not isinstance(body, dict) or not isinstance(data, list):
                 raise ActivityError("posts: no 'data' list")
             page = [_page_post(item) for item in data]
             posts.extend(page)
@@ -261,36 +275,66 @@ class FacebookPoller(GraphPoller):
         )
         return count(posts, now, replies_known=False, complete=False)
 
-    async def _fetch(self, batch: Sequence[AccountRef]) -> dict[str, Any]:
-        """The Graph objects of ``batch`` keyed by the id or username asked for."""
+    async def _fetch(self, batch: Sequence[AccountRef], now: datetime) -> tuple[dict[str, Any], bool]:
+        """The Graph objects of ``batch`` keyed by the id or username asked for, and whether their
+        posts were asked with them."""
         if self._batch_size == 1:
             (ref,) = batch
-            response = await self._request(
-                f"{self._root}/{quote(ref.lookup, safe='')}",
-                key=self._key,
-                params={"fields": FIELDS},
-                headers=self._auth,
+            response, expanded = await self._get(
+                f"{self._root}/{quote(ref.lookup, safe='')}", {}, FIELDS, now
             )
             page = json_object(response)
             if page is None:
                 raise RequestFailed(FailureReason.INVALID_RESPONSE, "Graph's answer is not an object")
-            return {ref.lookup: page}
-        response = await self._request(
-            f"{self._root}/",
-            key=self._key,
-            params={"ids": ",".join(ref.lookup for ref in batch), "fields": FIELDS},
-            headers=self._auth,
-        )
+            return {ref.lookup: page}, expanded
+        ids = {"ids": ",".join(ref.lookup for ref in batch)}
+        response, expanded = await self._get(f"{self._root}/", ids, FIELDS, now)
         pages = json_object(response)
         if pages is None:
             raise RequestFailed(FailureReason.INVALID_RESPONSE, "Graph's answer is not an object")
-        return pages
+        return pages, expanded
+
+    async def _get(
+        self, url: str, params: dict[str, str], fields: str, now: datetime
+    ) -> tuple[httpx.Response, bool]:
+        """GET ``url`` asking ``fields``, plus the posts edge while activity is on and not refused; and
+        whether the posts were asked. A refused expansion turns activity off and asks ``fields`` alone."""
+        if self._activity and self._posts_refused is None:
+            expanded = f"{fields},{posts_expansion(now)}"
+            token = _READING_POSTS.set(True)
+            try:
+                response = await self._request(
+                    url, key=self._key, params={**params, "fields": expanded}, headers=self._auth
+                )
+                return response, True
+            except RequestFailed as exc:
+                if exc.reason is not FailureReason.UNAUTHORIZED:
+                    raise
+                self._refuse_posts(exc.detail)
+            finally:
+                _READING_POSTS.reset(token)
+        response = await self._request(
+            url, key=self._key, params={**params, "fields": fields}, headers=self._auth
+        )
+        return response, False
+
+    def _refuse_posts(self, detail: str) -> None:
+        """Graph refused the posts: no more are asked during this poll (logged once)."""
+        self._posts_refused = detail
+        log.warning("facebook: page posts refused, activity off for this poll: %s", detail)
 
     def _permission_missing(self, error: GraphError) -> Outcome:
         if _READING_POSTS.get():
             # Posts need a feature the page figures do not: activity goes, polling goes on.
             return Fail(FailureReason.UNAUTHORIZED, f"posts: {error.detail}")
         return super()._permission_missing(error)
+
+
+def posts_expansion(now: datetime) -> str:
+    """The ``posts`` edge asked inside a page's ``fields``: its first page of posts since the window
+    opened, with their counts."""
+    since = int(window_start(now).timestamp())
+    return f"posts.since({since}).limit({POSTS_PAGE_SIZE}){{{POST_FIELDS}}}"
 
 
 def _names_another(ref: AccountRef, page: dict[str, Any]) -> bool:

@@ -314,62 +314,172 @@ def test_mastodon_suspended_account_has_no_activity(server: LocalService, time: 
 # --- Facebook.
 
 PAGE_ID = "103254106379012"
+LYON_ID = "157341334281567"
 POSTS = f"/v25.0/{PAGE_ID}/posts"
+SINCE = str(int((NOW - timedelta(days=30)).timestamp()))
+POST_FIELDS = (
+    "created_time,reactions.summary(total_count).limit(0),comments.summary(total_count).limit(0),shares"
+)
+EXPANDED_FIELDS = f"followers_count,fan_count,name,posts.since({SINCE}).limit(100){{{POST_FIELDS}}}"
 
 
-def facebook_page() -> Reply:
-    return Reply(200, {PAGE_ID: fixture("facebook_pages.json")[PAGE_ID]})
+def facebook_pages_posts(*keys: str) -> dict[str, Any]:
+    pages: dict[str, Any] = fixture("facebook_pages_posts.json")
+    return {key: pages[key] for key in keys}
 
 
-def test_facebook_reads_page_posts_with_cursor_paging(server: LocalService, time: FakeTime) -> None:
-    server.script("/v25.0/", facebook_page())
-    server.script(
-        POSTS,
-        Reply(200, fixture("facebook_page_posts_page1.json")),
-        Reply(200, fixture("facebook_page_posts_page2.json")),
-    )
+def asks_posts(seen: Seen) -> bool:
+    return "posts." in seen.values("fields")[0]
+
+
+def test_facebook_reads_posts_expanded_in_the_pages_request(server: LocalService, time: FakeTime) -> None:
+    server.script("/v25.0/", Reply(200, fixture("facebook_pages_posts.json")))
+    server.script(POSTS, Reply(200, fixture("facebook_page_posts_page2.json")))
+    refs = [
+        AccountRef.create("facebook", account_id=f"facebook:{PAGE_ID}"),
+        AccountRef.create("facebook", handle="villedelyon"),
+        AccountRef.create("facebook", account_id="facebook:180954861916447"),
+    ]
+
+    result = run(poll(make(FacebookPoller, server, time), refs))
+
+    assert not result.failures
+    # Grenoble: 3 expanded posts going on (paging.next, the last one inside the window), then page 2:
+    # (215+31+12) + (48+6) + (1022+144+87) + (77+9+3) + (19+0), the second and last never shared.
+    # Replies are not read on Facebook: left out, not 0.
+    assert activity_of(result, f"facebook:{PAGE_ID}") == (5, 1673, None)
+    # Lyon: its 2 expanded posts are all (no paging.next): (530+41+25) + (120+14).
+    assert activity_of(result, "facebook:villedelyon") == (2, 730, None)
+    # Saint-Égrève: Graph left the empty posts edge out, no post in the window.
+    assert activity_of(result, "facebook:180954861916447") == (0, 0, None)
+    [pages] = server.seen("/v25.0/")
+    assert pages.values("fields") == [EXPANDED_FIELDS]
+    assert pages.values("ids") == [f"{PAGE_ID},villedelyon,180954861916447"]
+    # Only Grenoble's posts go on: one more request, from the expanded edge's after cursor, on our own
+    # URL (the "next" URL itself is not followed).
+    [more] = server.seen(POSTS)
+    assert more.values("after") == ["QVFIUlRiZAnpkZA1dJbmxmd3VmS3dRbVJq"]
+    assert more.values("since") == [SINCE] and more.values("limit") == ["100"]
+    assert more.values("fields") == [POST_FIELDS]
+    assert more.headers["Authorization"] == "Bearer EAAGm0PX4ZCpsBAtest"
+    assert len(server.requests) == 2
+
+
+def test_facebook_posts_pages_are_bounded_by_max_pages(server: LocalService, time: FakeTime) -> None:
+    server.script("/v25.0/", Reply(200, facebook_pages_posts(PAGE_ID)))
 
     result = run(
         poll(
-            make(FacebookPoller, server, time),
+            make(FacebookPoller, server, time, poll_activity_max_pages=1),
             [AccountRef.create("facebook", account_id=f"facebook:{PAGE_ID}")],
         )
     )
 
-    # Reactions + comments + shares: (215+31+12) + (48+6) + (1022+144+87) + (77+9+3) + (19+0), the
-    # second and last posts never shared. Replies are not read on Facebook: left out, not 0.
+    # The expanded page is the one page allowed: its 3 posts counted, (215+31+12) + (48+6) + (1022+144+87).
+    assert activity_of(result, f"facebook:{PAGE_ID}") == (3, 1565, None)
+    assert server.seen(POSTS) == []
+
+
+def test_facebook_one_page_per_request_expands_posts_too(server: LocalService, time: FakeTime) -> None:
+    server.script(f"/v25.0/{PAGE_ID}", Reply(200, fixture("facebook_pages_posts.json")[PAGE_ID]))
+    server.script(POSTS, Reply(200, fixture("facebook_page_posts_page2.json")))
+
+    result = run(
+        poll(
+            make(FacebookPoller, server, time, facebook_batch_size=1),
+            [AccountRef.create("facebook", account_id=f"facebook:{PAGE_ID}")],
+        )
+    )
+
     assert activity_of(result, f"facebook:{PAGE_ID}") == (5, 1673, None)
-    first, second = server.seen(POSTS)
-    assert first.values("since") == [str(int((NOW - timedelta(days=30)).timestamp()))]
-    assert first.values("fields") == [
-        "created_time,reactions.summary(total_count).limit(0),comments.summary(total_count).limit(0),shares"
-    ]
-    assert first.values("limit") == ["100"] and first.values("after") == []
-    assert first.headers["Authorization"] == "Bearer EAAGm0PX4ZCpsBAtest"
-    # The cursor of paging.cursors.after, on our own URL: the "next" URL itself is not followed.
-    assert second.values("after") == ["QVFIUlRiZAnpkZA1dJbmxmd3VmS3dRbVJq"]
-    assert len(server.seen(POSTS)) == 2  # page 2 has no paging.next
+    assert server.seen(f"/v25.0/{PAGE_ID}")[0].values("fields") == [EXPANDED_FIELDS]
+
+
+def test_facebook_failed_posts_page_keeps_the_audience(
+    server: LocalService, time: FakeTime, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.script("/v25.0/", Reply(200, facebook_pages_posts(PAGE_ID, "villedelyon")))
+    server.handle(POSTS, lambda seen: Reply(200, {"error_msg": "not a list of posts"}))
+
+    result = run(
+        poll(
+            make(FacebookPoller, server, time),
+            [
+                AccountRef.create("facebook", account_id=f"facebook:{PAGE_ID}"),
+                AccountRef.create("facebook", handle="villedelyon"),
+            ],
+        )
+    )
+
+    assert not result.failures
+    out = {s.account_id: s for s in result.snapshots}
+    assert out[f"facebook:{PAGE_ID}"].followers == 98412
+    assert activity_of(result, f"facebook:{PAGE_ID}") == (None, None, None)
+    assert activity_of(result, "facebook:villedelyon") == (2, 730, None)
+    assert "posts: no 'data' list" in caplog.text
+
+
+def test_facebook_malformed_expanded_posts_keep_the_audience(server: LocalService, time: FakeTime) -> None:
+    page = dict(fixture("facebook_pages_posts.json")["villedelyon"], posts=[{"created_time": "x"}])
+    server.script("/v25.0/", Reply(200, {"villedelyon": page}))
+
+    result = run(
+        poll(make(FacebookPoller, server, time), [AccountRef.create("facebook", handle="villedelyon")])
+    )
+
+    assert [s.followers for s in result.snapshots] == [312876] and not result.failures
+    assert activity_of(result, "facebook:villedelyon") == (None, None, None)
 
 
 def test_facebook_posts_permission_refused_turns_activity_off_not_polling(
     server: LocalService, time: FakeTime, caplog: pytest.LogCaptureFixture
 ) -> None:
     pages = fixture("facebook_pages.json")
-    server.script("/v25.0/", Reply(200, {PAGE_ID: pages[PAGE_ID], "villedelyon": pages["villedelyon"]}))
-    server.handle(POSTS, lambda seen: Reply(403, fixture("facebook_error_posts_permission.json")))
+
+    def answer(seen: Seen) -> Reply:
+        # Graph refuses the whole request when the expanded posts need a feature the token lacks.
+        if asks_posts(seen):
+            return Reply(403, fixture("facebook_error_posts_permission.json"))
+        ids = seen.values("ids")[0].split(",")
+        return Reply(200, {key: pages[key] for key in ids})
+
+    server.handle("/v25.0/", answer)
     refs = [
         AccountRef.create("facebook", account_id=f"facebook:{PAGE_ID}"),
         AccountRef.create("facebook", handle="villedelyon"),
+        AccountRef.create("facebook", account_id="facebook:180954861916447"),
     ]
 
-    result = run(poll(make(FacebookPoller, server, time), refs))
+    result = run(poll(make(FacebookPoller, server, time, facebook_batch_size=2), refs))
 
     assert result.stopped is None and not result.failures
-    assert [s.followers for s in result.snapshots] == [98412, 312876]
-    assert activity_of(result, "facebook:villedelyon") == (None, None, None)
-    # Asked once: the refusal holds for every page of this poll.
-    assert len(server.seen(POSTS)) == 1 and server.seen("/v25.0/157341334281567/posts") == []
+    assert [s.followers for s in result.snapshots] == [98412, 312876, 15304]
+    assert activity_of(result, f"facebook:{PAGE_ID}") == (None, None, None)
+    assert activity_of(result, "facebook:180954861916447") == (None, None, None)
+    # Refused once, the same pages asked again for their audience alone; the refusal holds for the
+    # rest of the poll, so the second batch asks no posts.
+    assert [s.values("fields")[0] for s in server.seen("/v25.0/")] == [
+        EXPANDED_FIELDS,
+        "followers_count,fan_count,name",
+        "followers_count,fan_count,name",
+    ]
     assert "Page Public Content Access" in caplog.text
+    assert caplog.text.count("activity off for this poll") == 1
+
+
+def test_facebook_audience_permission_missing_still_stops_polling(
+    server: LocalService, time: FakeTime
+) -> None:
+    server.handle("/v25.0/", lambda seen: Reply(403, fixture("facebook_error_posts_permission.json")))
+
+    result = run(
+        poll(make(FacebookPoller, server, time), [AccountRef.create("facebook", handle="villedelyon")])
+    )
+
+    # Without posts the audience is refused too: the token itself lacks a permission, polling stops.
+    assert result.stopped is not None and "lacks a permission" in result.stopped
+    assert [f.reason for f in result.failures] == [FailureReason.UNAUTHORIZED]
+    assert not asks_posts(server.seen("/v25.0/")[-1])
 
 
 # --- YouTube.

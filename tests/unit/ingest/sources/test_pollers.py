@@ -422,11 +422,21 @@ def test_facebook_batches_50_pages_with_the_token_in_a_header(server: LocalPlatf
 
     calls = server.seen(GRAPH_ROOT)
     assert [len(call.values("ids")[0].split(",")) for call in calls] == [50, 10]
-    assert calls[0].values("fields") == ["followers_count,fan_count,name"]
+    # Activity on (the default): each page's posts are asked in the same request (field expansion).
+    assert calls[0].values("fields")[0].startswith("followers_count,fan_count,name,posts.since(")
     assert calls[0].headers["Authorization"] == "Bearer EAAGm0PX4ZCpsBAtest"
     assert "EAAGm0PX4ZCpsBAtest" not in calls[0].url
     assert len(result.snapshots) == 60 and result.snapshots[0].followers == 1000
     assert result.snapshots[0].source == "poller:facebook"
+
+
+def test_facebook_without_activity_asks_the_audience_alone(server: LocalPlatform, time: FakeTime) -> None:
+    server.handle(GRAPH_ROOT, pages_for)
+
+    result = run(poll(make(FacebookPoller, server, time, poll_activity=False), [ref("facebook", "grenoble")]))
+
+    assert [call.values("fields") for call in server.seen(GRAPH_ROOT)] == [["followers_count,fan_count,name"]]
+    assert result.snapshots[0].followers == 1000 and result.snapshots[0].posts_30d is None
 
 
 def test_facebook_followers_fall_back_to_fan_count(server: LocalPlatform, time: FakeTime) -> None:
