@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
 from services.common import registry
 from services.common.clickhouse import make_client
 from services.common.kafka import ensure_topics
+from services.common.names import Platform
 from services.common.settings import Settings
 from services.ingest.publisher import Publisher
 from services.ingest.sources.pollers.base import AccountRef
@@ -25,12 +26,13 @@ from services.ingest.sources.pollers.runner import configured_platforms, open_po
 log = logging.getLogger(__name__)
 
 
-def load_refs(settings: Settings) -> list[AccountRef]:
-    """The registered accounts that a configured poller can read."""
-    platforms = [p.value for p in configured_platforms(settings)]
+def load_refs(settings: Settings, platforms: Iterable[Platform] | None = None) -> list[AccountRef]:
+    """The registered accounts a poller may read on ``platforms`` (default: those with a configured
+    poller); a row that cannot be polled as registered is logged and left out."""
+    names = [p.value for p in (configured_platforms(settings) if platforms is None else platforms)]
     client = make_client(settings)
     try:
-        rows = registry.account_rows(client, settings.clickhouse_database, platforms)
+        rows = registry.account_rows(client, settings.clickhouse_database, names)
     finally:
         client.close()
     refs = []

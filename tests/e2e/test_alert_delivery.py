@@ -8,8 +8,6 @@ Ports: services 52080-52082, the receiver in 52020-52069."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -22,6 +20,7 @@ from kafka import KafkaAdminClient
 
 from services.api.webhooks import WEBHOOK_CONSUMER_GROUP
 from services.common.settings import Settings
+from tests.e2e.processes import Service
 from tests.integration.api.alerting import Receiver, SseReader, serve
 
 pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse, pytest.mark.slow]
@@ -36,50 +35,6 @@ HISTORY_DAYS = 42
 # 15 minutes. The alert must arrive well within either.
 SNAPSHOT_INTERVAL_S = 15 * 60
 GROUP_WAIT_S = 1  # noise control holds grouped detections this long (default 60 s)
-
-
-class Service:
-    """One barometre service as its own process (``barometre ingest|scoring|api``)."""
-
-    def __init__(self, name: str, env: dict[str, str], log_dir: Path) -> None:
-        self.name, self.env = name, env
-        self.log_path = log_dir / f"{name}.log"
-        self.url = f"http://127.0.0.1:{PORTS[name]}"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "services.cli", self.name],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-    def wait_ready(self, timeout: float = 90.0) -> None:
-        # The scoring worker is ready once it has read its inputs; the others once their dependencies answer.
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc is not None and self.proc.poll() is None, f"{self.name} exited:\n{self.tail()}"
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        raise AssertionError(f"{self.name} not ready:\n{self.tail()}")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def tail(self, lines: int = 40) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
 @pytest.fixture
@@ -101,7 +56,7 @@ def services(app_settings: Settings, tmp_path: Path) -> Iterator[dict[str, Servi
         "BAROMETRE_WEBHOOK_RELOAD_S": "0.5",
         "BAROMETRE_LOG_LEVEL": "WARNING",
     }
-    running = {name: Service(name, env, tmp_path) for name in ("scoring", "ingest", "api")}
+    running = {name: Service(name, PORTS[name], env, tmp_path) for name in ("scoring", "ingest", "api")}
     try:
         for service in running.values():
             service.start()

@@ -30,6 +30,7 @@ from services.common.names import AccountOrigin, Platform
 from services.common.reference import AccountRecord
 from services.common.settings import Settings
 from services.scoring.maths.score import conversation, engagement, regularity
+from tests.e2e.processes import Service
 from tests.fixtures.platforms import Expected, expected, install_platforms
 from tests.fixtures.recorded import install_registries
 from tests.fixtures.replay import LocalService, serving
@@ -90,50 +91,6 @@ SIMULATED = (
         "COM:38151", Platform.BLUESKY, "bluesky:simechirolles.bsky.social", "simechirolles.bsky.social", None
     ),
 )
-
-
-class Service:
-    """One barometre service as its own process (``barometre scoring|api|poller``)."""
-
-    def __init__(self, name: str, env: dict[str, str], log_dir: Path) -> None:
-        self.name, self.env = name, env
-        self.log_path = log_dir / f"{name}.log"
-        self.url = f"http://127.0.0.1:{PORTS[name]}"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Service:
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "services.cli", self.name],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        return self
-
-    def wait_ready(self, timeout: float = 90.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc is not None and self.proc.poll() is None, f"{self.name} exited:\n{self.tail()}"
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        raise AssertionError(f"{self.name} not ready:\n{self.tail()}")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def tail(self, lines: int = 40) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
 def run_cli(env: dict[str, str], *args: str, timeout: float = 120) -> str:
@@ -204,7 +161,7 @@ def env(app_settings: Settings, tmp_path: Path) -> dict[str, str]:
 @pytest.fixture
 def stack(env: dict[str, str], tmp_path: Path) -> Iterator[dict[str, Service]]:
     """The scoring worker and the API, started first: they come up while discovery runs."""
-    running = {name: Service(name, env, tmp_path).start() for name in ("scoring", "api")}
+    running = {name: Service(name, PORTS[name], env, tmp_path).start() for name in ("scoring", "api")}
     try:
         yield running
     finally:
@@ -342,7 +299,10 @@ def test_discovered_accounts_are_polled_then_ranked_and_scored(
             # --- The poller service reads the same accounts on its own schedule.
             budgets = ",".join(f'"{p}": [100000, 60]' for p in POLLED)
             poller = Service(
-                "poller", {**platform_env, "BAROMETRE_POLLER_RATE_BUDGETS": f"{{{budgets}}}"}, tmp_path
+                "poller",
+                PORTS["poller"],
+                {**platform_env, "BAROMETRE_POLLER_RATE_BUDGETS": f"{{{budgets}}}"},
+                tmp_path,
             )
             poller.start()
             try:

@@ -31,11 +31,12 @@ import httpx
 from fastapi import FastAPI
 from prometheus_client import Counter, Gauge
 
-from services.common import registry, web
+from services.common import web
 from services.common.clickhouse import make_client
 from services.common.kafka import check_kafka, ensure_topics
 from services.common.names import AccountStatus, Platform
 from services.common.settings import Settings, get_settings
+from services.ingest.poll import load_refs
 from services.ingest.polling import state
 from services.ingest.polling.schedule import (
     CadencePolicy,
@@ -240,19 +241,8 @@ class PollerService:
 
     async def refresh(self, stored: Mapping[str, Stored] | None = None) -> tuple[int, int]:
         """Read the registry again: new accounts are scheduled, dropped ones forgotten. (added, removed)"""
-        rows = await asyncio.to_thread(self._account_rows)
-        refs: dict[str, AccountRef] = {}
-        for account_id, platform, entity_id, handle, platform_id in rows:
-            try:
-                refs[account_id] = AccountRef.create(
-                    platform,
-                    account_id=account_id,
-                    handle=handle,
-                    entity_id=entity_id,
-                    platform_id=platform_id,
-                )
-            except ValueError as exc:
-                log.warning("skipping %s: %s", account_id, exc)
+        loaded = await asyncio.to_thread(load_refs, self.settings, list(self.pollers))
+        refs = {ref.account_id: ref for ref in loaded}
         self._refs = refs
         added, removed = self.schedule.sync(
             ((ref.account_id, ref.platform.value) for ref in refs.values()), _epoch(self._clock()), stored
@@ -263,13 +253,6 @@ class PollerService:
             event.set()
         self.update_gauges()
         return added, removed
-
-    def _account_rows(self) -> list[tuple[str, str, str, str | None, str | None]]:
-        client = make_client(self.settings)
-        try:
-            return registry.account_rows(client, self._db, [p.value for p in self.pollers])
-        finally:
-            client.close()
 
     # --- Pacing every request within its platform's budget.
 
