@@ -40,8 +40,24 @@ SECRETS = {
     "GRAFANA_ADMIN_PASSWORD": "test-grafana-password",
 }
 
-ALL_SERVICES = {"kafka", "clickhouse", "migrate", "ingest", "scoring", "api", "poller", "prometheus", "grafana"}
-PYTHON_SERVICES = {"migrate": 0, "ingest": 8001, "scoring": 8002, "api": 8000, "poller": 8003}  # name -> HTTP port
+ALL_SERVICES = {
+    "kafka",
+    "clickhouse",
+    "migrate",
+    "ingest",
+    "scoring",
+    "api",
+    "poller",
+    "prometheus",
+    "grafana",
+}
+PYTHON_SERVICES = {
+    "migrate": 0,
+    "ingest": 8001,
+    "scoring": 8002,
+    "api": 8000,
+    "poller": 8003,
+}  # name -> HTTP port
 LONG_RUNNING = ALL_SERVICES - {"migrate"}
 
 # Metrics the dashboard is built on; the services must expose them under these names.
