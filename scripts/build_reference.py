@@ -2,10 +2,13 @@
 
     python scripts/build_reference.py [SOURCE_DIR] [--out DIR]
 
-SOURCE_DIR defaults to ``<repo>/../shared/data/decoupage-administratif``; DIR to
-``services/common/reference/registry``. Writes ``entities.csv.gz`` (see services.common.reference),
-``README.md`` (attribution, rules and counts) and a copy of the source's LICENSE. The output depends on
-the input only: running it twice gives identical bytes, which a unit test checks.
+SOURCE_DIR is a folder holding the package's ``communes.json``, ``departements.json``, ``regions.json``,
+``epci.json``, ``LICENSE`` and ``package.json`` (or a README naming the version); without it, the pinned
+npm package (:data:`SOURCE_PACKAGE`) is fetched with ``npm pack`` into ``.cache/`` once and read from
+there. DIR defaults to ``services/common/reference/registry``. Writes ``entities.csv.gz`` (see
+services.common.reference), ``README.md`` (attribution, rules and counts) and a copy of the source's
+LICENSE. The output depends on the input only: running it twice gives identical bytes, which a unit
+test checks against the shipped files.
 
 The rules (also written to README.md, where users read them):
 - scope = INSEE's Code officiel géographique for France, i.e. metropolitan France and the five DROM:
@@ -27,7 +30,10 @@ import argparse
 import json
 import re
 import shutil
+import subprocess
 import sys
+import tarfile
+import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from pathlib import Path
@@ -44,7 +50,9 @@ from services.common.reference.entities import (  # noqa: E402 - needs the path 
     encode_entities,
 )
 
-DEFAULT_SOURCE = REPO.parent / "shared" / "data" / "decoupage-administratif"
+# The source the shipped registry is derived from: etalab's npm package, at this version.
+SOURCE_PACKAGE = "@etalab/decoupage-administratif@6.0.0"
+SOURCE_CACHE = REPO / ".cache" / "decoupage-administratif-6.0.0"
 CURRENT_COMMUNE = "commune-actuelle"
 INSEE_ZONES = frozenset({"metro", "drom"})
 LICENSE_COPY = "LICENSE.decoupage-administratif"
@@ -150,8 +158,43 @@ def count_left_out(source: Path) -> dict[Category, int]:
     }
 
 
+def fetch_source(cache: Path = SOURCE_CACHE) -> Path:
+    """The pinned package's data folder (its JSON files, LICENSE and package.json), fetched from the
+    npm registry with ``npm pack`` the first time; RuntimeError when npm cannot fetch it."""
+    if (cache / "communes.json").is_file():
+        return cache
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            done = subprocess.run(
+                ["npm", "pack", SOURCE_PACKAGE, "--silent", "--pack-destination", tmp],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise RuntimeError(f"cannot run npm to fetch {SOURCE_PACKAGE}: {exc}") from exc
+        if done.returncode != 0:
+            raise RuntimeError(f"npm pack {SOURCE_PACKAGE} failed: {done.stderr.strip()[-500:]}")
+        (archive,) = Path(tmp).glob("*.tgz")
+        staging = Path(tmp) / "unpacked"
+        with tarfile.open(archive) as tar:
+            tar.extractall(staging, filter="data")
+        package = staging / "package"
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        partial = cache.with_name(cache.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.copytree(package / "data", partial)
+        for name in ("LICENSE", "package.json", "README.md"):
+            shutil.copyfile(package / name, partial / name)
+        partial.rename(cache)  # whole or not at all: a half-fetched copy is never read
+    return cache
+
+
 def source_version(source: Path) -> str:
-    """The decoupage-administratif version named in the source's README."""
+    """The decoupage-administratif version of the source: its package.json, else its README."""
+    package = source / "package.json"
+    if package.is_file():
+        return str(json.loads(package.read_text(encoding="utf-8"))["version"])
     readme = source / "README.md"
     match = re.search(r"version\s+([0-9]+\.[0-9]+\.[0-9]+)", readme.read_text(encoding="utf-8"))
     if match is None:
@@ -211,7 +254,11 @@ géographique.
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "source", nargs="?", type=Path, default=DEFAULT_SOURCE, help="decoupage-administratif dir"
+        "source",
+        nargs="?",
+        type=Path,
+        default=None,
+        help=f"decoupage-administratif dir (default: {SOURCE_PACKAGE})",
     )
     parser.add_argument("--out", type=Path, default=REGISTRY_DIR, help="output directory")
     parser.add_argument(
@@ -219,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    source: Path = args.source
+    source: Path = args.source if args.source is not None else fetch_source()
     out: Path = args.out
     entities = build_entities(source)
     version = args.source_version or source_version(source)

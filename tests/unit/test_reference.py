@@ -33,8 +33,15 @@ from services.common.reference import (
 from services.common.reference.entities import decode_entities, encode_entities
 
 REPO = Path(__file__).resolve().parents[2]
-SOURCE = REPO.parent / "shared" / "data" / "decoupage-administratif"
-needs_source = pytest.mark.skipif(not SOURCE.is_dir(), reason=f"{SOURCE} is not there")
+
+
+def _source() -> Path | None:
+    """The package the registry is derived from, fetched by the script itself (npm, once, into .cache)."""
+    try:
+        path: Path = _script().fetch_source()
+    except RuntimeError:
+        return None
+    return path
 
 
 def _script() -> ModuleType:
@@ -43,6 +50,12 @@ def _script() -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+SOURCE = _source() or Path("/nonexistent")
+needs_source = pytest.mark.skipif(
+    not SOURCE.is_dir(), reason="the decoupage-administratif package could not be fetched from npm"
+)
 
 
 # --- The shipped registry.
