@@ -117,8 +117,10 @@ class AccountOrigin(StrEnum):
 
     SIMULATOR = "simulator"  # invented by `barometre simulate`
     IMPORT = "import"  # `barometre import accounts`: a user's word, which wins over discovery
-    PUSH = "push"  # first named by a snapshot pushed over HTTP
-    POLL = "poll"  # first named by a poller
+    # Registered by a door that names accounts as it goes; none writes these yet: an account only
+    # ever pushed with an entity_id is not registered, and coverage counts it as "unregistered".
+    PUSH = "push"
+    POLL = "poll"
     DISCOVER = "discover"  # found in a public registry by `barometre discover`
 
 
