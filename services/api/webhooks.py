@@ -17,7 +17,14 @@ every record before it in its partition) is delivered or given up: after a crash
 are delivered again (at least once: receivers deduplicate by ``X-Barometre-Alert-Id``).
 
 Each state of a delivery (``retrying``, then ``delivered`` or ``failed``) is written to
-``webhook_deliveries``, in batches.
+``webhook_deliveries``, in batches, with the receiver's status code and an error of our own words
+("connection refused", "timed out", "HTTP 500"): never text from the receiver, which would make the
+delivery log a probe of what the api's network can reach.
+
+No SSRF (services/api/egress.py): each attempt resolves the URL's host, refuses it (a final failure,
+"destination address not allowed") when any address is loopback, private, link-local, metadata…, and
+connects to the address it checked, with the Host header, TLS SNI and certificate check still on the
+host name. Redirects are not followed; at most ``webhook_max_response_bytes`` of an answer are read.
 """
 
 from __future__ import annotations
@@ -25,8 +32,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import errno
 import logging
 import random
+import socket
+import ssl
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -41,7 +51,7 @@ from clickhouse_connect.driver.client import Client
 from prometheus_client import Counter
 from pydantic import ValidationError
 
-from services.api import alert_store
+from services.api import alert_store, egress
 from services.api.webhook_signature import SIGNATURE_HEADER, signature_header
 from services.common.events import Alert
 from services.common.kafka import ensure_topics
@@ -64,7 +74,7 @@ DELIVERIES = Counter(
 ATTEMPTS = Counter(
     "barometre_webhook_delivery_attempts_total",
     "Webhook delivery attempts, by result: success, http_<status class> (2xx, 4xx, 429, 5xx…), "
-    "timeout, connection_error.",
+    "timeout, connection_error, refused (destination address not allowed).",
     ["result"],
 )
 
@@ -148,7 +158,84 @@ def attempt_result(status: int | None, error: BaseException | None) -> str:
         if 200 <= status < 300:
             return "success"
         return "http_429" if status == 429 else f"http_{status // 100}xx"
-    return "timeout" if isinstance(error, httpx.TimeoutException) else "connection_error"
+    if isinstance(error, egress.DestinationRefused):
+        return "refused"
+    return "timeout" if isinstance(error, httpx.TimeoutException | TimeoutError) else "connection_error"
+
+
+NOT_ALLOWED = "destination address not allowed"
+
+
+def _causes(error: BaseException) -> Iterable[BaseException]:
+    """``error`` and what caused it (httpx wraps httpcore wraps anyio's exception groups wrap OSError)."""
+    seen: set[int] = set()
+    stack = [error]
+    while stack:
+        e = stack.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        yield e
+        if isinstance(e, BaseExceptionGroup):
+            stack.extend(e.exceptions)
+        stack.extend(c for c in (e.__cause__, e.__context__) if c is not None)
+
+
+def describe_error(error: BaseException) -> str:
+    """Our own words for a failed attempt: the exception's text can hold what a receiver (or a server
+    at the address it names) said, so it is never recorded."""
+    if isinstance(error, egress.DestinationRefused):
+        return NOT_ALLOWED
+    if isinstance(error, httpx.TimeoutException | TimeoutError):
+        return "timed out"
+    if isinstance(error, httpx.InvalidURL | httpx.UnsupportedProtocol):
+        return "invalid URL"
+    causes = list(_causes(error))
+    if any(isinstance(c, socket.gaierror) for c in causes):
+        return "host name not resolved"
+    if any(isinstance(c, ssl.SSLCertVerificationError) for c in causes):
+        return "TLS certificate not valid for the host"
+    if any(isinstance(c, ssl.SSLError) for c in causes):
+        return "TLS handshake failed"
+    errnos = {c.errno for c in causes if isinstance(c, OSError)}
+    if isinstance(error, httpx.ConnectError) or errnos:
+        if errno.ECONNREFUSED in errnos or any(isinstance(c, ConnectionRefusedError) for c in causes):
+            return "connection refused"
+        if errnos & {errno.ENETUNREACH, errno.EHOSTUNREACH}:
+            return "host unreachable"
+        return "connection failed"
+    if isinstance(error, httpx.RemoteProtocolError | httpx.LocalProtocolError):
+        return "invalid HTTP answer"
+    if isinstance(error, httpx.ReadError | httpx.WriteError):
+        return "connection lost"
+    return "request failed"
+
+
+def default_port(url: httpx.URL) -> int:
+    return 443 if url.scheme == "https" else 80
+
+
+def pinned_url(url: httpx.URL, address: egress.IPAddress) -> httpx.URL:
+    """``url`` with its host replaced by the address that was checked (so no second resolution)."""
+    return url.copy_with(host=str(address))
+
+
+def host_header(url: httpx.URL) -> str:
+    """The Host header of ``url`` (host, and port when not the scheme's default)."""
+    raw = url.raw_host.decode("ascii")
+    host = f"[{raw}]" if ":" in raw else raw
+    return host if url.port is None or url.port == default_port(url) else f"{host}:{url.port}"
+
+
+async def read_capped(response: httpx.Response, limit: int) -> int:
+    """Read at most about ``limit`` bytes of ``response``'s raw body (not decompressed), then stop:
+    the answer's body is not used, and a receiver must not make the dispatcher hold much of it."""
+    read = 0
+    async for chunk in response.aiter_raw():
+        read += len(chunk)
+        if read >= limit:
+            break
+    return read
 
 
 # --- Offsets: commit only what is finished, in partition order.
@@ -217,6 +304,7 @@ class Dispatcher:
         self._http: httpx.AsyncClient | None = None
         self.ready = False  # assigned partitions with known positions (tests wait for it)
         self.loaded = asyncio.Event()
+        self._allowed = egress.parse_networks(settings.webhook_allow_networks)
 
     # ClickHouse, in worker threads.
     def _db(self) -> Client:
@@ -262,7 +350,13 @@ class Dispatcher:
     async def run(self) -> None:
         """Reload subscriptions, and deliver once there are some; until cancelled."""
         helpers = [asyncio.create_task(self._reload_forever()), asyncio.create_task(self._flush_forever())]
-        self._http = httpx.AsyncClient(headers={"User-Agent": USER_AGENT}, follow_redirects=False)
+        # No keep-alive: connections are pooled by address, and one opened (and its certificate checked)
+        # for one host name must not carry another's delivery. trust_env=False: no proxy from the
+        # environment (it would connect to the host name, unchecked).
+        self._http = httpx.AsyncClient(
+            headers={"User-Agent": USER_AGENT}, follow_redirects=False, trust_env=False,
+            limits=httpx.Limits(max_keepalive_connections=0),
+        )  # fmt: skip
         try:
             while not self._subscriptions:
                 await asyncio.sleep(min(self._settings.webhook_reload_s, 1.0))
@@ -381,7 +475,9 @@ class Dispatcher:
                         self._state(s, alert_id, attempt, "delivered", status, "", first)
                         DELIVERIES.labels("delivered").inc()
                         return
-                    retryable = status is None or is_retryable(status)
+                    retryable = (status is None and error != NOT_ALLOWED) or (
+                        status is not None and is_retryable(status)
+                    )
                     delay = retry_delay(attempt, settings.webhook_backoff_s, settings.webhook_backoff_max_s,
                                         retry_after, self._rng)  # fmt: skip
                     out_of_time = time.monotonic() - started + delay > settings.webhook_give_up_s
@@ -398,7 +494,8 @@ class Dispatcher:
     async def _attempt(
         self, s: Subscription, alert_id: str, body: bytes, attempt: int
     ) -> tuple[int | None, str, float | None]:
-        """One POST: (status or None, error text, Retry-After seconds)."""
+        """One POST to the checked address, within ``webhook_timeout_s`` in all: (status or None, error
+        in our words, Retry-After seconds)."""
         assert self._http is not None
         headers = {
             "Content-Type": "application/json",
@@ -406,13 +503,29 @@ class Dispatcher:
             "X-Barometre-Alert-Id": alert_id,
             "X-Barometre-Delivery-Attempt": str(attempt),
         }
+        settings = self._settings
         try:
-            response = await self._http.post(
-                s.url, content=body, headers=headers, timeout=self._settings.webhook_timeout_s
-            )
-        except httpx.HTTPError as exc:
+            async with asyncio.timeout(settings.webhook_timeout_s):
+                url = httpx.URL(s.url)
+                host = url.raw_host.decode("ascii")  # IDNA-encoded, IPv6 without brackets
+                address = await egress.resolve_checked(host, url.port or default_port(url), self._allowed)
+                request = self._http.build_request(
+                    "POST", pinned_url(url, address), content=body,
+                    headers={**headers, "Host": host_header(url)},
+                    timeout=settings.webhook_timeout_s,
+                    # TLS: SNI and the certificate check on the host name, not on the address.
+                    extensions={"sni_hostname": host} if url.scheme == "https" else None,
+                )  # fmt: skip
+                response = await self._http.send(request, stream=True)
+                try:
+                    await read_capped(response, settings.webhook_max_response_bytes)
+                finally:
+                    await response.aclose()
+        except (httpx.HTTPError, httpx.InvalidURL, OSError, TimeoutError, egress.DestinationRefused) as exc:
             ATTEMPTS.labels(attempt_result(None, exc)).inc()
-            return None, f"{type(exc).__name__}: {exc}".strip(": "), None
+            if isinstance(exc, egress.DestinationRefused):
+                log.warning("webhooks: %s refused: %s", s.subscription_id, exc)
+            return None, describe_error(exc), None
         ATTEMPTS.labels(attempt_result(response.status_code, None)).inc()
         error = "" if response.is_success else f"HTTP {response.status_code}"
         return (

@@ -5,11 +5,12 @@ Build it once at start-up with :func:`get_settings` and pass it down; nothing el
 
 from __future__ import annotations
 
+import ipaddress
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.common.names import SCORING_CONSUMER_GROUP
@@ -81,6 +82,22 @@ class Settings(BaseSettings):
     webhook_backoff_max_s: float = Field(default=300.0, ge=0)
     webhook_give_up_s: float = Field(default=3600.0, gt=0)  # no attempt starts later than this
     webhook_concurrency: int = Field(default=4, ge=1)  # deliveries in flight per subscription
+    # --- Webhook egress (services/api/egress.py): networks webhooks may reach although they are loopback,
+    # private, link-local… (comma-separated, e.g. "127.0.0.0/8" for tests); empty: public addresses only.
+    webhook_allow_networks: str = ""
+    webhook_max_response_bytes: int = Field(
+        default=4096, ge=0
+    )  # of a receiver's answer body, read then dropped
+
+    @field_validator("webhook_allow_networks")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        for item in filter(None, (i.strip() for i in value.split(","))):
+            try:
+                ipaddress.ip_network(item)
+            except ValueError as exc:
+                raise ValueError(f"{item!r} is not a network ({exc})") from None
+        return value
 
     log_level: str = "INFO"
 

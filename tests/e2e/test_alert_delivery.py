@@ -54,6 +54,7 @@ def services(app_settings: Settings, tmp_path: Path) -> Iterator[dict[str, Servi
         "BAROMETRE_SCORING_PORT": str(PORTS["scoring"]),
         "BAROMETRE_ALERT_GROUP_WAIT_S": str(GROUP_WAIT_S),
         "BAROMETRE_WEBHOOK_RELOAD_S": "0.5",
+        "BAROMETRE_WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8",  # the receiver is local; refused by default
         "BAROMETRE_LOG_LEVEL": "WARNING",
     }
     running = {name: Service(name, PORTS[name], env, tmp_path) for name in ("scoring", "ingest", "api")}

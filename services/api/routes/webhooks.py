@@ -8,10 +8,11 @@ import secrets
 import uuid
 from typing import Annotated, Any
 
+import httpx
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from services.api import alert_store
+from services.api import alert_store, egress
 from services.api.alert_models import DeliveriesOut, WebhookCreated, WebhookIn, WebhookOut, WebhooksOut, to_ms
 from services.api.deps import UUID_RE, AlertsWriter, ApiDep, now, path_id
 from services.api.models import ERROR_RESPONSES, NOT_FOUND
@@ -41,9 +42,17 @@ def _json(body: str, status: int = 200) -> Response:
     description="The dispatcher POSTs every matching alert (Alert v1 JSON) to `url`, signed with "
     "`secret` (header `X-Barometre-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "
     '"<t>.<body>")>`). Without `secret`, one is generated; either way this answer is the only one '
-    "that shows it. Empty filters match everything; `min_severity` defaults to info.",
+    "that shows it. Empty filters match everything; `min_severity` defaults to info. A URL whose host "
+    "is a loopback, private, link-local, multicast, reserved or metadata IP address is refused (422); "
+    "a host name is checked at each delivery.",
 )
 async def create_webhook(api: ApiDep, caller: AlertsWriter, body: WebhookIn) -> Response:
+    # Only an IP literal can be judged now (a name may resolve elsewhere, or fail for a while): the
+    # dispatcher checks every address a name resolves to at each delivery.
+    host = httpx.URL(body.url).raw_host.decode("ascii")
+    reason = egress.refused_literal(host, egress.parse_networks(api.settings.webhook_allow_networks))
+    if reason is not None:
+        raise ApiError(422, "invalid_request", f"url: {host} is not an address webhooks may reach ({reason})")
     row = {
         "subscription_id": str(uuid.uuid4()), "url": body.url,
         "secret": body.secret or "whsec_" + secrets.token_urlsafe(32),

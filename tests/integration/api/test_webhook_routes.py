@@ -21,7 +21,10 @@ AUTH = {"Authorization": "Bearer test-token"}
 
 @pytest.fixture
 def api(app_settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(app_settings.model_copy(update={"webhooks_enabled": False}))) as client:
+    settings = app_settings.model_copy(
+        update={"webhooks_enabled": False, "webhook_allow_networks": "127.0.0.0/8"}
+    )
+    with TestClient(create_app(settings)) as client:
         yield client
 
 
@@ -106,3 +109,39 @@ def test_tokens(api: TestClient, app_settings: Settings) -> None:
             api.request(method, url, headers={"Authorization": f"Bearer {writer}"}, **kwargs).status_code
             == expected
         )
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://10.0.0.1/hook", "url: 10.0.0.1 is not an address webhooks may reach (private)"),
+        ("http://169.254.169.254/latest/meta-data/", "url: 169.254.169.254 is not an address webhooks may reach (metadata)"),
+        ("https://[::1]:8123/?query=DROP", "url: ::1 is not an address webhooks may reach (loopback)"),
+        ("http://[::ffff:192.168.0.1]/", "(private (IPv4 192.168.0.1 inside ::ffff:c0a8:1))"),
+        ("http://[fd00:ec2::254]/", "(metadata)"),
+        ("http://0.0.0.0:8123/", "(unspecified)"),
+        ("http://0xa000001/", "(private)"),  # 10.0.0.1, as the system resolver reads it
+        ("gopher://e.org/x", "is not an http:// or https:// URL"),
+        ("file:///etc/passwd", "is not an http:// or https:// URL"),
+    ],
+)  # fmt: skip
+def test_unreachable_destinations_are_refused(api: TestClient, url: str, message: str) -> None:
+    r = api.post("/v1/webhooks", headers=AUTH, json={"url": url})
+    assert (r.status_code, r.json()["error"]["code"]) == (422, "invalid_request"), r.text
+    assert r.json()["error"]["message"].startswith("url: ")
+    assert message in r.json()["error"]["message"], r.json()
+    assert api.get("/v1/webhooks", headers=AUTH).json()["items"] == []
+
+
+def test_loopback_needs_the_allow_setting(app_settings: Settings) -> None:
+    """The fixture's api lets 127.0.0.0/8 through (its tests' receivers are local); by default it is
+    refused. Names are accepted: they are checked at each delivery."""
+    with TestClient(create_app(app_settings.model_copy(update={"webhooks_enabled": False}))) as api:
+        r = api.post("/v1/webhooks", headers=AUTH, json={"url": "http://127.0.0.1:8123/?query=x"})
+        assert r.status_code == 422
+        assert "127.0.0.1 is not an address webhooks may reach (loopback)" in r.json()["error"]["message"]
+        assert (
+            api.post("/v1/webhooks", headers=AUTH, json={"url": "http://localhost.test/x"}).status_code == 201
+        )
+        r = api.post("/v1/webhooks", headers=AUTH, json={"url": "https://93.184.215.14/x"})
+        assert r.status_code == 201
