@@ -1,6 +1,7 @@
 """Registered accounts with their review state, and their provenance (``account_sources``), in ClickHouse.
 
-Read and written by ``barometre discover`` and ``barometre accounts list|show|reject``. Rows are
+The one writer of the ``accounts`` table: imports and the simulator (through ``registry.write_accounts``),
+``barometre discover``, ``barometre accounts reject``, and the poller (a rename, a gone account). Rows are
 versioned (ReplacingMergeTree): every write is a whole row with a newer version, and reads take each
 account's latest row (``argMax(..., version)``). Values are always bound as query parameters.
 """
@@ -10,11 +11,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import datetime
+from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
 from services.common.clickhouse import insert_rows
 from services.common.names import AccountState
+
+DETAIL_LENGTH = 1_000  # how much of a reason is kept in ``state_reason``
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,14 +152,32 @@ def write_accounts(client: Client, db: str, rows: Iterable[AccountRow], version:
     return _write(client, f"{db}.accounts", rows, _ACCOUNT_COLUMNS, version)
 
 
-def reject(client: Client, db: str, account_id: str, reason: str, version: int) -> AccountRow:
-    """Mark an account ``rejected`` (never polled again) with ``reason``; KeyError when unknown."""
+def update(client: Client, db: str, account_id: str, version: int, **changes: Any) -> AccountRow:
+    """Write a new version of ``account_id``'s latest row with ``changes`` (column=value), every other
+    column carried over; KeyError when the account is not registered (or deleted)."""
     current = read_account(client, db, account_id)
     if current is None or current.deleted:
         raise KeyError(account_id)
-    row = replace(current, state=AccountState.REJECTED.value, state_reason=reason)
+    row = replace(current, **changes)
     write_accounts(client, db, [row], version)
     return row
+
+
+def reject(client: Client, db: str, account_id: str, reason: str, version: int) -> AccountRow:
+    """Mark an account ``rejected`` (never polled again) with ``reason``; KeyError when unknown."""
+    return update(client, db, account_id, version, state=AccountState.REJECTED.value, state_reason=reason)
+
+
+def rename(client: Client, db: str, account_id: str, handle: str, version: int) -> AccountRow:
+    """The platform now shows ``account_id`` under ``handle``: same account, new name."""
+    return update(client, db, account_id, version, handle=handle)
+
+
+def mark_gone(client: Client, db: str, account_id: str, reason: str, version: int) -> AccountRow:
+    """The platform confirmed ``account_id`` gone: state ``gone`` (never polled again), with why."""
+    return update(
+        client, db, account_id, version, state=AccountState.GONE.value, state_reason=reason[:DETAIL_LENGTH]
+    )
 
 
 def read_sources(client: Client, db: str, account_id: str | None = None) -> list[SourceRow]:

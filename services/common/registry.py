@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 
 from clickhouse_connect.driver.client import Client
 
+from services.common import accounts
 from services.common.clickhouse import insert_rows
 from services.common.names import POLLED_STATES, AccountOrigin, AccountState
 from services.common.reference import AccountRecord, Entity, PanelMember, load_entities
@@ -78,33 +79,19 @@ def write_accounts(
     accounts with ``origin=AccountOrigin.SIMULATOR``, which no poller ever reads.
     """
     rows = [
-        [
-            r.account_id,
-            r.platform.value,
-            r.entity_id,
-            r.handle,
-            r.url,
-            r.platform_id,
-            0,
-            origin.value,
-            state.value,
-            version,
-        ]
+        accounts.AccountRow(
+            account_id=r.account_id,
+            platform=r.platform.value,
+            entity_id=r.entity_id,
+            handle=r.handle,
+            url=r.url,
+            origin=origin.value,
+            state=state.value,
+            platform_id=r.platform_id,
+        )
         for r in records
     ]
-    cols = [
-        "account_id",
-        "platform",
-        "entity_id",
-        "handle",
-        "url",
-        "platform_id",
-        "deleted",
-        "origin",
-        "state",
-        "version",
-    ]
-    return insert_rows(client, f"{db}.accounts", rows, cols)
+    return accounts.write_accounts(client, db, rows, version)
 
 
 def write_panel(client: Client, db: str, members: Iterable[PanelMember], version: int) -> int:

@@ -21,6 +21,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -28,10 +30,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+from clickhouse_connect.driver.client import Client
 from fastapi import FastAPI
 from prometheus_client import Counter, Gauge
 
-from services.common import web
+from services.common import accounts, web
 from services.common.clickhouse import make_client
 from services.common.kafka import check_kafka, ensure_topics
 from services.common.names import AccountStatus, Platform
@@ -188,6 +191,8 @@ class PollerService:
         self._wake: dict[Platform, asyncio.Event] = {}
         self._stack = AsyncExitStack()
         self._counted_at = float("-inf")  # when the account-count gauges were last set
+        self._ch: Client | None = None  # ClickHouse, for the state writes (see _write)
+        self._ch_lock = threading.Lock()
         self.started = False
 
     # --- Life cycle.
@@ -215,6 +220,9 @@ class PollerService:
     async def close(self) -> None:
         await self._stack.aclose()
         await asyncio.to_thread(self._publisher.close)
+        if self._ch is not None:
+            self._ch.close()
+            self._ch = None
 
     async def __aenter__(self) -> PollerService:
         await self.start()
@@ -397,20 +405,29 @@ class PollerService:
         renames: list[tuple[str, str]],
         gone: list[tuple[str, str]],
     ) -> None:
-        client = make_client(self.settings)
-        try:
-            if rows:
-                state.write_states(client, self._db, rows)
-            if failed:
-                state.append_failures(client, self._db, failed)
-            for account_id, handle in renames:
-                log.info("%s is now %s", account_id, handle)
-                state.rename_account(client, self._db, account_id, handle)
-            for account_id, why in gone:
-                log.info("%s is gone: %s", account_id, why)
-                state.mark_gone(client, self._db, account_id, why)
-        finally:
-            client.close()
+        # One client for every chunk's writes (making one asks the server for its settings: a round
+        # trip per chunk otherwise); the platforms' loops write from their threads one at a time.
+        with self._ch_lock:
+            if self._ch is None:
+                self._ch = make_client(self.settings)
+            client = self._ch
+            try:
+                if rows:
+                    state.write_states(client, self._db, rows)
+                if failed:
+                    state.append_failures(client, self._db, failed)
+                for account_id, handle in renames:
+                    log.info("%s is now %s", account_id, handle)
+                    with contextlib.suppress(KeyError):  # unregistered meanwhile: nothing to rename
+                        accounts.rename(client, self._db, account_id, handle, time.time_ns())
+                for account_id, why in gone:
+                    log.info("%s is gone: %s", account_id, why)
+                    with contextlib.suppress(KeyError):
+                        accounts.mark_gone(client, self._db, account_id, why, time.time_ns())
+            except Exception:
+                self._ch = None  # a broken connection is not reused
+                client.close()
+                raise
 
     async def poll_all_due(self) -> int:
         """Poll every platform until nothing is due now; return how many accounts were polled."""

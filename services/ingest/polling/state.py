@@ -1,6 +1,6 @@
 """The poller's memory in ClickHouse (migration 0006): ``poll_state``, one row per account, and
-``poll_failures``, every failed attempt; and the registry rows a poll result changes (a renamed account's
-new handle, an account the platform confirmed gone).
+``poll_failures``, every failed attempt. (What a poll changes in the registry, a renamed account's new
+handle or an account the platform confirmed gone, is written by ``services.common.accounts``.)
 
 Times cross this module as aware UTC datetimes; the scheduler's seconds are epoch seconds of them.
 """
@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from clickhouse_connect.driver.client import Client
 
 from services.common.clickhouse import insert_rows
-from services.common.names import AccountState
 
 _STATE_COLUMNS = [
     "platform",
@@ -121,31 +120,3 @@ def append_failures(client: Client, db: str, failures: Sequence[FailureRow]) -> 
     """Append ``failures`` to the ``poll_failures`` log; return how many rows were written."""
     rows = [[f.platform, f.account_id, f.failed_at, f.reason, f.detail[:DETAIL_LENGTH]] for f in failures]
     return insert_rows(client, f"{db}.poll_failures", rows, _FAILURE_COLUMNS)
-
-
-def _rewrite_account(
-    client: Client, db: str, account_id: str, replace: str, parameters: dict[str, object]
-) -> None:
-    # A new version of the account's latest row with some columns replaced: every other column (origin,
-    # platform_id, provenance) is carried over, whatever columns later migrations add.
-    client.command(
-        f"INSERT INTO {db}.accounts SELECT * REPLACE ({replace}, {{version:UInt64}} AS version) "
-        f"FROM {db}.accounts WHERE account_id = {{account_id:String}} ORDER BY version DESC LIMIT 1",
-        parameters={**parameters, "account_id": account_id, "version": time.time_ns()},
-    )
-
-
-def rename_account(client: Client, db: str, account_id: str, handle: str) -> None:
-    """Record that the platform now shows ``account_id`` under ``handle`` (same account, new name)."""
-    _rewrite_account(client, db, account_id, "{handle:String} AS handle", {"handle": handle})
-
-
-def mark_gone(client: Client, db: str, account_id: str, reason: str) -> None:
-    """Record that the platform confirmed ``account_id`` gone: state ``gone``, never polled again."""
-    _rewrite_account(
-        client,
-        db,
-        account_id,
-        "{state:String} AS state, {reason:String} AS state_reason",
-        {"state": AccountState.GONE.value, "reason": reason[:DETAIL_LENGTH]},
-    )

@@ -13,6 +13,7 @@ import httpx
 import pytest
 from prometheus_client import REGISTRY
 
+from services.common.accounts import read_account
 from services.common.clickhouse import make_client
 from services.common.kafka import ensure_topics
 from services.common.names import AccountOrigin, Platform
@@ -184,13 +185,16 @@ def _fields(row: state.PollState) -> dict[str, Any]:
 
 
 def test_renamed_and_gone_accounts_update_the_registry(settings: Settings) -> None:
+    # What the service writes after a poll whose result lists a rename and a gone account.
+    service = PollerService(settings)
+    why = "mastodon: not found by handle nor by stable id"
+    service._write([], [], [("bluesky:lyon.fr", "ville.lyon.fr")], [("mastodon:paris@social.example", why)])
+    service._write([], [], [("bluesky:never-registered", "x")], [])  # unregistered meanwhile: no row made
+    asyncio.run(service.close())
     client = make_client(settings)
     db = settings.clickhouse_database
-    state.rename_account(client, db, "bluesky:lyon.fr", "ville.lyon.fr")
-    state.mark_gone(
-        client, db, "mastodon:paris@social.example", "mastodon: not found by handle nor by stable id"
-    )
     rows = {row[0]: row for row in account_rows(client, db, ["bluesky", "mastodon"])}
+    assert read_account(client, db, "bluesky:never-registered") is None
     reason = client.command(
         f"SELECT argMax(state_reason, version) FROM {db}.accounts WHERE account_id = 'mastodon:paris@social.example'"
     )
