@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -9,6 +10,28 @@ from pathlib import Path
 from typing import Self
 
 import httpx
+
+from services.common.settings import Settings
+
+
+def service_env(settings: Settings, data_dir: Path, ports: dict[str, int], **extra: str) -> dict[str, str]:
+    """The environment that runs a service on ``settings``' ClickHouse database and Kafka prefix, with
+    the ports of ``ports`` (by service name), the test token, quiet logs, and ``extra`` settings."""
+    return {
+        **os.environ,
+        "BAROMETRE_CLICKHOUSE_URL": settings.clickhouse_url,
+        "BAROMETRE_CLICKHOUSE_DATABASE": settings.clickhouse_database,
+        "BAROMETRE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "BAROMETRE_KAFKA_TOPIC_PREFIX": settings.kafka_topic_prefix,
+        "BAROMETRE_KAFKA_PARTITIONS": str(settings.kafka_partitions),
+        "BAROMETRE_BOOTSTRAP_TOKEN": (
+            settings.bootstrap_token.get_secret_value() if settings.bootstrap_token else ""
+        ),
+        "BAROMETRE_DATA_DIR": str(data_dir),
+        "BAROMETRE_LOG_LEVEL": "WARNING",
+        **{f"BAROMETRE_{name.upper()}_PORT": str(port) for name, port in ports.items()},
+        **extra,
+    }
 
 
 class Service:

@@ -7,7 +7,6 @@ Ports: services 52080-52082, the receiver in 52020-52069."""
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -20,7 +19,7 @@ from kafka import KafkaAdminClient
 
 from services.api.webhooks import WEBHOOK_CONSUMER_GROUP
 from services.common.settings import Settings
-from tests.e2e.processes import Service
+from tests.e2e.processes import Service, service_env
 from tests.integration.api.alerting import Receiver, SseReader, serve
 
 pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse, pytest.mark.slow]
@@ -39,23 +38,11 @@ GROUP_WAIT_S = 1  # noise control holds grouped detections this long (default 60
 
 @pytest.fixture
 def services(app_settings: Settings, tmp_path: Path) -> Iterator[dict[str, Service]]:
-    s = app_settings
     env = {
-        **os.environ,
-        "BAROMETRE_CLICKHOUSE_URL": s.clickhouse_url,
-        "BAROMETRE_CLICKHOUSE_DATABASE": s.clickhouse_database,
-        "BAROMETRE_KAFKA_BOOTSTRAP": s.kafka_bootstrap,
-        "BAROMETRE_KAFKA_TOPIC_PREFIX": s.kafka_topic_prefix,
-        "BAROMETRE_KAFKA_PARTITIONS": str(s.kafka_partitions),
-        "BAROMETRE_BOOTSTRAP_TOKEN": TOKEN,
-        "BAROMETRE_DATA_DIR": str(tmp_path),
-        "BAROMETRE_API_PORT": str(PORTS["api"]),
-        "BAROMETRE_INGEST_PORT": str(PORTS["ingest"]),
-        "BAROMETRE_SCORING_PORT": str(PORTS["scoring"]),
+        **service_env(app_settings, tmp_path, PORTS),
         "BAROMETRE_ALERT_GROUP_WAIT_S": str(GROUP_WAIT_S),
         "BAROMETRE_WEBHOOK_RELOAD_S": "0.5",
         "BAROMETRE_WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8",  # the receiver is local; refused by default
-        "BAROMETRE_LOG_LEVEL": "WARNING",
     }
     running = {name: Service(name, PORTS[name], env, tmp_path) for name in ("scoring", "ingest", "api")}
     try:

@@ -11,7 +11,6 @@ Ports: api 52180, scoring 52181, poller 52182."""
 from __future__ import annotations
 
 import math
-import os
 import re
 import subprocess
 import sys
@@ -30,13 +29,12 @@ from services.common.names import AccountOrigin, Platform
 from services.common.reference import AccountRecord
 from services.common.settings import Settings
 from services.scoring.maths.score import conversation, engagement, regularity
-from tests.e2e.processes import Service
+from tests.e2e.processes import Service, service_env
 from tests.fixtures.platforms import Expected, expected, install_platforms
 from tests.fixtures.recorded import install_registries
 from tests.fixtures.replay import LocalService, serving
 
 PORTS = {"api": 52180, "scoring": 52181, "poller": 52182}
-TOKEN = "test-token"  # app_settings' bootstrap token
 POLLED = ("bluesky", "mastodon", "facebook", "youtube", "x", "instagram", "threads")
 # Platforms whose pollers read posts, interactions and replies: with no 30-day history yet, those three
 # components are what a first poll gives, and the score needs three (docs/SCORING.md).
@@ -141,21 +139,7 @@ def expected_score(e: Expected) -> float:
 
 @pytest.fixture
 def env(app_settings: Settings, tmp_path: Path) -> dict[str, str]:
-    s = app_settings
-    return {
-        **os.environ,
-        "BAROMETRE_CLICKHOUSE_URL": s.clickhouse_url,
-        "BAROMETRE_CLICKHOUSE_DATABASE": s.clickhouse_database,
-        "BAROMETRE_KAFKA_BOOTSTRAP": s.kafka_bootstrap,
-        "BAROMETRE_KAFKA_TOPIC_PREFIX": s.kafka_topic_prefix,
-        "BAROMETRE_KAFKA_PARTITIONS": str(s.kafka_partitions),
-        "BAROMETRE_BOOTSTRAP_TOKEN": TOKEN,
-        "BAROMETRE_DATA_DIR": str(tmp_path),
-        "BAROMETRE_API_PORT": str(PORTS["api"]),
-        "BAROMETRE_SCORING_PORT": str(PORTS["scoring"]),
-        "BAROMETRE_POLLER_PORT": str(PORTS["poller"]),
-        "BAROMETRE_LOG_LEVEL": "WARNING",
-    }
+    return service_env(app_settings, tmp_path, PORTS)
 
 
 @pytest.fixture
