@@ -1,6 +1,6 @@
 """The real-pipeline path of the alerts evaluation (``bench/alerts_eval.py --pipeline``).
 
-The labelled series of ``services/scoring/alerts/evaluation.py`` become AccountSnapshot records on a
+The labelled series of ``bench/_alerts_evaluation.py`` become AccountSnapshot records on a
 real Kafka topic, each with its arrival instant as the record timestamp (when barometre received it: the
 worker judges a point as of then), published in arrival order. A real scoring worker
 (``python -m services.scoring``) turns them into detections, sends those through ``alert-candidates.v1``
@@ -34,6 +34,7 @@ from pathlib import Path
 import httpx
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from bench._alerts_evaluation import LabelledSeries, Published
 from services.common.bootstrap import prepare_database
 from services.common.clickhouse import make_client
 from services.common.kafka import ensure_topics
@@ -41,7 +42,6 @@ from services.common.names import AlertSeverity, AlertType, Platform, Topic
 from services.common.settings import Settings
 from services.ingest.wait import wait_until_consumed
 from services.scoring.alerts import Candidate, Detection, Outcome, Verdict
-from services.scoring.alerts.evaluation import LabelledSeries, Published
 from services.scoring.maths import DailyPoint, from_ms, to_ms
 
 ROOT = Path(__file__).resolve().parents[1]

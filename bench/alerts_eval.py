@@ -1,7 +1,7 @@
 """How good are the alerts? Precision, recall, F1 and delay by anomaly type and size, false alerts on
 clean series, and platform-wide purges; prints the targets of the alerts issue as met or MISSED.
 
-The pure path only (``services/scoring/alerts/evaluation.py``): seeded, labelled series delivered in
+The pure path only (``bench/_alerts_evaluation.py``): seeded, labelled series delivered in
 arrival order to ``AccountSeries.add`` → ``detect_point`` → ``NoiseControl``, as the worker does.
 Sizes are multiples of the account's typical daily change (expected daily follows + unfollows);
 recall is on anomalies above the reporting floor (``min_change`` and ``min_change_share``), with the
@@ -32,9 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from services.scoring.alerts import Candidate, NoiseControl, detect_point, detect_silence
-from services.scoring.alerts.detection import HOUR_MS
-from services.scoring.alerts.evaluation import (
+from bench._alerts_evaluation import (
     SIZES,
     CellResult,
     Kind,
@@ -44,6 +42,8 @@ from services.scoring.alerts.evaluation import (
     generate,
     score_cell,
 )
+from services.scoring.alerts import Candidate, NoiseControl, detect_point, detect_silence
+from services.scoring.alerts.detection import HOUR_MS
 from services.scoring.maths import DAY_MS, AccountSeries, DailyPoint
 
 ACCOUNT = "facebook:villedegrenoble"

@@ -3,13 +3,13 @@
 - :mod:`.detection`: pure detectors over an account's daily points (spike, drop, gone, new, dormant);
 - :mod:`.noise`: the Alertmanager-like state machine (one open alert per account and type, cooldown,
   platform-wide incidents that inhibit per-account alerts, silences);
-- :mod:`.evaluation`: seeded, labelled series to measure both (``bench/alerts_eval.py`` prints it);
 - :mod:`.codec`, :mod:`.records`: the bytes and rows of the alert stage (candidates on the internal
   topic, the stored state, ``alerts``/``incidents`` rows, ``alerts.v1``/``incidents.v1`` records);
 - :mod:`.store`: the alert stage's ClickHouse reads and writes, the one module here with I/O.
 
 Everything else has no Kafka, no ClickHouse and no clock: the scoring worker (``services.scoring.app``)
-feeds these and publishes what they decide.
+feeds these and publishes what they decide. Seeded, labelled series that measure detection and noise
+control are bench code: ``bench/_alerts_evaluation.py`` (``bench/alerts_eval.py`` prints the figures).
 """
 
 from services.scoring.alerts.detection import (

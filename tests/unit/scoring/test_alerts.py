@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from bench._alerts_evaluation import evaluate
 from services.common.events import Alert
 from services.common.names import AccountStatus, AlertSeverity, AlertStatus, AlertType
 from services.scoring.alerts import (
@@ -31,7 +32,6 @@ from services.scoring.alerts import (
     round_value,
     to_alert,
 )
-from services.scoring.alerts.evaluation import evaluate
 from services.scoring.maths import DAY_MS, AccountSeries, DailyPoint
 
 ACCOUNT = "facebook:villedegrenoble"

@@ -3,8 +3,9 @@
 The core of ``bench/alerts_eval.py``. It generates accounts with known truth — noise, trend (with a
 drifting rate), weekly seasonality, missing days and multi-day gaps, late deliveries — injects
 anomalies of several kinds and sizes, delivers the points in arrival order to the same pure path the
-worker runs (``AccountSeries.add`` → :func:`~.detection.detect_point` → :class:`~.noise.NoiseControl`,
-plus the periodic :func:`~.detection.detect_silence`), and scores what was published:
+worker runs (``AccountSeries.add`` → :func:`~services.scoring.alerts.detection.detect_point` →
+:class:`~services.scoring.alerts.noise.NoiseControl`, plus the periodic
+:func:`~services.scoring.alerts.detection.detect_silence`), and scores what was published:
 
 - per cell (anomaly kind x size): precision, recall, F1, detection delay;
 - on clean series: false alerts per 1,000 account-days;
