@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,8 +18,19 @@ if TYPE_CHECKING:
 
 
 def _settings(**overrides: object) -> Settings:
+    from pydantic import ValidationError
+
     values = {k: v for k, v in overrides.items() if v is not None}
-    return Settings.model_validate(values)
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        # Refuse to start, naming each setting and its rule (never the value: it may be a secret).
+        for error in exc.errors():
+            name = "BAROMETRE_" + "_".join(str(part) for part in error["loc"]).upper()
+            message = error["msg"].removeprefix("Value error, ")
+            line = message if message.startswith(name) else f"{name}: {message}"
+            click.echo(f"barometre: {line}", err=True)
+        sys.exit(2)
 
 
 def _logging(settings: Settings) -> None:
@@ -119,22 +131,95 @@ def token() -> None:
     multiple=True,
     required=True,
     type=click.Choice(["ingest", "alerts:write", "admin"]),
-    help="What the token allows (repeat for several).",
+    help="What the token allows (repeat for several); admin allows everything, every webhook included.",
 )
 @click.option("--description", default="", help="A note to tell tokens apart.")
-def token_create(scopes: tuple[str, ...], description: str) -> None:
-    """Create a token and print it (it is stored only as a hash: keep it)."""
+@click.option("--expires-in", default=None, help="Lifetime: 90d, 12h, 30m, 2w (default: 365d).")
+@click.option(
+    "--expires-at",
+    type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M"]),
+    default=None,
+    help="Expiry instant, UTC (2027-06-30 or 2027-06-30T12:00:00).",
+)
+@click.option("--no-expiry", is_flag=True, help="A token that never expires (revoke it when done).")
+def token_create(
+    scopes: tuple[str, ...],
+    description: str,
+    expires_in: str | None,
+    expires_at: datetime | None,
+    no_expiry: bool,
+) -> None:
+    """Create a token and print it (it is stored only as a hash: keep it); its id and expiry go to stderr."""
+    from datetime import UTC
+
     from services.common.clickhouse import make_client
-    from services.common.tokens import Scope, create_token
+    from services.common.tokens import DEFAULT_LIFETIME, Scope, TokenError, issue_token, parse_duration
+
+    if sum(x is not None and x is not False for x in (expires_in, expires_at, no_expiry)) > 1:
+        raise click.UsageError("give at most one of --expires-in, --expires-at and --no-expiry")
+    try:
+        lifetime = None if no_expiry else parse_duration(expires_in) if expires_in else DEFAULT_LIFETIME
+    except TokenError as exc:
+        raise click.BadParameter(str(exc), param_hint="--expires-in") from None
+    settings = _settings()
+    client = make_client(settings)
+    try:
+        made, record = issue_token(
+            client, settings.clickhouse_database, {Scope(s) for s in scopes}, description,
+            expires_in=lifetime, expires_at=expires_at.replace(tzinfo=UTC) if expires_at else None,
+        )  # fmt: skip
+    except TokenError as exc:
+        click.echo(f"barometre token create: {exc}", err=True)
+        sys.exit(1)
+    finally:
+        client.close()
+    click.echo(made)
+    until = record.expires_at.isoformat(timespec="seconds") if record.expires_at else "never"
+    click.echo(f"id {record.token_id}, scopes {','.join(sorted(record.scopes))}, expires {until}", err=True)
+
+
+@token.command("list")
+def token_list() -> None:
+    """Stored tokens, tab-separated: id, scopes, created, expires, state (active, expired, revoked),
+    description. Never the token nor its hash."""
+    from datetime import UTC
+
+    from services.common.clickhouse import make_client
+    from services.common.tokens import list_tokens
 
     settings = _settings()
     client = make_client(settings)
     try:
-        click.echo(
-            create_token(client, settings.clickhouse_database, {Scope(s) for s in scopes}, description)
-        )
+        records = list_tokens(client, settings.clickhouse_database)
     finally:
         client.close()
+    now = datetime.now(UTC)
+    click.echo("id\tscopes\tcreated_at\texpires_at\tstate\tdescription")
+    for r in records:
+        until = r.expires_at.isoformat(timespec="seconds") if r.expires_at else "never"
+        fields = [r.token_id, ",".join(sorted(r.scopes)), r.created_at.isoformat(timespec="seconds"), until,
+                  r.state(now), r.description.replace("\t", " ").replace("\n", " ")]  # fmt: skip
+        click.echo("\t".join(fields))
+
+
+@token.command("revoke")
+@click.argument("token_id")
+def token_revoke(token_id: str) -> None:
+    """Revoke the token TOKEN_ID (brm_1a2b3c4d, as `token list` shows it, or the token itself). Every
+    service refuses it within 30 seconds (their look-up cache)."""
+    from services.common.clickhouse import make_client
+    from services.common.tokens import TokenError, revoke_token
+
+    settings = _settings()
+    client = make_client(settings)
+    try:
+        record, now = revoke_token(client, settings.clickhouse_database, token_id)
+    except TokenError as exc:
+        click.echo(f"barometre token revoke: {exc}", err=True)
+        sys.exit(1)
+    finally:
+        client.close()
+    click.echo(f"{record.token_id}: {'revoked' if now else 'already revoked'}")
 
 
 def _report_bad(kind: str, bad: list[tuple[int, str]], path: Path) -> None:
@@ -207,7 +292,7 @@ def _import_snapshots(
     settings: Settings, client: Client, file: Path, wait: bool, progress: bool | None, workers: int | None
 ) -> int:
     from services.common.kafka import ensure_topics
-    from services.ingest.importer import import_snapshots
+    from services.ingest.importer import FileTooLarge, import_snapshots
     from services.ingest.known import StaticRegistry
     from services.ingest.publisher import ProducerTuning, Publisher, PublishError
 
@@ -231,6 +316,9 @@ def _import_snapshots(
         )
     except PublishError as exc:
         click.echo(f"barometre import: Kafka did not take the snapshots: {exc}", err=True)
+        sys.exit(2)
+    except FileTooLarge as exc:  # what came before it was published
+        click.echo(f"barometre import: {exc}", err=True)
         sys.exit(2)
     finally:
         publisher.close()
@@ -459,6 +547,70 @@ def accounts_reject(account_id: str, reason: str) -> None:
     finally:
         client.close()
     click.echo(f"{row.account_id}: rejected ({row.state_reason})")
+
+
+@main.group()
+def access() -> None:
+    """Service users and their rights on Kafka and ClickHouse (docs/OPERATIONS.md, "Users and ACLs")."""
+
+
+def _passwords(kind: str, roles: tuple[str, ...]) -> dict[str, str]:
+    # BAROMETRE_<KIND>_<ROLE>_PASSWORD: a role without one keeps its user as it is.
+    return {r: p for r in roles if (p := os.environ.get(f"BAROMETRE_{kind}_{r.upper()}_PASSWORD", ""))}
+
+
+@access.command("kafka")
+def access_kafka() -> None:
+    """As the Kafka administrator (BAROMETRE_KAFKA_SASL_USERNAME): create the topics, set the service
+    users' SCRAM passwords (BAROMETRE_KAFKA_<SERVICE>_PASSWORD) and their ACLs."""
+    from services.common.kafka import SERVICE_USERS, apply_access
+
+    settings = _settings()
+    _logging(settings)
+    try:
+        done = apply_access(settings, _passwords("KAFKA", tuple(SERVICE_USERS)))
+    except Exception as exc:
+        click.echo(f"barometre access kafka: {type(exc).__name__}: {exc}", err=True)
+        sys.exit(1)
+    click.echo(
+        f"kafka: {len(done['topics_created'])} topic(s) created, passwords set for "
+        f"{', '.join(done['users']) or 'no user'}, {done['acls']} ACL(s) in place"
+    )
+
+
+@access.command("clickhouse")
+@click.option(
+    "--print", "print_only", is_flag=True, help="Print the statements (passwords masked), run none."
+)
+def access_clickhouse(print_only: bool) -> None:
+    """As the ClickHouse administrator (BAROMETRE_CLICKHOUSE_USER): create or update the service users
+    (BAROMETRE_CLICKHOUSE_<SERVICE>_PASSWORD) and replace their grants."""
+    from infra.clickhouse.access import ROLES, statements
+
+    settings = _settings()
+    _logging(settings)
+    passwords = _passwords("CLICKHOUSE", ROLES)
+    if print_only:
+        every = dict.fromkeys(ROLES, "x")
+        click.echo(";\n".join(statements(settings.clickhouse_database, every, mask=True)) + ";")
+        return
+    if not passwords:
+        click.echo("barometre access clickhouse: no BAROMETRE_CLICKHOUSE_<SERVICE>_PASSWORD set", err=True)
+        sys.exit(2)
+    from services.common.clickhouse import make_client
+
+    client = make_client(settings)
+    try:
+        for statement in statements(settings.clickhouse_database, passwords):
+            client.command(statement)
+    except Exception as exc:
+        click.echo(f"barometre access clickhouse: {type(exc).__name__}: {exc}", err=True)
+        sys.exit(1)
+    finally:
+        client.close()
+    click.echo(
+        f"clickhouse: users {', '.join(f'barometre_{r}' for r in passwords)} and their grants in place"
+    )
 
 
 def _serve(app_path: str, host: str, port: int, settings: Settings) -> None:

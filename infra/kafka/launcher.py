@@ -16,6 +16,15 @@ Layout of a cluster's ``base_dir``::
     node-<i>/logs/server.log
     node-<i>/console.log    the JVM's stdout/stderr (normally empty)
 
+Security (``sasl_users``): by default every listener is PLAINTEXT and anyone may do anything. With
+``sasl_users`` (a mapping user -> password that must hold ``admin``) the client listener becomes
+SASL_PLAINTEXT with SCRAM-SHA-512, the users are written into the metadata when the storage is formatted
+(``kafka-storage format --add-scram``), the brokers talk to each other as ``admin`` (SCRAM), the
+controller listener asks for SASL/PLAIN as ``admin``, and the ``StandardAuthorizer`` allows nothing
+without an ACL (``allow.everyone.if.no.acl.found=false``) except to the super user ``User:admin``: the
+same layout as the production docker-compose.yml. :meth:`KafkaCluster.client_security` gives a client's
+arguments for a user.
+
 Ports: node ``i`` (0-based, also its ``node.id``) serves clients on ``port + i`` and its controller
 listener on ``controller_port + i``, where ``controller_port`` defaults to ``port + 100``
 (9092 -> 9192; tests use 19092 -> 19192 and 29092.. -> 29192..).
@@ -74,6 +83,11 @@ CONTROLLER_PORT_OFFSET = 100
 MIN_JAVA = 17
 
 _MARKER = ".barometre-complete"
+#: With ``sasl_users``: the brokers' own user, and the only super user.
+SUPER_USER = "admin"
+SCRAM_MECHANISM = "SCRAM-SHA-512"
+_SASL_NAME_RE = re.compile(r"^[A-Za-z0-9._-]+$")
+_SASL_PASSWORD_RE = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
 _POM_NS = {"m": "http://maven.apache.org/POM/4.0.0"}
 _HEAP_RE = re.compile(r"^[1-9][0-9]*[kKmMgG]?$")
 
@@ -345,7 +359,8 @@ class KafkaCluster:
     the node's log otherwise. See the module docstring for directories and ports.
 
     ``cache_dir`` is the jar cache root given to :func:`ensure_jars`; ``extra_config`` is added to (and
-    overrides) every node's server.properties.
+    overrides) every node's server.properties. ``sasl_users`` turns on SASL/SCRAM and ACLs (module
+    docstring); a cluster's users are fixed when its storage is first formatted.
     """
 
     def __init__(
@@ -360,9 +375,17 @@ class KafkaCluster:
         controller_port: int | None = None,
         num_partitions: int = 4,
         extra_config: Mapping[str, str | int] | None = None,
+        sasl_users: Mapping[str, str] | None = None,
     ) -> None:
         if nodes < 1:
             raise ValueError("nodes must be at least 1")
+        if sasl_users is not None:
+            if SUPER_USER not in sasl_users:
+                raise ValueError(f"sasl_users must hold the super user {SUPER_USER!r}")
+            for name, password in sasl_users.items():
+                # Written into server.properties (JAAS) and a command line: keep them plain.
+                if not (_SASL_NAME_RE.match(name) and _SASL_PASSWORD_RE.match(password)):
+                    raise ValueError(f"SASL user {name!r}: names and passwords are [A-Za-z0-9._-]+")
         if not _HEAP_RE.match(heap):
             raise ValueError(f"heap must look like 512m or 1g, not {heap!r}")
         self.base_dir = Path(base_dir).resolve()
@@ -376,6 +399,7 @@ class KafkaCluster:
         self.cache_dir = cache_dir
         self.num_partitions = num_partitions
         self.extra_config = {k: str(v) for k, v in (extra_config or {}).items()}
+        self.sasl_users = dict(sasl_users) if sasl_users is not None else None
         overlap = set(self._client_ports()) & set(self._controller_ports())
         if overlap:
             raise ValueError(f"client and controller ports overlap: {sorted(overlap)}")
@@ -459,16 +483,17 @@ class KafkaCluster:
         rf = min(3, self.nodes)
         min_isr = max(1, rf - 1)
         voters = ",".join(f"{i}@{self.host}:{p}" for i, p in enumerate(self._controller_ports()))
+        client = "SASL_PLAINTEXT" if self.sasl_users is not None else "PLAINTEXT"
         props = {
             "process.roles": "broker,controller",
             "node.id": str(node),
             "controller.quorum.voters": voters,
-            "listeners": f"PLAINTEXT://{self.host}:{self.client_port(node)},"
+            "listeners": f"{client}://{self.host}:{self.client_port(node)},"
             f"CONTROLLER://{self.host}:{self.controller_port(node)}",
-            "advertised.listeners": f"PLAINTEXT://{self.host}:{self.client_port(node)}",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "advertised.listeners": f"{client}://{self.host}:{self.client_port(node)}",
+            "listener.security.protocol.map": f"{client}:{client},CONTROLLER:{client}",
             "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
+            "inter.broker.listener.name": client,
             "log.dirs": str(self.node_dir(node) / "data"),
             "num.partitions": str(self.num_partitions),
             "default.replication.factor": str(rf),
@@ -499,8 +524,48 @@ class KafkaCluster:
             # fault tests restart and fail over sooner; all nodes share one host, so heartbeats are cheap.
             props["broker.heartbeat.interval.ms"] = "1000"
             props["broker.session.timeout.ms"] = "5000"
+        if self.sasl_users is not None:
+            props.update(self._security_properties())
         props.update(self.extra_config)
         return props
+
+    def _security_properties(self) -> dict[str, str]:
+        """SASL/SCRAM on the client listener, SASL/PLAIN on the controller's, ACLs on (module docstring)."""
+        assert self.sasl_users is not None
+        password = self.sasl_users[SUPER_USER]
+        scram = "org.apache.kafka.common.security.scram.ScramLoginModule"
+        plain = "org.apache.kafka.common.security.plain.PlainLoginModule"
+        return {
+            # The brokers and clients: SCRAM users, stored in the cluster metadata (format --add-scram).
+            "listener.name.sasl_plaintext.sasl.enabled.mechanisms": SCRAM_MECHANISM,
+            "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config": (
+                f'{scram} required username="{SUPER_USER}" password="{password}";'
+            ),
+            "sasl.mechanism.inter.broker.protocol": SCRAM_MECHANISM,
+            # The controllers cannot read SCRAM credentials before the metadata log is up: PLAIN, with
+            # the one user in the JAAS configuration.
+            "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+            "listener.name.controller.plain.sasl.jaas.config": (
+                f'{plain} required username="{SUPER_USER}" password="{password}" '
+                f'user_{SUPER_USER}="{password}";'
+            ),
+            "sasl.mechanism.controller.protocol": "PLAIN",
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "super.users": f"User:{SUPER_USER}",
+            "allow.everyone.if.no.acl.found": "false",
+            "auto.create.topics.enable": "false",
+        }
+
+    def client_security(self, user: str = SUPER_USER) -> dict[str, str]:
+        """kafka-python / aiokafka arguments to connect as ``user`` (empty without ``sasl_users``)."""
+        if self.sasl_users is None:
+            return {}
+        return {
+            "security_protocol": "SASL_PLAINTEXT",
+            "sasl_mechanism": SCRAM_MECHANISM,
+            "sasl_plain_username": user,
+            "sasl_plain_password": self.sasl_users[user],
+        }
 
     def _write_config(self, node: int) -> Path:
         node_dir = self.node_dir(node)
@@ -546,6 +611,8 @@ class KafkaCluster:
                 node, classpath, "kafka.tools.StorageTool", "format", "--ignore-formatted",
                 "-t", cluster_id, "-c", str(self.node_dir(node) / "server.properties"),
             )  # fmt: skip
+            for name, password in (self.sasl_users or {}).items():
+                cmd += ["--add-scram", f"{SCRAM_MECHANISM}=[name={name},password={password}]"]
             # The storage tool also reads the java heap flags; it needs little, so do not reserve 512m.
             cmd = [a for a in cmd if not a.startswith(("-Xms", "-Xmx"))]
             cmd.insert(1, "-Xmx128m")
@@ -674,6 +741,7 @@ class KafkaCluster:
                 client_id="barometre-kafka-launcher",
                 bootstrap_timeout_ms=3000,
                 request_timeout_ms=5000,
+                **self.client_security(),
             )
         except (ClientError, OSError):
             return False

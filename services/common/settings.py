@@ -9,6 +9,7 @@ import ipaddress
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -16,12 +17,18 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from services.common.names import SCORING_CONSUMER_GROUP
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# BAROMETRE_BOOTSTRAP_TOKEN is accepted with every scope: shorter than this, no process starts.
+BOOTSTRAP_MIN_LENGTH = 32
 
 
 class Settings(BaseSettings):
     """Everything a barometre process can be told from outside."""
 
-    model_config = SettingsConfigDict(env_prefix="BAROMETRE_", frozen=True, extra="ignore")
+    # hide_input_in_errors: a refused value may be a secret (a short bootstrap token); errors name the
+    # setting and the rule, never the value.
+    model_config = SettingsConfigDict(
+        env_prefix="BAROMETRE_", frozen=True, extra="ignore", hide_input_in_errors=True
+    )
 
     # State of `barometre run` (Kafka logs, the chDB data directory, process logs).
     data_dir: Path = Field(default=REPO_ROOT / "data")
@@ -35,7 +42,17 @@ class Settings(BaseSettings):
     # Prepended to every topic name (empty in production: the contract's names). Lets several
     # barometre instances, or test runs, share one Kafka cluster without seeing each other's events.
     kafka_topic_prefix: str = Field(default="", pattern=r"^[A-Za-z0-9._-]{0,100}$")
-    kafka_replication: int = 1
+    # Replication factor of the topics barometre creates: 0 (the default) means min(3, brokers in the
+    # cluster), counted when the topic is created; any other value is used as given (and topic creation
+    # fails if the cluster has fewer brokers). Topics with 3 replicas get min.insync.replicas=2.
+    kafka_replication: int = Field(default=0, ge=0)
+    # Client security: PLAINTEXT (no authentication), or SASL_PLAINTEXT / SASL_SSL (TLS, system CAs) with
+    # a SASL mechanism and a user (SCRAM-SHA-512 in the production compose: one Kafka user per service,
+    # ACLs on the brokers). services.common.kafka.client_security() turns these into client arguments.
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: SecretStr = SecretStr("")
 
     # Services only ever speak HTTP to ClickHouse, so a real server can replace the local endpoint.
     clickhouse_url: str = "http://127.0.0.1:8123"
@@ -54,6 +71,14 @@ class Settings(BaseSettings):
     # Where Faust keeps table state: "memory://" (rebuilt from the changelog topics at start) or
     # "rocksdb://" (on disk under data_dir/scoring; needs the rocksdict package).
     scoring_store: str = "memory://"
+    # The worker starts only on the faust-streaming and mode-streaming releases its patches were tested
+    # with (services/scoring/faust_patches.py); true lets it start on others, with a loud warning (for
+    # whoever is trying a new release).
+    scoring_allow_untested_faust: bool = False
+    # A worker that stops heart-beating (killed, frozen) loses its partitions to the others after this
+    # long (Kafka's session.timeout.ms; Faust's default is 60 s). Faust's consumer heart-beats from its
+    # own thread, so a long batch does not expire it; the fault suite measures the failover.
+    scoring_session_timeout_s: float = Field(default=10.0, ge=6.0, le=300.0)
     # A daily point tells an account's state for this long (docs/SCORING.md, "Staleness").
     staleness_days: int = Field(default=45, ge=1, le=3650)
     # --- Alerts in the scoring worker (docs/ALERTS.md, "What the worker does").
@@ -63,8 +88,21 @@ class Settings(BaseSettings):
     # How often the worker looks for accounts silent past the staleness window (account_gone).
     alert_silence_check_s: float = Field(default=3600.0, gt=0)
 
-    # A token every service accepts with every scope, for automation (see docs/CONTRACT.md). No default.
+    # A token every service accepts with every scope, admin included, for automation (see
+    # docs/CONTRACT.md). No default; empty is unset; at least BOOTSTRAP_MIN_LENGTH characters.
     bootstrap_token: SecretStr | None = None
+
+    @field_validator("bootstrap_token")
+    @classmethod
+    def _bootstrap_length(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or value.get_secret_value() == "":
+            return None
+        if len(value.get_secret_value()) < BOOTSTRAP_MIN_LENGTH:
+            raise ValueError(
+                f"BAROMETRE_BOOTSTRAP_TOKEN must be at least {BOOTSTRAP_MIN_LENGTH} characters (it has every "
+                'scope); make one with: python3 -c "import secrets; print(secrets.token_urlsafe(32))"'
+            )
+        return value
 
     # --- Alert delivery in the api process (services/api/alert_hub.py, services/api/webhooks.py).
     # Live stream: events kept in memory for resuming (Last-Event-ID), and each client's queue; a client
@@ -88,6 +126,37 @@ class Settings(BaseSettings):
     webhook_max_response_bytes: int = Field(
         default=4096, ge=0
     )  # of a receiver's answer body, read then dropped
+
+    # --- Limits of the HTTP services (services/common/limits.py; docs/CONTRACT.md, "Limits").
+    # Requests a minute per client address and per bearer token (moving window, per process); 0: no limit.
+    # 20/s per address: twice what the fault tests push from one address (10 requests/s).
+    rate_limit_per_address: int = Field(default=1200, ge=0)
+    rate_limit_per_token: int = Field(default=2400, ge=0)
+    # Proxies whose X-Forwarded-For is believed (comma-separated networks); empty: the socket peer only.
+    trusted_proxies: str = ""
+    # Requests being served at once per process (beyond: 503 + Retry-After); 0: no limit. Alert streams
+    # are not counted here but by api_max_sse_clients.
+    max_concurrent_requests: int = Field(default=256, ge=0)
+    api_max_sse_clients: int = Field(default=500, ge=0)  # open GET /v1/alerts/stream per api process
+    api_max_body_bytes: int = Field(default=64 * 1024, ge=1)  # request bodies of the api
+    ingest_max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1)  # POST /v1/snapshots bodies
+    # Every api query runs with these ClickHouse limits (max_execution_time, max_memory_usage,
+    # max_result_rows with result_overflow_mode='throw'); 0: the server's own.
+    api_query_timeout_s: float = Field(default=10.0, ge=0)
+    api_query_max_memory_bytes: int = Field(default=2 * 1024**3, ge=0)
+    api_query_max_result_rows: int = Field(default=1_000_000, ge=0)
+    # Decompressed bytes of one file given to `barometre import snapshots` (.gz); 0: no limit.
+    import_max_decompressed_bytes: int = Field(default=64 * 1024**3, ge=0)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: str) -> str:
+        for item in filter(None, (i.strip() for i in value.split(","))):
+            try:
+                ipaddress.ip_network(item)
+            except ValueError as exc:
+                raise ValueError(f"{item!r} is not a network ({exc})") from None
+        return value
 
     @field_validator("webhook_allow_networks")
     @classmethod

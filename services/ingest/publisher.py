@@ -20,6 +20,7 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
 from murmurhash2 import murmurhash2
 
+from services.common.kafka import client_security
 from services.common.names import Topic
 from services.common.settings import Settings
 
@@ -76,6 +77,7 @@ class Publisher:
     ) -> None:
         self.topic = settings.topic(topic)
         self._bootstrap = [b.strip() for b in settings.kafka_bootstrap.split(",") if b.strip()]
+        self._security = client_security(settings)
         self._tuning = tuning
         self._client_id = client_id
         self._producer: KafkaProducer | None = None
@@ -99,6 +101,7 @@ class Publisher:
                     request_timeout_ms=t.request_timeout_ms,
                     max_in_flight_requests_per_connection=5,
                     bootstrap_timeout_ms=t.max_block_ms,
+                    **self._security,
                 )
             return self._producer
 

@@ -14,6 +14,7 @@ from kafka.admin import KafkaAdminClient
 from kafka.errors import KafkaError
 from kafka.structs import TopicPartition
 
+from services.common.kafka import client_security
 from services.common.names import Topic
 from services.common.settings import Settings
 
@@ -39,7 +40,9 @@ def wait_until_consumed(
 ) -> None:
     """Return once ``group`` has committed at least ``end_offsets`` on ``topic``; WaitTimeout otherwise."""
     admin = KafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap.split(","), client_id="barometre-wait"
+        bootstrap_servers=settings.kafka_bootstrap.split(","),
+        client_id="barometre-wait",
+        **client_security(settings),
     )
     name = settings.topic(topic)
     group = group or settings.scoring_group()

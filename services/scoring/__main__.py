@@ -42,22 +42,35 @@ def use_uvloop() -> asyncio.AbstractEventLoop:
 
 def run_worker(settings: Settings) -> None:
     """Run the Faust worker in the foreground until SIGTERM/SIGINT (then it stops cleanly)."""
+    from services.scoring.faust_patches import require_tested_versions
+
+    # First: the patches reach into faust's private parts, tested on exact releases only.
+    require_tested_versions(settings.scoring_allow_untested_faust)
+
     from faust import Worker
 
-    from services.common.kafka import ensure_topics
+    from services.common.kafka import DurabilityError, check_durability, ensure_topics, replication_factor
     from services.scoring.app import create_app, ensure_changelog_topics
 
     loop = use_uvloop()  # before the app: it takes the current loop
-    app = create_app(settings)
     # Faust subscribes to the topics that exist when it starts and ignores missing ones for good, and its
     # producer knows only the topics that exist then: create them all first, the tables' changelogs
-    # included (waiting for Kafka if it is not up yet).
+    # included (waiting for Kafka if it is not up yet). The replication factor (min(3, brokers) unless
+    # set) is resolved once, for our topics and Faust's own; a snapshots topic with one replica on a
+    # cluster of several brokers stops the worker here (services.common.kafka.check_durability).
+    app = None
     delay = 1.0
     while True:
         try:
-            ensure_topics(settings)
+            if app is None:
+                settings = settings.model_copy(update={"kafka_replication": replication_factor(settings)})
+                ensure_topics(settings)
+                check_durability(settings)
+                app = create_app(settings)
             ensure_changelog_topics(app, settings)
             break
+        except DurabilityError as exc:
+            raise SystemExit(f"barometre scoring: refusing to start: {exc}") from None
         except Exception as exc:
             log.warning("Kafka topics not ready (retrying in %.0fs): %s", delay, exc)
             time.sleep(delay)

@@ -46,7 +46,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_late
 from services.common.alert_tables import ALERT_COLUMNS, INCIDENT_COLUMNS
 from services.common.clickhouse import make_client
 from services.common.events import AccountSnapshot
-from services.common.kafka import create_topics
+from services.common.kafka import create_topics, faust_credentials, replication_factor
 from services.common.names import DeadLetterCode, Topic
 from services.common.settings import Settings
 from services.scoring import faust_patches  # noqa: F401  # fixes faust's offset commits, on import
@@ -135,12 +135,16 @@ def create_app(settings: Settings) -> faust.App:
     app = faust.App(
         group,
         broker=[f"kafka://{hostport.strip()}" for hostport in settings.kafka_bootstrap.split(",")],
+        broker_credentials=faust_credentials(settings),
         store=settings.scoring_store,
         autodiscover=False,
         datadir=str(settings.data_dir / "scoring"),
         topic_partitions=settings.kafka_partitions,
-        topic_replication_factor=settings.kafka_replication,
+        # Faust's own topics (changelogs, repartitions, its leader topic): min(3, brokers) unless set;
+        # run_worker resolves it before, so only a direct caller with the default asks Kafka here.
+        topic_replication_factor=replication_factor(settings),
         consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.scoring_session_timeout_s,
         producer_acks=-1,
         producer_max_request_size=MAX_STATE_BYTES,
         web_bind=settings.scoring_host,

@@ -35,6 +35,7 @@ from kafka.structs import TopicPartition
 
 from services.common.clickhouse import make_client
 from services.common.events import AccountSnapshot
+from services.common.kafka import client_security
 from services.common.names import Topic
 from services.common.settings import Settings
 from services.scoring.dead_letters import (
@@ -192,7 +193,9 @@ def run_rebuild(
     """
     bootstrap = _bootstrap(settings)
     group = settings.scoring_group()
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="barometre-rebuild")
+    admin = KafkaAdminClient(
+        bootstrap_servers=bootstrap, client_id="barometre-rebuild", **client_security(settings)
+    )
     consumer = _consumer(settings)
     client = make_client(settings)
     try:
@@ -251,6 +254,7 @@ def _consumer(settings: Settings) -> KafkaConsumer:
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=8 * 1024 * 1024,
         fetch_max_bytes=64 * 1024 * 1024,
+        **client_security(settings),
     )
 
 

@@ -2,7 +2,10 @@
 
 `docker-compose config` (or `docker compose config`) validates and normalises the file; these tests read
 its output and the files it refers to: infra/docker/Dockerfile, infra/prometheus/prometheus.yml,
-infra/grafana/**, .env.example, .dockerignore.
+infra/grafana/**, infra/kafka/docker-entrypoint.sh (run in its --print mode on each broker's
+environment), .env.example, .dockerignore. The security settings themselves (SCRAM users, ACLs, the
+services' Kafka and ClickHouse users) are exercised on a real broker by
+tests/integration/test_kafka_security.py.
 
 Needs one of: the Debian package `docker-compose` (Compose v1.29) or the `docker compose` v2 plugin; the
 tests that need it are skipped, with the reason, when neither is installed. `promtool` (Debian package
@@ -31,17 +34,27 @@ PROMETHEUS_CONFIG = ROOT / "infra" / "prometheus" / "prometheus.yml"
 GRAFANA_PROVISIONING = ROOT / "infra" / "grafana" / "provisioning"
 GRAFANA_DASHBOARDS = ROOT / "infra" / "grafana" / "dashboards"
 ENV_EXAMPLE = ROOT / ".env.example"
+KAFKA_ENTRYPOINT = ROOT / "infra" / "kafka" / "docker-entrypoint.sh"
 DOCKERIGNORE = ROOT / ".dockerignore"
 
 # Values the test gives to the variables that have no default in docker-compose.yml.
+SERVICE_ROLES = ("ingest", "scoring", "api", "poller")
+CLICKHOUSE_ROLES = ("migrate", *SERVICE_ROLES)
 SECRETS = {
     "BAROMETRE_BOOTSTRAP_TOKEN": "test-bootstrap-token",
     "BAROMETRE_CLICKHOUSE_PASSWORD": "test-clickhouse-password",
     "GRAFANA_ADMIN_PASSWORD": "test-grafana-password",
+    "BAROMETRE_KAFKA_ADMIN_PASSWORD": "test-kafka-admin",
+    **{f"BAROMETRE_KAFKA_{r.upper()}_PASSWORD": f"test-kafka-{r}" for r in SERVICE_ROLES},
+    **{f"BAROMETRE_CLICKHOUSE_{r.upper()}_PASSWORD": f"test-clickhouse-{r}" for r in CLICKHOUSE_ROLES},
 }
+KAFKA_NODES = ("kafka-1", "kafka-2", "kafka-3")
+ONE_SHOTS = {"migrate", "kafka-access", "clickhouse-access"}
 
 ALL_SERVICES = {
-    "kafka",
+    *KAFKA_NODES,
+    "kafka-access",
+    "clickhouse-access",
     "clickhouse",
     "migrate",
     "ingest",
@@ -58,7 +71,7 @@ PYTHON_SERVICES = {
     "api": 8000,
     "poller": 8003,
 }  # name -> HTTP port
-LONG_RUNNING = ALL_SERVICES - {"migrate"}
+LONG_RUNNING = ALL_SERVICES - ONE_SHOTS
 
 # Metrics the dashboard is built on; the services must expose them under these names.
 METRICS = (
@@ -207,43 +220,157 @@ def test_published_ports(compose: dict[str, Any]) -> None:
         # Not meant to be public: bound to the loopback interface unless BAROMETRE_INFRA_BIND_ADDRESS says so.
         "clickhouse": ("127.0.0.1", 8123, 8123),
         "prometheus": ("127.0.0.1", 9090, 9090),
-        "kafka": ("127.0.0.1", 9092, 9094),  # host 9092 -> the EXTERNAL listener
+        # host 9092..9094 -> each node's EXTERNAL listener
+        "kafka-1": ("127.0.0.1", 9092, 9094),
+        "kafka-2": ("127.0.0.1", 9093, 9094),
+        "kafka-3": ("127.0.0.1", 9094, 9094),
     }
     for name, port in expected.items():
         assert port in _ports(_service(compose, name)), (name, _ports(_service(compose, name)))
-    for name in ("migrate", "scoring", "poller"):
+    for name in ("migrate", "scoring", "poller", "kafka-access", "clickhouse-access"):
         assert not _ports(_service(compose, name)), f"{name} publishes no port"
 
 
-def test_kafka_is_a_single_kraft_node_with_internal_and_external_listeners(compose: dict[str, Any]) -> None:
-    kafka = _service(compose, "kafka")
-    assert kafka["image"] == "apache/kafka:4.3.1"
-    env = _environment(kafka)
-    assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
-    assert env["CLUSTER_ID"], "KRaft needs a cluster id to format its storage"
-    assert env["KAFKA_CONTROLLER_LISTENER_NAMES"] == "CONTROLLER"
-    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == f"{env['KAFKA_NODE_ID']}@kafka:9093"
+def _kafka_properties(compose: dict[str, Any], node: str) -> tuple[dict[str, str], str]:
+    """The server.properties infra/kafka/docker-entrypoint.sh writes for ``node``, and its format arguments."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **_environment(_service(compose, node))}
+    result = subprocess.run(
+        ["bash", str(KAFKA_ENTRYPOINT), "--print"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[-1].startswith("format:"), lines
+    props = dict(line.split("=", 1) for line in lines[:-1])
+    return props, lines[-1]
 
-    def listeners(value: str) -> dict[str, str]:
-        return dict(item.split("://", 1) for item in value.split(","))
 
-    bound = listeners(env["KAFKA_LISTENERS"])
-    advertised = listeners(env["KAFKA_ADVERTISED_LISTENERS"])
-    protocols = dict(item.split(":", 1) for item in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
-    assert set(bound) == set(protocols) == {"INTERNAL", "EXTERNAL", "CONTROLLER"}
-    assert set(advertised) == {"INTERNAL", "EXTERNAL"}
-    assert env["KAFKA_INTER_BROKER_LISTENER_NAME"] == "INTERNAL"
-    # What the services use, inside the compose network.
-    assert advertised["INTERNAL"] == "kafka:9092"
-    assert bound["INTERNAL"].endswith(":9092")
-    # What clients on the host use: the advertised address is the published one.
-    assert bound["EXTERNAL"].endswith(":9094")
-    assert advertised["EXTERNAL"] == "127.0.0.1:9092"
-    assert ("127.0.0.1", 9092, 9094) in _ports(kafka)
-    # A single broker cannot replicate its internal topics.
-    for key in ("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"):
-        assert env[key] == "1"
-    assert _mounts(kafka)[env["KAFKA_LOG_DIRS"]] == ("volume", "kafka-data")
+def test_kafka_is_three_kraft_nodes_with_sasl_scram_and_acls(compose: dict[str, Any]) -> None:
+    voters = set()
+    for index, node in enumerate(KAFKA_NODES, start=1):
+        kafka = _service(compose, node)
+        assert kafka["image"] == "apache/kafka:4.3.1"
+        assert _mounts(kafka)["/opt/barometre/docker-entrypoint.sh"] == ("bind", str(KAFKA_ENTRYPOINT))
+        assert _command(kafka) == [] and kafka["entrypoint"] == [
+            "/bin/bash",
+            "/opt/barometre/docker-entrypoint.sh",
+        ]
+        props, format_args = _kafka_properties(compose, node)
+        assert props["node.id"] == str(index)
+        assert props["process.roles"] == "broker,controller"
+        voters.add(props["controller.quorum.voters"])
+        bound = dict(item.split("://", 1) for item in props["listeners"].split(","))
+        advertised = dict(item.split("://", 1) for item in props["advertised.listeners"].split(","))
+        protocols = dict(item.split(":", 1) for item in props["listener.security.protocol.map"].split(","))
+        assert set(bound) == set(protocols) == {"INTERNAL", "EXTERNAL", "CONTROLLER"}
+        # Every listener authenticates: SCRAM for clients and brokers, PLAIN for the KRaft quorum.
+        assert set(protocols.values()) == {"SASL_PLAINTEXT"}
+        assert props["listener.name.internal.sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
+        assert props["listener.name.external.sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
+        assert props["sasl.mechanism.inter.broker.protocol"] == "SCRAM-SHA-512"
+        assert props["listener.name.controller.sasl.enabled.mechanisms"] == "PLAIN"
+        assert props["sasl.mechanism.controller.protocol"] == "PLAIN"
+        assert (
+            'username="admin" password="***"'
+            in props["listener.name.internal.scram-sha-512.sasl.jaas.config"]
+        )
+        assert 'user_admin="***"' in props["listener.name.controller.plain.sasl.jaas.config"]
+        # ACLs: deny by default, the brokers' own user is the only super user, no topic made by accident.
+        assert props["authorizer.class.name"] == "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+        assert props["super.users"] == "User:admin"
+        assert props["allow.everyone.if.no.acl.found"] == "false"
+        assert props["auto.create.topics.enable"] == "false"
+        # The SCRAM users written when the storage is formatted: the administrator and one per service.
+        users = re.findall(r"SCRAM-SHA-512=\[name=([^,]+),password=\*\*\*\]", format_args)
+        assert users == ["admin", *(f"barometre-{r}" for r in ("ingest", "poller", "scoring", "api"))]
+        # Durable: three replicas everywhere, two in sync for a write to be acknowledged.
+        for key in (
+            "default.replication.factor",
+            "offsets.topic.replication.factor",
+            "transaction.state.log.replication.factor",
+            "share.coordinator.state.topic.replication.factor",
+        ):
+            assert props[key] == "3", key
+        for key in (
+            "min.insync.replicas",
+            "transaction.state.log.min.isr",
+            "share.coordinator.state.topic.min.isr",
+        ):
+            assert props[key] == "2", key
+        assert props["inter.broker.listener.name"] == "INTERNAL"
+        assert advertised["INTERNAL"] == f"{node}:9092"
+        assert bound["INTERNAL"].endswith(":9092") and bound["EXTERNAL"].endswith(":9094")
+        assert advertised["EXTERNAL"] == f"127.0.0.1:{9091 + index}"
+        assert props["log.dirs"] == "/var/lib/kafka/data"
+        assert _mounts(kafka)["/var/lib/kafka/data"] == ("volume", f"{node}-data")
+    assert voters == {"1@kafka-1:9093,2@kafka-2:9093,3@kafka-3:9093"}
+
+
+def test_kafka_entrypoint_refuses_bad_scram_users(compose: dict[str, Any]) -> None:
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **_environment(_service(compose, "kafka-1"))}
+    env["BAROMETRE_KAFKA_SCRAM_USERS"] = "admin=has'quote"
+    result = subprocess.run(
+        ["bash", str(KAFKA_ENTRYPOINT), "--print"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2 and "is not name=password" in result.stderr, result.stderr
+
+
+def test_services_log_in_as_their_own_users(compose: dict[str, Any]) -> None:
+    """Least privilege: each service has its own Kafka and ClickHouse user; only the access one-shots
+    use the administrators' passwords."""
+    for role in ("ingest", "scoring", "api", "poller"):
+        env = _environment(_service(compose, role))
+        assert env["BAROMETRE_KAFKA_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT"
+        assert env["BAROMETRE_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+        assert env["BAROMETRE_KAFKA_SASL_USERNAME"] == f"barometre-{role}"
+        assert env["BAROMETRE_KAFKA_SASL_PASSWORD"] == SECRETS[f"BAROMETRE_KAFKA_{role.upper()}_PASSWORD"]
+    for role in CLICKHOUSE_ROLES:
+        env = _environment(_service(compose, role))
+        assert env["BAROMETRE_CLICKHOUSE_USER"] == f"barometre_{role}"
+        assert (
+            env["BAROMETRE_CLICKHOUSE_PASSWORD"] == SECRETS[f"BAROMETRE_CLICKHOUSE_{role.upper()}_PASSWORD"]
+        )
+    admin_secrets = {SECRETS["BAROMETRE_KAFKA_ADMIN_PASSWORD"], SECRETS["BAROMETRE_CLICKHOUSE_PASSWORD"]}
+    for name in PYTHON_SERVICES:
+        assert not admin_secrets & set(_environment(_service(compose, name)).values()), name
+    # The one-shots: the administrators, and every service password they set.
+    kafka_access = _environment(_service(compose, "kafka-access"))
+    assert _command(_service(compose, "kafka-access")) == ["access", "kafka"]
+    assert kafka_access["BAROMETRE_KAFKA_SASL_USERNAME"] == "admin"
+    assert kafka_access["BAROMETRE_KAFKA_SASL_PASSWORD"] == SECRETS["BAROMETRE_KAFKA_ADMIN_PASSWORD"]
+    clickhouse_access = _environment(_service(compose, "clickhouse-access"))
+    assert _command(_service(compose, "clickhouse-access")) == ["access", "clickhouse"]
+    assert (
+        clickhouse_access["BAROMETRE_CLICKHOUSE_USER"]
+        == _environment(_service(compose, "clickhouse"))["CLICKHOUSE_USER"]
+    )
+    assert clickhouse_access["BAROMETRE_CLICKHOUSE_PASSWORD"] == SECRETS["BAROMETRE_CLICKHOUSE_PASSWORD"]
+    for secret, value in SECRETS.items():
+        if secret.startswith("BAROMETRE_KAFKA_") and secret != "BAROMETRE_KAFKA_ADMIN_PASSWORD":
+            assert kafka_access[secret] == value
+        if secret.startswith("BAROMETRE_CLICKHOUSE_") and secret != "BAROMETRE_CLICKHOUSE_PASSWORD":
+            assert clickhouse_access[secret] == value
+
+
+def test_the_roles_match_the_code(compose: dict[str, Any]) -> None:
+    """The compose's users are the ones the access code creates and grants."""
+    from infra.clickhouse.access import ROLES, user_name
+    from services.common.kafka import SERVICE_USERS
+
+    assert set(ROLES) == set(CLICKHOUSE_ROLES)
+    assert {user_name(r) for r in ROLES} == {
+        _environment(_service(compose, r))["BAROMETRE_CLICKHOUSE_USER"] for r in CLICKHOUSE_ROLES
+    }
+    assert {r: f"barometre-{r}" for r in SERVICE_ROLES} == SERVICE_USERS
 
 
 def test_clickhouse_server(compose: dict[str, Any]) -> None:
@@ -280,14 +407,12 @@ def test_python_services_commands(compose: dict[str, Any]) -> None:
 
 
 def test_python_services_settings(compose: dict[str, Any]) -> None:
-    clickhouse_user = _environment(_service(compose, "clickhouse"))["CLICKHOUSE_USER"]
-    for name in PYTHON_SERVICES:
+    for name in (*PYTHON_SERVICES, "kafka-access", "clickhouse-access"):
         env = _environment(_service(compose, name))
-        assert env["BAROMETRE_KAFKA_BOOTSTRAP"] == "kafka:9092"
+        assert env["BAROMETRE_KAFKA_BOOTSTRAP"] == "kafka-1:9092,kafka-2:9092,kafka-3:9092"
+        assert env["BAROMETRE_KAFKA_REPLICATION"] == "3"
         assert env["BAROMETRE_CLICKHOUSE_URL"] == "http://clickhouse:8123"
         assert env["BAROMETRE_CLICKHOUSE_DATABASE"] == "barometre"
-        assert env["BAROMETRE_CLICKHOUSE_USER"] == clickhouse_user
-        assert env["BAROMETRE_CLICKHOUSE_PASSWORD"] == SECRETS["BAROMETRE_CLICKHOUSE_PASSWORD"]
         assert env["BAROMETRE_BOOTSTRAP_TOKEN"] == SECRETS["BAROMETRE_BOOTSTRAP_TOKEN"]
         for svc, port in (("API", 8000), ("INGEST", 8001), ("SCORING", 8002), ("POLLER", 8003)):
             assert env[f"BAROMETRE_{svc}_HOST"] == "0.0.0.0"
@@ -307,16 +432,24 @@ def test_every_long_running_service_has_a_healthcheck(compose: dict[str, Any]) -
             # python:3.11-slim has no curl: the check is a python one-liner on the service's /healthz.
             assert test.startswith("CMD python -c"), test
             assert f"127.0.0.1:{port}/healthz" in test, test
-    assert "kafka-broker-api-versions.sh" in _healthcheck_test(_service(compose, "kafka"))
+    for node in KAFKA_NODES:
+        test = _healthcheck_test(_service(compose, node))
+        assert "kafka-broker-api-versions.sh" in test
+        # The entrypoint writes the administrator's client settings there (SASL: no anonymous check).
+        assert "--command-config /tmp/barometre-kafka/admin-client.properties" in test
     assert "8123/ping" in _healthcheck_test(_service(compose, "clickhouse"))
 
 
 def test_start_order(compose: dict[str, Any]) -> None:
-    assert _dependencies(_service(compose, "migrate")) == {"clickhouse": "service_healthy"}
+    assert _dependencies(_service(compose, "kafka-access")) == dict.fromkeys(KAFKA_NODES, "service_healthy")
+    assert _dependencies(_service(compose, "clickhouse-access")) == {"clickhouse": "service_healthy"}
+    # The migrations run as barometre_migrate, which clickhouse-access creates.
+    assert _dependencies(_service(compose, "migrate")) == {
+        "clickhouse-access": "service_completed_successfully"
+    }
     for name in ("ingest", "scoring", "api", "poller"):
         assert _dependencies(_service(compose, name)) == {
-            "kafka": "service_healthy",
-            "clickhouse": "service_healthy",
+            "kafka-access": "service_completed_successfully",
             "migrate": "service_completed_successfully",
         }, name
     assert _dependencies(_service(compose, "grafana")) == {"prometheus": "service_healthy"}
@@ -325,11 +458,17 @@ def test_start_order(compose: dict[str, Any]) -> None:
 def test_restart_policies(compose: dict[str, Any]) -> None:
     for name in LONG_RUNNING:
         assert _service(compose, name).get("restart") in {"unless-stopped", "always"}, name
-    assert _service(compose, "migrate").get("restart", "no") == "no"
+    for name in ONE_SHOTS:
+        assert _service(compose, name).get("restart", "no") == "no", name
 
 
 def test_named_volumes(compose: dict[str, Any]) -> None:
-    volumes = {"kafka-data", "clickhouse-data", "prometheus-data", "grafana-data"}
+    volumes = {
+        *(f"{node}-data" for node in KAFKA_NODES),
+        "clickhouse-data",
+        "prometheus-data",
+        "grafana-data",
+    }
     assert set(compose.get("volumes") or {}) >= volumes
     mounted = {
         source
@@ -344,7 +483,7 @@ def test_named_volumes(compose: dict[str, Any]) -> None:
 
 def test_images_are_pinned(compose: dict[str, Any]) -> None:
     patterns = {
-        "kafka": r"apache/kafka:4\.\d+\.\d+",
+        **dict.fromkeys(KAFKA_NODES, r"apache/kafka:4\.\d+\.\d+"),
         "clickhouse": r"clickhouse/clickhouse-server:26\.\d+(\.\d+)*",
         "prometheus": r"prom/prometheus:v\d+\.\d+\.\d+",
         "grafana": r"grafana/grafana:\d+\.\d+\.\d+",

@@ -539,7 +539,7 @@ def create_app(settings: Settings, *, service: PollerService | None = None) -> F
     app = FastAPI(title="barometre poller", version="1", lifespan=lifespan)
 
     async def kafka() -> None:
-        await check_kafka(settings.kafka_bootstrap)
+        await check_kafka(settings)
 
     async def clickhouse() -> None:
         def ping() -> None:

@@ -11,11 +11,14 @@ from services.common.settings import Settings
 def test_environment_variables_set_fields(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BAROMETRE_KAFKA_BOOTSTRAP", "k1:9092,k2:9092")
     monkeypatch.setenv("BAROMETRE_API_PORT", "9000")
-    monkeypatch.setenv("BAROMETRE_BOOTSTRAP_TOKEN", "s3cret")
+    monkeypatch.setenv("BAROMETRE_BOOTSTRAP_TOKEN", "s3cret-of-at-least-32-characters!")
     s = Settings()
     assert s.kafka_bootstrap == "k1:9092,k2:9092"
     assert s.api_port == 9000
-    assert s.bootstrap_token is not None and s.bootstrap_token.get_secret_value() == "s3cret"
+    assert (
+        s.bootstrap_token is not None
+        and s.bootstrap_token.get_secret_value() == "s3cret-of-at-least-32-characters!"
+    )
     assert "s3cret" not in repr(s)
 
 
