@@ -39,7 +39,7 @@ def app_settings(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 
     values: dict[str, Any] = {
         "clickhouse_database": f"t_{uuid.uuid4().hex[:12]}",
-        "bootstrap_token": "test-token",
+        "bootstrap_token": "test-bootstrap-token-0123456789abcdef",  # 32+ characters
     }
     if request.node.get_closest_marker("kafka") is not None:
         values["kafka_bootstrap"] = request.getfixturevalue("kafka_bootstrap")

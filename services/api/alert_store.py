@@ -38,6 +38,7 @@ SUBSCRIPTION_FIELDS = (
     "description",
     "created_by",
     "created_at",
+    "owner",  # the SHA-256 of the token that made it (migration 0007); never shown
 )
 DELIVERY_FIELDS = (
     "subscription_id",
@@ -257,22 +258,29 @@ def insert_subscription(client: Client, db: str, subscription: dict[str, Any], d
     )
 
 
-def list_subscriptions(client: Client, db: str) -> list[dict[str, Any]]:
-    """Every subscription not deleted, oldest first, secrets included (the dispatcher signs with them;
-    routes leave them out)."""
+def list_subscriptions(client: Client, db: str, owner: str | None = None) -> list[dict[str, Any]]:
+    """Every subscription not deleted (only ``owner``'s when given), oldest first, secrets included (the
+    dispatcher signs with them; routes leave them out)."""
+    mine = "" if owner is None else " AND owner = {owner:String}"
     rows = client.query(
         f"SELECT {', '.join(SUBSCRIPTION_FIELDS)} FROM {db}.webhook_subscriptions FINAL "
-        "WHERE deleted = 0 ORDER BY created_at, subscription_id"
+        f"WHERE deleted = 0{mine} ORDER BY created_at, subscription_id",
+        parameters={} if owner is None else {"owner": owner},
     ).result_rows
     return _rows(SUBSCRIPTION_FIELDS, rows)
 
 
-def get_subscription(client: Client, db: str, subscription_id: str) -> dict[str, Any] | None:
-    sql = (
+def get_subscription(
+    client: Client, db: str, subscription_id: str, owner: str | None = None
+) -> dict[str, Any] | None:
+    """The subscription, when not deleted and (``owner`` given) ``owner``'s; else None."""
+    mine = "" if owner is None else " AND owner = {owner:String}"
+    rows = client.query(
         f"SELECT {', '.join(SUBSCRIPTION_FIELDS)} FROM {db}.webhook_subscriptions FINAL "
-        "WHERE subscription_id = {id:String} AND deleted = 0"
-    )
-    return _one(client, sql, SUBSCRIPTION_FIELDS, subscription_id)
+        f"WHERE subscription_id = {{id:String}} AND deleted = 0{mine}",
+        parameters={"id": subscription_id} if owner is None else {"id": subscription_id, "owner": owner},
+    ).result_rows
+    return _rows(SUBSCRIPTION_FIELDS, rows)[0] if rows else None
 
 
 def insert_deliveries(client: Client, db: str, deliveries: Sequence[dict[str, Any]]) -> None:

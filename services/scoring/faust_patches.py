@@ -67,12 +67,19 @@ One more patch is for speed, not a fault:
 The patches are applied once, on import (``services.scoring.app`` imports this module), for the
 faust versions whose consumer code they were written against; on another version nothing is patched
 and a warning says to check again (``tests/unit/scoring/test_faust_patches.py`` fails then).
+
+They reach into private parts of faust-streaming and mode-streaming, which change between patch
+releases: the worker starts only on the exact releases they were tested with (:data:`TESTED_VERSIONS`,
+pinned in constraints.txt). :func:`require_tested_versions`, called before the worker starts, stops it
+(a message naming the installed and the tested versions, exit status 1) on any other release, unless
+``BAROMETRE_SCORING_ALLOW_UNTESTED_FAUST=true`` (for whoever tries a new release: a loud warning then).
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import importlib.metadata
 import logging
 from collections.abc import Awaitable, Callable, Generator, Iterable
 from typing import Any
@@ -89,9 +96,52 @@ PATCHED_VERSIONS = ("0.15.",)
 _READ_BEFORE_SEEK = "_barometre_read_before_seek"  # per consumer: TP -> last offset delivered
 
 
+# The exact releases the patches were tested with (constraints.txt pins them): the worker refuses others.
+TESTED_VERSIONS = {"faust-streaming": "0.15.3", "mode-streaming": "0.7.1"}
+
+
 def applies_to(version: str) -> bool:
     """Whether the patches are written for faust ``version``."""
     return version.startswith(PATCHED_VERSIONS)
+
+
+def installed_versions() -> dict[str, str]:
+    """The installed release of each package of :data:`TESTED_VERSIONS` ("not installed" when absent)."""
+    found = {}
+    for name in TESTED_VERSIONS:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def untested(installed: dict[str, str]) -> str | None:
+    """What differs from the tested releases, in words, or None when ``installed`` is exactly them."""
+    wrong = [f"{n} {installed.get(n, 'not installed')} (tested: {v})" for n, v in TESTED_VERSIONS.items()
+             if installed.get(n) != v]  # fmt: skip
+    if not wrong:
+        return None
+    return (
+        "the scoring worker's patches to faust (services/scoring/faust_patches.py) were tested only with "
+        + " and ".join(f"{n}=={v}" for n, v in TESTED_VERSIONS.items())
+        + "; installed: "
+        + ", ".join(wrong)
+        + ". Install the tested releases (pip install -c constraints.txt .), or set "
+        "BAROMETRE_SCORING_ALLOW_UNTESTED_FAUST=true to run anyway while testing a new release."
+    )
+
+
+def require_tested_versions(allow_untested: bool, installed: dict[str, str] | None = None) -> None:
+    """Stop the process (``SystemExit`` with the message, exit status 1) unless faust-streaming and
+    mode-streaming are exactly the tested releases; with ``allow_untested``, log a loud warning instead."""
+    problem = untested(installed_versions() if installed is None else installed)
+    if problem is None:
+        return
+    if allow_untested:
+        log.warning("UNTESTED faust release, allowed by BAROMETRE_SCORING_ALLOW_UNTESTED_FAUST: %s", problem)
+        return
+    raise SystemExit(f"barometre scoring: refusing to start: {problem}")
 
 
 def _read_before_seek(consumer: Consumer) -> dict[Any, int]:

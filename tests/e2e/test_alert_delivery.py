@@ -25,7 +25,7 @@ from tests.integration.api.alerting import Receiver, SseReader, serve
 pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse, pytest.mark.slow]
 
 PORTS = {"api": 52080, "ingest": 52081, "scoring": 52082}
-TOKEN = "test-token"  # app_settings' bootstrap token
+TOKEN = "test-bootstrap-token-0123456789abcdef"  # app_settings' bootstrap token
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 ACCOUNT = "facebook:e2e-grenoble"
 SECRET = "e2e-receiver-secret-0123456789"

@@ -19,7 +19,7 @@ from tests.integration.api.alerting import alert, store_alerts
 pytestmark = pytest.mark.clickhouse
 
 NOW = datetime.now(UTC).replace(microsecond=0)
-BOOTSTRAP = {"Authorization": "Bearer test-token"}
+BOOTSTRAP = {"Authorization": "Bearer test-bootstrap-token-0123456789abcdef"}
 
 
 @pytest.fixture

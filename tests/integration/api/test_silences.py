@@ -15,7 +15,7 @@ from services.common.settings import Settings
 
 pytestmark = pytest.mark.clickhouse
 
-AUTH = {"Authorization": "Bearer test-token"}
+AUTH = {"Authorization": "Bearer test-bootstrap-token-0123456789abcdef"}
 
 
 @pytest.fixture

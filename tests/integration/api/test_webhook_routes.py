@@ -16,7 +16,7 @@ from services.common.tokens import Scope, create_token
 
 pytestmark = pytest.mark.clickhouse
 
-AUTH = {"Authorization": "Bearer test-token"}
+AUTH = {"Authorization": "Bearer test-bootstrap-token-0123456789abcdef"}
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from tests.integration.api.alerting import Receiver, alert, publish, serve
 
 pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse]
 
-AUTH = {"Authorization": "Bearer test-token"}
+AUTH = {"Authorization": "Bearer test-bootstrap-token-0123456789abcdef"}
 BASE = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
 SECRET = "a-secret-of-the-receiver"
 

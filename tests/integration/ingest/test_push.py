@@ -23,7 +23,7 @@ from tests.integration.ingest.helpers import consume_all
 
 pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse]
 
-AUTH = {"Authorization": "Bearer test-token"}
+AUTH = {"Authorization": "Bearer test-bootstrap-token-0123456789abcdef"}
 
 
 def snap(**over: Any) -> dict[str, Any]:

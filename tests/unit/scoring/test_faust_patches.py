@@ -14,18 +14,23 @@ that needs a broker, the group coordinator's committed offsets behind ``perform_
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
+import logging
 import types
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any, cast
 
 import faust
 import pytest
+from click.testing import CliRunner
 from faust.transport.conductor import Conductor
 from faust.transport.consumer import Consumer
 from faust.types import TP
 from faust.types.tuples import ConsumerMessage
 from mode.utils.queues import FlowControlEvent, FlowControlQueue
 
+from services.cli import main
 from services.scoring import faust_patches
 
 TOPIC = "account-snapshots.v1"
@@ -318,3 +323,56 @@ def test_the_patches_are_applied_for_the_installed_faust() -> None:
     )
     assert faust_patches.apply()
     assert not faust_patches.applies_to("0.16.0")
+
+
+# --- The worker starts only on the tested releases.
+
+TESTED = {"faust-streaming": "0.15.3", "mode-streaming": "0.7.1"}
+
+
+def test_the_tested_releases_are_the_ones_installed_and_pinned() -> None:
+    assert faust_patches.TESTED_VERSIONS == TESTED
+    assert faust_patches.installed_versions() == TESTED
+    pins = (Path(__file__).resolve().parents[3] / "constraints.txt").read_text().splitlines()
+    for name, version in TESTED.items():
+        assert f"{name}=={version}" in pins
+    faust_patches.require_tested_versions(False)  # no exit
+
+
+@pytest.mark.parametrize(
+    "installed",
+    [
+        {"faust-streaming": "0.15.4", "mode-streaming": "0.7.1"},
+        {"faust-streaming": "0.15.3", "mode-streaming": "0.8.0"},
+        {"faust-streaming": "0.16.0", "mode-streaming": "not installed"},
+    ],
+)
+def test_another_release_stops_the_worker_naming_both(installed: dict[str, str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        faust_patches.require_tested_versions(False, installed)
+    message = str(info.value.code)  # a str code: printed to stderr, exit status 1
+    assert message.startswith("barometre scoring: refusing to start:")
+    assert "tested only with faust-streaming==0.15.3 and mode-streaming==0.7.1" in message
+    for name, version in installed.items():
+        if version != TESTED[name]:
+            assert f"{name} {version} (tested: {TESTED[name]})" in message
+    assert "BAROMETRE_SCORING_ALLOW_UNTESTED_FAUST=true" in message
+
+
+def test_the_escape_hatch_warns_loudly(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger=faust_patches.__name__):
+        faust_patches.require_tested_versions(True, {**TESTED, "faust-streaming": "0.15.4"})
+    assert (
+        "UNTESTED faust release" in caplog.text and "faust-streaming 0.15.4 (tested: 0.15.3)" in caplog.text
+    )
+
+
+def test_barometre_scoring_exits_non_zero_on_another_release(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through the command the containers run, before any connection to Kafka (none is reachable here)."""
+    real = importlib.metadata.version
+    monkeypatch.setattr(
+        importlib.metadata, "version", lambda name: "0.15.9" if name == "faust-streaming" else real(name)
+    )
+    result = CliRunner().invoke(main, ["scoring"], env={"BAROMETRE_KAFKA_BOOTSTRAP": "127.0.0.1:9"})
+    assert result.exit_code == 1, result.output
+    assert "refusing to start" in result.output and "faust-streaming 0.15.9 (tested: 0.15.3)" in result.output
