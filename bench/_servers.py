@@ -13,6 +13,10 @@ from pathlib import Path
 from infra.clickhouse import ClickHouseEndpoint
 from infra.kafka import KafkaCluster, ensure_jars
 
+# A benchmark is one client at thousands of requests a second: the services it starts get no per-client
+# rate limit (docs/CONTRACT.md, "Limits").
+NO_RATE_LIMITS = {"BAROMETRE_RATE_LIMIT_PER_ADDRESS": "0", "BAROMETRE_RATE_LIMIT_PER_TOKEN": "0"}
+
 
 def bench_servers(
     stack: ExitStack, tmp: Path, kafka_port: int, ch_port: int, controller_port: int | None = None

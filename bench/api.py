@@ -46,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx
 from clickhouse_connect.driver.client import Client
 
+from bench._servers import NO_RATE_LIMITS
 from infra.clickhouse import ClickHouseEndpoint
 from services.api import queries
 from services.api.queries import RankBy, Scope
@@ -237,6 +238,7 @@ def start_api(settings: Settings, port: int) -> subprocess.Popen[bytes]:
         BAROMETRE_API_PORT=str(port),
         BAROMETRE_LOG_LEVEL="WARNING",
     )
+    env.update(NO_RATE_LIMITS)
     proc = subprocess.Popen([sys.executable, "-m", "services.api"], env=env, cwd=REPO_ROOT)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

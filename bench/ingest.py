@@ -37,16 +37,16 @@ from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 from pydantic import SecretStr
 
-from bench._servers import bench_servers
+from bench._servers import NO_RATE_LIMITS, bench_servers
 from services.common.bootstrap import prepare_database
-from services.common.kafka import ensure_topics
+from services.common.kafka import ensure_topics, replication_factor
 from services.common.reference import load_entities
 from services.common.settings import Settings
 from services.ingest.publisher import ProducerTuning
 
 KAFKA_PORT, CH_PORT, INGEST_PORT = 19592, 18192, 18601
 PUSH_TARGET, IMPORT_TARGET, RATIO_TARGET = 20_000, 50_000, 0.5
-TOKEN = "bench-token"
+TOKEN = "bench-bootstrap-token-0123456789abcdef"  # 32+ characters
 
 
 def make_events(n: int, seed: int = 7) -> list[dict[str, object]]:
@@ -200,7 +200,9 @@ def main() -> int:
         ]
         raw_topic = f"{settings.kafka_topic_prefix}raw"
         admin = KafkaAdminClient(bootstrap_servers=kafka)
-        admin.create_topics([NewTopic(raw_topic, settings.kafka_partitions, settings.kafka_replication)])
+        admin.create_topics(
+            [NewTopic(raw_topic, settings.kafka_partitions, replication_factor(settings, admin))]
+        )
         admin.close()
         raw, raw_used = raw_producer(settings, records, raw_topic)
 
@@ -214,6 +216,7 @@ def main() -> int:
             BAROMETRE_INGEST_PORT=str(args.ingest_port),
             BAROMETRE_LOG_LEVEL="WARNING",
         )
+        env.update(NO_RATE_LIMITS)
         server = subprocess.Popen([sys.executable, "-m", "services.ingest"], env=env)
 
         def stop_server() -> None:

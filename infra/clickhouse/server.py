@@ -65,7 +65,6 @@ import bz2
 import contextlib
 import email.parser
 import email.policy
-import gzip
 import importlib
 import itertools
 import json
@@ -111,6 +110,7 @@ UNKNOWN_SETTING = 115
 READONLY = 164
 CANNOT_DECOMPRESS = 271
 SESSION_NOT_FOUND = 372
+QUERY_IS_TOO_LARGE = 229
 SESSION_IS_LOCKED = 373
 INVALID_SESSION_TIMEOUT = 374
 HTTP_LENGTH_REQUIRED = 381
@@ -127,6 +127,7 @@ _ERROR_NAMES = {
     READONLY: "READONLY",
     CANNOT_DECOMPRESS: "CANNOT_DECOMPRESS",
     SESSION_NOT_FOUND: "SESSION_NOT_FOUND",
+    QUERY_IS_TOO_LARGE: "QUERY_IS_TOO_LARGE",
     SESSION_IS_LOCKED: "SESSION_IS_LOCKED",
     INVALID_SESSION_TIMEOUT: "INVALID_SESSION_TIMEOUT",
     HTTP_LENGTH_REQUIRED: "HTTP_LENGTH_REQUIRED",
@@ -251,6 +252,12 @@ _SERVER_DEFAULTS = {
 }
 
 KEEP_ALIVE_TIMEOUT = 30
+# The most bytes a request body may have, as sent and once decompressed (Content-Encoding, decompress=1):
+# a small compressed body cannot unfold into more memory than this. BAROMETRE_CLICKHOUSE_MAX_BODY_BYTES
+# sets it for `serve`. (A server streams bodies; this endpoint holds one in memory.)
+MAX_BODY_BYTES = 1024**3
+MAX_BODY_BYTES_ENV = "BAROMETRE_CLICKHOUSE_MAX_BODY_BYTES"
+_READ_CHUNK = 1 << 20
 HTTP_MAX_FIELD_VALUE_SIZE = 128 * 1024  # the server's default http_max_field_value_size
 _SESSION_TIMEOUT_DEFAULT = 60
 _SESSION_TIMEOUT_MAX = 3600
@@ -514,51 +521,81 @@ except ImportError:  # pragma: no cover - depends on the environment
     _brotli = None
 
 
-def _lz4_frames(data: bytes) -> bytes:
+def too_large(limit: int, what: str = "request body") -> ClickHouseError:
+    return ClickHouseError(
+        QUERY_IS_TOO_LARGE, f"The {what} is larger than this endpoint accepts ({limit:,} bytes at most)"
+    )
+
+
+def _bounded(make: Any, data: bytes, limit: int, multi: bool = True) -> bytes:
+    """Decompress ``data`` with decompressors from ``make()`` (zlib, bz2, lzma, lz4.frame: the same
+    ``decompress(data, max_length)`` / ``eof`` / ``unused_data`` API), one after another over
+    concatenated streams when ``multi``, never producing more than ``limit`` + 1 bytes."""
+    out: list[bytes] = []
+    total = 0
+    while True:
+        dec = make()
+        chunk: bytes = dec.decompress(data, limit - total + 1)
+        total += len(chunk)
+        if total > limit:
+            raise too_large(limit, "decompressed request body")
+        out.append(chunk)
+        if not dec.eof:
+            raise ClickHouseError(CANNOT_DECOMPRESS, "Cannot decompress: truncated compressed data")
+        data = dec.unused_data
+        if not multi or not data:
+            return b"".join(out)
+
+
+def _lz4_frames(data: bytes, limit: int = MAX_BODY_BYTES) -> bytes:
     # clickhouse-connect compresses each insert block as a separate LZ4 frame; lz4.frame.decompress would
     # stop after the first one.
+    return _bounded(lz4.frame.LZ4FrameDecompressor, data, limit)
+
+
+def _zstd_frames(data: bytes, limit: int = MAX_BODY_BYTES) -> bytes:
+    reader = zstandard.ZstdDecompressor().stream_reader(data, read_across_frames=True)
     out: list[bytes] = []
-    while data:
-        dec = lz4.frame.LZ4FrameDecompressor()
-        out.append(dec.decompress(data))
-        if not dec.eof:
-            raise ClickHouseError(CANNOT_DECOMPRESS, "Cannot decompress LZ4 data: truncated frame")
-        data = dec.unused_data
+    total = 0
+    while chunk := reader.read(_READ_CHUNK):
+        total += len(chunk)
+        if total > limit:
+            raise too_large(limit, "decompressed request body")
+        out.append(chunk)
     return b"".join(out)
 
 
-def _zstd_frames(data: bytes) -> bytes:
-    out: bytes = zstandard.ZstdDecompressor().decompressobj(read_across_frames=True).decompress(data)
-    return out
-
-
-def _inflate(data: bytes) -> bytes:
+def _inflate(data: bytes, limit: int = MAX_BODY_BYTES) -> bytes:
     try:
-        return zlib.decompress(data)
-    except zlib.error:
-        return zlib.decompress(data, -zlib.MAX_WBITS)  # raw deflate, as some clients send it
+        return _bounded(zlib.decompressobj, data, limit, multi=False)
+    except zlib.error:  # raw deflate, as some clients send it
+        return _bounded(lambda: zlib.decompressobj(-zlib.MAX_WBITS), data, limit, multi=False)
 
 
-def decode_content(data: bytes, encoding: str) -> bytes:
-    """Undo the request's ``Content-Encoding`` (ClickHouse's chooseCompressionMethod names)."""
+def decode_content(data: bytes, encoding: str, limit: int = MAX_BODY_BYTES) -> bytes:
+    """Undo the request's ``Content-Encoding`` (ClickHouse's chooseCompressionMethod names), producing
+    at most ``limit`` bytes (QUERY_IS_TOO_LARGE beyond: a small body cannot unfold without bound)."""
     method = encoding.strip().lower()
     if method in ("", "none", "identity"):
         return data
     try:
         if method in ("gzip", "x-gzip"):
-            return gzip.decompress(data)
+            return _bounded(lambda: zlib.decompressobj(16 + zlib.MAX_WBITS), data, limit)
         if method in ("deflate", "zlib"):
-            return _inflate(data)
+            return _inflate(data, limit)
         if method in ("zstd", "zst"):
-            return _zstd_frames(data)
+            return _zstd_frames(data, limit)
         if method == "lz4":
-            return _lz4_frames(data)
+            return _lz4_frames(data, limit)
         if method in ("xz", "lzma"):
-            return lzma.decompress(data)
+            return _bounded(lzma.LZMADecompressor, data, limit)
         if method in ("bz2", "bzip2"):
-            return bz2.decompress(data)
+            return _bounded(bz2.BZ2Decompressor, data, limit)
         if method in ("br", "brotli") and _brotli is not None:
-            return _brotli.decompress(data)  # type: ignore[no-any-return]
+            out = _brotli.decompress(data)  # no output bound in brotli's API: checked after the fact
+            if len(out) > limit:
+                raise too_large(limit, "decompressed request body")
+            return out  # type: ignore[no-any-return]
     except ClickHouseError:
         raise
     except Exception as exc:
@@ -570,22 +607,26 @@ def decode_content(data: bytes, encoding: str) -> bytes:
     )
 
 
-def decode_native_blocks(data: bytes) -> bytes:
+def decode_native_blocks(data: bytes, limit: int = MAX_BODY_BYTES) -> bytes:
     """Undo ClickHouse's native block compression (``decompress=1``).
 
     Each block is a 16-byte CityHash128 checksum, a method byte, the compressed size (header included) and the
     decompressed size as little-endian UInt32, then the payload. Checksums are not verified: no installed
     package implements CityHash128 v1.0.2 (ClickHouse itself can skip them, see
-    http_native_compression_disable_checksumming_on_decompress).
+    http_native_compression_disable_checksumming_on_decompress). The declared decompressed sizes may add
+    up to ``limit`` bytes at most, and no block unfolds past its declared size.
     """
     out: list[bytes] = []
-    pos, n = 0, len(data)
+    pos, n, total = 0, len(data), 0
     while pos < n:
         if pos + 25 > n:
             raise ClickHouseError(CANNOT_DECOMPRESS, "Cannot decompress: truncated compressed block header")
         method = data[pos + 16]
         size_compressed = int.from_bytes(data[pos + 17 : pos + 21], "little")
         size_decompressed = int.from_bytes(data[pos + 21 : pos + 25], "little")
+        total += size_decompressed
+        if total > limit:
+            raise too_large(limit, "decompressed request body")
         payload = data[pos + 25 : pos + 16 + size_compressed]
         if size_compressed < 9 or len(payload) != size_compressed - 9:
             raise ClickHouseError(CANNOT_DECOMPRESS, "Cannot decompress: truncated compressed block")
@@ -966,10 +1007,17 @@ def _truthy(value: str | None) -> bool:
 class Handler:
     """Answers ClickHouse HTTP requests against an :class:`Engine`."""
 
-    def __init__(self, engine: Engine, user: str = DEFAULT_USER, password: str = "") -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        user: str = DEFAULT_USER,
+        password: str = "",
+        max_body_bytes: int = MAX_BODY_BYTES,
+    ) -> None:
         self.engine = engine
         self.user = user
         self.password = password
+        self.max_body_bytes = max_body_bytes
         self.display_name = socket.gethostname()
 
     # -- entry point ----------------------------------------
@@ -1085,9 +1133,9 @@ class Handler:
         body = req.body
         encoding = req.headers.get("content-encoding", "")
         if encoding:
-            body = decode_content(body, encoding)
+            body = decode_content(body, encoding, self.max_body_bytes)
         if _truthy(_param(params, "decompress")):
-            body = decode_native_blocks(body)
+            body = decode_native_blocks(body, self.max_body_bytes)
 
         # multipart/form-data: the query and parameters come from form fields, files are external tables.
         form_params: list[tuple[str, str]] = []
@@ -1416,9 +1464,11 @@ class _HttpHandler(BaseHTTPRequestHandler):
         pass  # requests are logged by _serve, at debug level
 
     def _read_body(self) -> bytes:
+        limit = self.handler.max_body_bytes
         te = self.headers.get("Transfer-Encoding", "")
         if "chunked" in te.lower():
             chunks = []
+            total = 0
             while True:
                 line = self.rfile.readline(65537)
                 size = int(line.split(b";", 1)[0].strip() or b"0", 16)
@@ -1426,10 +1476,15 @@ class _HttpHandler(BaseHTTPRequestHandler):
                     while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
                         pass  # trailers
                     break
+                total += size
+                if total > limit:  # counted as announced, before a byte of the chunk is read
+                    raise too_large(limit)
                 chunks.append(self.rfile.read(size))
                 self.rfile.readline(3)
             return b"".join(chunks)
         length = self.headers.get("Content-Length")
+        if length is not None and length.strip().isdigit() and int(length) > limit:
+            raise too_large(limit)
         if length is None:
             if self.command == "POST":
                 raise ClickHouseError(
@@ -1495,8 +1550,16 @@ class _Server(ThreadingHTTPServer):
         log.debug("connection error from %s", client_address, exc_info=True)
 
 
-def make_server(engine: Engine, host: str, port: int, user: str, password: str) -> ThreadingHTTPServer:
-    handler_cls = type("BoundHttpHandler", (_HttpHandler,), {"handler": Handler(engine, user, password)})
+def make_server(
+    engine: Engine,
+    host: str,
+    port: int,
+    user: str,
+    password: str,
+    max_body_bytes: int = MAX_BODY_BYTES,
+) -> ThreadingHTTPServer:
+    handler = Handler(engine, user, password, max_body_bytes)
+    handler_cls = type("BoundHttpHandler", (_HttpHandler,), {"handler": handler})
     return _Server((host, port), handler_cls)
 
 
@@ -1507,11 +1570,16 @@ def serve(
     user: str | None = None,
     password: str | None = None,
     parent_pid: int | None = None,
+    max_body_bytes: int | None = None,
 ) -> None:
-    """Run the endpoint in the foreground until SIGTERM/SIGINT (or until ``parent_pid`` is gone)."""
+    """Run the endpoint in the foreground until SIGTERM/SIGINT (or until ``parent_pid`` is gone).
+
+    ``max_body_bytes`` defaults to ``BAROMETRE_CLICKHOUSE_MAX_BODY_BYTES``, else :data:`MAX_BODY_BYTES`."""
+    if max_body_bytes is None:
+        max_body_bytes = int(os.environ.get(MAX_BODY_BYTES_ENV) or MAX_BODY_BYTES)
     engine = Engine(data_dir)
     try:
-        server = make_server(engine, host, port, user or DEFAULT_USER, password or "")
+        server = make_server(engine, host, port, user or DEFAULT_USER, password or "", max_body_bytes)
     except BaseException:
         engine.close()
         raise

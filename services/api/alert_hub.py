@@ -35,7 +35,7 @@ from pydantic import ValidationError
 
 from services.api.alert_store import AlertFilter
 from services.common.events import Alert
-from services.common.kafka import ensure_topics
+from services.common.kafka import client_security, ensure_topics
 from services.common.names import Topic
 from services.common.settings import Settings
 
@@ -218,6 +218,7 @@ class AlertHub:
             enable_auto_commit=False,
             client_id=client_id,
             request_timeout_ms=10_000,
+            **client_security(self._settings),
         )
 
     async def start(self) -> None:
@@ -251,7 +252,7 @@ class AlertHub:
         consumer = self._consumer = self._consumer_for("barometre-api-alert-hub")
         await consumer.start()
         names = (self._topics["alert"], self._topics["incident"])
-        found = await asyncio.to_thread(_partitions, self._settings.kafka_bootstrap, names)
+        found = await asyncio.to_thread(_partitions, self._settings, names)
         groups = [tuple(TopicPartition(name, p) for p in found[name]) for name in names]
         layout = Layout(groups[0], groups[1])
         every = [*layout.alerts, *layout.incidents]
@@ -417,16 +418,27 @@ class AlertHub:
     def clients(self) -> int:
         return len(self._clients)
 
+    def full(self) -> bool:
+        """Whether this process serves as many streams as it may (``api_max_sse_clients``; 0: no cap).
+        Streams count from their first byte, so clients connecting in the same instant may pass it by
+        a few."""
+        cap = self._settings.api_max_sse_clients
+        return cap > 0 and len(self._clients) >= cap
+
     def buffered(self) -> int:
         return len(self._buffer) if self._buffer is not None else 0
 
 
 def _partitions(
-    bootstrap: str, topics: Sequence[str], timeout_s: float = START_TIMEOUT_S
+    settings: Settings, topics: Sequence[str], timeout_s: float = START_TIMEOUT_S
 ) -> dict[str, list[int]]:
     """The partitions of each topic, waiting for topics created a moment ago to reach the metadata.
     (kafka-python here: aiokafka's public API does not refresh the metadata partitions_for_topic reads.)"""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap.split(","),
+        enable_auto_commit=False,
+        **client_security(settings),
+    )
     try:
         deadline = time.monotonic() + timeout_s
         out: dict[str, list[int]] = {}

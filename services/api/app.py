@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import signal
 import threading
 from collections.abc import AsyncIterator
@@ -16,12 +17,13 @@ from contextlib import asynccontextmanager
 from types import FrameType
 from typing import Any
 
-from clickhouse_connect.driver.exceptions import OperationalError
+from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from services.api.alert_hub import AlertHub
 from services.api.deps import Api
+from services.api.models import ErrorBody
 from services.api.routes import (
     accounts,
     alerts,
@@ -39,9 +41,31 @@ from services.api.routes import (
 from services.api.webhooks import Dispatcher
 from services.common import web
 from services.common.clickhouse import make_client
+from services.common.limits import LimitConfig, limit_responses
 from services.common.settings import Settings
 
 RETRY_AFTER_S = 5
+STREAM_PATH = "/v1/alerts/stream"
+
+# ClickHouse errors of a query stopped by its limits (services.common.clickhouse.query_limits): the
+# request asked too much of the store, which is not a server fault. (status, code, message)
+_QUERY_LIMITS: dict[int, tuple[int, str, str]] = {
+    159: (504, "query_timeout", "the query ran past its time limit"),  # TIMEOUT_EXCEEDED
+    160: (504, "query_timeout", "the query was too slow to end within its time limit"),  # TOO_SLOW
+    241: (503, "query_too_large", "the query needed more memory than it may use"),  # MEMORY_LIMIT_EXCEEDED
+    158: (503, "query_too_large", "the answer has more rows than one query may return"),  # TOO_MANY_ROWS
+    396: (503, "query_too_large", "the answer has more rows than one query may return"),  # ..._OR_BYTES
+    307: (503, "query_too_large", "the query read or returned more bytes than it may"),  # TOO_MANY_BYTES
+}
+_CODE_RE = re.compile(r"\bCode: (\d+)\.")
+
+
+def _clickhouse_code(exc: DatabaseError) -> int | None:
+    code = getattr(exc, "code", None)
+    if isinstance(code, int):
+        return code
+    found = _CODE_RE.search(str(exc))
+    return int(found.group(1)) if found else None
 
 
 def _end_streams_on_signal(hub: AlertHub, loop: asyncio.AbstractEventLoop) -> None:
@@ -110,7 +134,35 @@ def create_app(settings: Settings) -> FastAPI:
 
         await asyncio.to_thread(ping)
 
-    web.install(app, "api", {"clickhouse": clickhouse})
+    async def write_token_refusal(token: str) -> str | None:
+        found = await api.verifier.check(token)
+        return None if found.valid else found.refusal
+
+    web.install(
+        app,
+        "api",
+        {"clickhouse": clickhouse},
+        limits=LimitConfig.from_settings(
+            settings,
+            settings.api_max_body_bytes,
+            # Streams are long-lived: capped apart (api_max_sse_clients), not as requests in flight.
+            uncounted_paths=frozenset({STREAM_PATH}),
+            # A write's token is checked before its body is read or parsed (401 without a valid one).
+            write_token_check=write_token_refusal,
+        ),
+    )
+
+    @app.exception_handler(DatabaseError)
+    async def _query_limit(request: Request, exc: DatabaseError) -> JSONResponse:
+        known = _QUERY_LIMITS.get(_clickhouse_code(exc) or 0)
+        if known is None:
+            raise exc  # any other ClickHouse error is a fault of ours: the 500 handler logs it
+        status, code, message = known
+        return JSONResponse(
+            web.error_body(code, f"{message}; narrow the request or try again in a few seconds"),
+            status_code=status,
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
 
     @app.exception_handler(OperationalError)
     async def _clickhouse_down(request: Request, exc: OperationalError) -> JSONResponse:
@@ -134,7 +186,8 @@ def create_app(settings: Settings) -> FastAPI:
         silences,
         webhooks,
     ):
-        app.include_router(module.router)
+        # 413, 429, 503 and 504: what the limits may answer on any route (route-level answers win).
+        app.include_router(module.router, responses=limit_responses(ErrorBody, queries=True))
     # The dashboard: the page at / (and /entite/{id}), /v1/territories, and its files under /static.
     app.include_router(dashboard.router)
     dashboard.mount(app)

@@ -5,8 +5,9 @@ The format is chosen by the ``format`` query parameter (``json``, ``csv``, ``par
 its ``Content-Type`` and a ``Content-Disposition: attachment`` with a file name that says what it holds.
 
 CSV: UTF-8, comma-separated, a header row, instants in RFC 3339 (UTC, ``Z``), an empty cell for an
-absent value. Parquet: one row group, typed columns (int64, float64, string, timestamp[ms, UTC]), nulls
-for absent values.
+absent value; a text cell that a spreadsheet would take for a formula (starting with ``= + - @``, tab or
+carriage return) starts with a single quote (OWASP's advice against CSV injection). Parquet: one row
+group, typed columns (int64, float64, string, timestamp[ms, UTC]), nulls for absent values.
 """
 
 from __future__ import annotations
@@ -105,15 +106,23 @@ def table_response(
     )
 
 
+# A text cell starting with one of these is a formula to a spreadsheet (OWASP, "CSV Injection"): it is
+# written with a leading single quote, which spreadsheets show as text. Numbers are never text here, so
+# -3.5 stays a number.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _cell(value: Any) -> object:
     if value is None:
         return ""
     if isinstance(value, datetime):
         return format_timestamp(value)
     if isinstance(value, StrEnum):
-        return value.value
+        value = value.value
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
     return value
 
 

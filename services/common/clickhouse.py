@@ -50,6 +50,23 @@ def make_client(settings: Settings, *, database: str | None = "", **kwargs: Any)
     )
 
 
+def query_limits(settings: Settings) -> dict[str, str]:
+    """The ClickHouse settings that bound every api query (a zero setting leaves the server's own):
+    its time (``max_execution_time``: the query is stopped there, also when the HTTP client that asked
+    for it has gone away), its memory and the rows of its answer (``result_overflow_mode='throw'``: an
+    error, never a silently cut answer)."""
+    limits: dict[str, str] = {}
+    if settings.api_query_timeout_s > 0:
+        limits["max_execution_time"] = f"{settings.api_query_timeout_s:g}"
+        limits["timeout_overflow_mode"] = "throw"
+    if settings.api_query_max_memory_bytes > 0:
+        limits["max_memory_usage"] = str(settings.api_query_max_memory_bytes)
+    if settings.api_query_max_result_rows > 0:
+        limits["max_result_rows"] = str(settings.api_query_max_result_rows)
+        limits["result_overflow_mode"] = "throw"
+    return limits
+
+
 # Rows per INSERT: bounds the size of one request (and of the client's buffer) for large writes.
 INSERT_BATCH = 50_000
 

@@ -17,7 +17,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
+
+from services.common.limits import LimitConfig, RequestLimits
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +48,17 @@ class ApiError(Exception):
         self.status, self.code, self.message, self.headers = status, code, message, headers
 
 
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: ``{"error": {"code", "message"}}`` (for OpenAPI ``responses=``)."""
+
+    error: ErrorDetail
+
+
 def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
     return {"error": {"code": code, "message": message}}
 
@@ -55,6 +70,20 @@ def _code_for(status: int) -> str:
         return "error"
 
 
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def _allowed_methods(request: Request) -> str:
+    """The methods some route of the request's path takes (for ``Allow`` on a 405), asked of the
+    router itself, so that included routers and mounts answer as they route."""
+    allowed = []
+    for method in _METHODS:
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] is Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return ", ".join(allowed)
+
+
 def _route_template(request: Request) -> str:
     # Label by template (/v1/entities/{entity_id}), never by raw path, so label cardinality stays bounded.
     # The router records the route it matched in the scope, included routers too; read after the call.
@@ -62,8 +91,15 @@ def _route_template(request: Request) -> str:
     return str(getattr(route, "path", "unmatched"))
 
 
-def install(app: FastAPI, service: str, checks: Mapping[str, ReadinessCheck], timeout: float = 2.0) -> None:
-    """Add JSON error handlers, request metrics and the operational routes to ``app``."""
+def install(
+    app: FastAPI,
+    service: str,
+    checks: Mapping[str, ReadinessCheck],
+    timeout: float = 2.0,
+    limits: LimitConfig | None = None,
+) -> None:
+    """Add JSON error handlers, request metrics, the ``limits`` (services.common.limits) and the
+    operational routes to ``app``."""
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -72,10 +108,16 @@ def install(app: FastAPI, service: str, checks: Mapping[str, ReadinessCheck], ti
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        code = getattr(exc, "code", None)
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            # Starlette names the methods of the first route of the path only (GET and POST of one path
+            # are two routes): name every method the path has, as the OpenAPI documents them.
+            headers = {**(headers or {}), "Allow": _allowed_methods(request)}
         return JSONResponse(
-            error_body(_code_for(exc.status_code), detail),
+            error_body(code if isinstance(code, str) else _code_for(exc.status_code), detail),
             status_code=exc.status_code,
-            headers=getattr(exc, "headers", None),
+            headers=headers,
         )
 
     @app.exception_handler(RequestValidationError)
@@ -90,6 +132,10 @@ def install(app: FastAPI, service: str, checks: Mapping[str, ReadinessCheck], ti
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return JSONResponse(error_body("internal_error", "internal error; see the service log"), 500)
+
+    if limits is not None:
+        # Added before the metrics middleware, so inside it: refused requests are counted too.
+        app.add_middleware(RequestLimits, config=limits, service=service)
 
     @app.middleware("http")
     async def _metrics(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -126,6 +172,12 @@ def install(app: FastAPI, service: str, checks: Mapping[str, ReadinessCheck], ti
         body = {"status": "ready" if ready else "not_ready", "service": service, "checks": results}
         return JSONResponse(body, status_code=200 if ready else 503)
 
-    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        summary="Prometheus metrics",
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -24,17 +24,17 @@ from prometheus_client import Counter, Histogram
 from services.common import web
 from services.common.clickhouse import make_client
 from services.common.kafka import check_kafka, ensure_topics
+from services.common.limits import LimitConfig, limit_responses
 from services.common.names import SourceKind
 from services.common.settings import Settings
 from services.common.tokens import Scope, TokenVerifier
-from services.ingest import validation
+from services.ingest import openapi, validation
 from services.ingest.known import KnownRegistry
 from services.ingest.publisher import Publisher, PublishError
 
 log = logging.getLogger(__name__)
 
 MAX_ITEMS = 10_000
-MAX_BODY_BYTES = 64 * 1024 * 1024
 RETRY_AFTER_S = 5
 
 SNAPSHOTS = Counter(
@@ -113,12 +113,10 @@ def create_app(
                 "a bearer token with the ingest scope is needed",
                 {"WWW-Authenticate": "Bearer"},
             )
-        scopes = await verifier.scopes(credentials.credentials)
-        if not scopes:
-            raise web.ApiError(
-                401, "unauthorized", "unknown or revoked token", {"WWW-Authenticate": "Bearer"}
-            )
-        if Scope.INGEST not in scopes and Scope.ADMIN not in scopes:
+        found = await verifier.check(credentials.credentials)
+        if not found.valid:  # unknown, revoked or expired (the message says which of the last)
+            raise web.ApiError(401, "unauthorized", found.refusal, {"WWW-Authenticate": "Bearer"})
+        if not found.allows(Scope.INGEST):
             raise web.ApiError(403, "forbidden", "this token does not have the ingest scope")
 
     @app.post(
@@ -126,22 +124,20 @@ def create_app(
         tags=["ingest"],
         summary="Publish account snapshots (JSON array or JSON Lines, at most 10,000)",
         dependencies=[Depends(require_ingest)],
+        response_model=openapi.SnapshotsOut,
+        responses={**openapi.RESPONSES, **limit_responses(web.ErrorBody)},
+        openapi_extra=openapi.request_body(MAX_ITEMS),
     )
     async def post_snapshots(request: Request) -> JSONResponse:
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
-            return _error(413, "payload_too_large", f"the body exceeds {MAX_BODY_BYTES} bytes")
+        # The body's size is limited as it arrives (services.common.limits: 413 past
+        # ingest_max_body_bytes, chunked bodies included); the token was checked before it is read.
         body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
-            return _error(413, "payload_too_large", f"the body exceeds {MAX_BODY_BYTES} bytes")
         try:
-            items = list(validation.split_body(body))
+            items = list(validation.split_body(body, MAX_ITEMS))
+        except validation.TooManyItems as exc:
+            return _error(413, "payload_too_large", str(exc))
         except validation.BodyError as exc:
             return _error(400, "bad_request", str(exc))
-        if len(items) > MAX_ITEMS:
-            return _error(
-                413, "payload_too_large", f"{len(items)} snapshots in one request; at most {MAX_ITEMS}"
-            )
         now = datetime.now(UTC)
         accepted, rejected = await asyncio.to_thread(
             validation.check, items, now, known, SourceKind.PUSH.value
@@ -171,11 +167,16 @@ def create_app(
         )
 
     async def kafka() -> None:
-        await check_kafka(settings.kafka_bootstrap)
+        await check_kafka(settings)
 
     async def registry_loaded() -> None:
         if known.loaded_at is None:
             await known.reload()
 
-    web.install(app, "ingest", {"kafka": kafka, "registry": registry_loaded})
+    web.install(
+        app,
+        "ingest",
+        {"kafka": kafka, "registry": registry_loaded},
+        limits=LimitConfig.from_settings(settings, settings.ingest_max_body_bytes),
+    )
     return app

@@ -3,11 +3,17 @@
 Streams in constant memory: lines are validated and published in chunks, each chunk acknowledged by
 Kafka before the next is read, and each bad line is reported as soon as it is met (line number and
 reason). The report counts what was published; the command exits non-zero when any line was bad.
+
+What a file may unfold into is bounded: a compressed file stops the import (:class:`FileTooLarge`) past
+``import_max_decompressed_bytes`` decompressed bytes, and no line may be longer than
+:data:`MAX_LINE_BYTES`, so that a small hostile file (a gzip bomb, a line without end) cannot take the
+memory of the machine. What was published before stays published (events are idempotent downstream).
 """
 
 from __future__ import annotations
 
 import gc
+import io
 import multiprocessing
 import time
 from collections import deque
@@ -27,6 +33,45 @@ from services.ingest.sources.files import detect_format, open_binary, read_snaps
 
 T = TypeVar("T")
 CHUNK = 5_000
+# The longest line a snapshot file may have; a snapshot is a few hundred bytes.
+MAX_LINE_BYTES = 1024 * 1024
+
+
+class FileTooLarge(ValueError):
+    """The file unfolds into more than an import accepts (decompressed size, or one line's length)."""
+
+
+class _Bounded(io.RawIOBase):
+    """A file's (decompressed) bytes, counted as they are read: FileTooLarge past ``limit`` bytes in all
+    (0: no limit) or past ``max_line`` bytes without a line feed."""
+
+    def __init__(self, inner: IO[bytes], name: str, limit: int, max_line: int = MAX_LINE_BYTES) -> None:
+        super().__init__()
+        self._inner = inner
+        self._name = name
+        self._limit = limit
+        self._max_line = max_line
+        self.total = 0
+        self._since_newline = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        data = self._inner.read(len(buffer))
+        n = len(data)
+        buffer[:n] = data
+        self.total += n
+        if self._limit and self.total > self._limit:
+            raise FileTooLarge(
+                f"{self._name} decompresses to more than {self._limit:,} bytes "
+                "(BAROMETRE_IMPORT_MAX_DECOMPRESSED_BYTES); split it, or raise the limit"
+            )
+        last = data.rfind(b"\n")
+        self._since_newline = self._since_newline + n if last < 0 else n - last - 1
+        if self._since_newline > self._max_line:
+            raise FileTooLarge(f"{self._name} has a line longer than {self._max_line:,} bytes")
+        return n
 
 
 @dataclass
@@ -168,6 +213,7 @@ def import_snapshots(
     """
     fmt = detect_format(path)
     report = ImportReport()
+    limit = settings.import_max_decompressed_bytes if settings is not None else 0
     start = time.perf_counter()
 
     def account(result: ChunkResult) -> None:
@@ -182,7 +228,10 @@ def import_snapshots(
 
     with path.open("rb") as raw:
         bar = _Progress(raw, path.stat().st_size, progress)
-        stream = open_binary(path) if path.suffix == ".gz" else raw
+        source = open_binary(path) if path.suffix == ".gz" else raw
+        stream = io.BufferedReader(
+            _Bounded(source, path.name, limit if source is not raw else 0), buffer_size=1 << 16
+        )
         chunks = _chunks(read_snapshots(stream, fmt), CHUNK)
         try:
             if workers <= 1 or settings is None:
@@ -196,7 +245,7 @@ def import_snapshots(
                 bar.update(report.lines, report.published, report.rejected, time.perf_counter() - start)
         finally:
             bar.close()
-            if stream is not raw:
-                stream.close()
+            if source is not raw:
+                source.close()
     report.seconds = time.perf_counter() - start
     return report

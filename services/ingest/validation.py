@@ -13,7 +13,9 @@ The plain, valid snapshots that make up nearly all of the traffic are checked by
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+import json.scanner
+import re
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, cast
@@ -50,15 +52,38 @@ class BodyError(ValueError):
     """The request body as a whole cannot be read (not JSON, not an array or JSON Lines)."""
 
 
-def split_body(body: bytes) -> Iterator[tuple[int, object | Rejection]]:
+class TooManyItems(BodyError):
+    """The body holds more items than one request may carry (found while parsing, before building more)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"more than {limit} snapshots in one request; at most {limit}")
+        self.limit = limit
+
+
+STEP_COMMAS_PER_ITEM = 64
+_JSON_WS = re.compile(r"[ \t\n\r]*")
+_NON_BLANK_LINE = re.compile(rb"^[^\S\n]*\S[^\n]*", re.MULTILINE)
+
+
+def split_body(body: bytes, max_items: int | None = None) -> Iterator[tuple[int, object | Rejection]]:
     """The items of a JSON array or JSON Lines body, each parsed or rejected on its own.
 
     A JSON array must parse as a whole (BodyError otherwise); in JSON Lines a bad line is one rejected
     item and the other lines still count. Blank lines are skipped but keep their place in the count, so
-    an index is also a 0-based line number.
+    an index is also a 0-based line number. With ``max_items``, more items than that raise TooManyItems
+    as soon as the one past the limit is met: a body of a million tiny items never becomes a million
+    objects in memory.
     """
     text = body.lstrip()
     if text.startswith(b"["):
+        # Items <= commas + 1. A body with fewer than STEP_COMMAS_PER_ITEM commas per allowed item is
+        # parsed whole by orjson (twice as fast as the scanner: a snapshot has ~15 commas, so every
+        # legitimate body takes this path) and its length checked after: at worst ~640,000 tiny items
+        # are built before it is refused. More commas than that: parsed item by item, counting, and
+        # stopped at the limit, so a body of millions of items never becomes millions of objects.
+        if max_items is not None and body.count(b",") >= max_items * STEP_COMMAS_PER_ITEM:
+            yield from enumerate(_array_items(body, max_items))
+            return
         try:
             items = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -70,12 +95,66 @@ def split_body(body: bytes) -> Iterator[tuple[int, object | Rejection]]:
                 raise BodyError(f"the body is not valid JSON: {exc}") from None
         if not isinstance(items, list):
             raise BodyError("the body must be a JSON array of snapshots or JSON Lines")
+        if max_items is not None and len(items) > max_items:
+            raise TooManyItems(max_items)
         yield from enumerate(items)
         return
-    for index, line in enumerate(body.split(b"\n")):
-        if line.strip():
-            # Kept as bytes: parsed by check_one, and given as written to the model when it is not plain.
-            yield index, line
+    if max_items is None or body.count(b"\n") < max_items:
+        for index, line in enumerate(body.split(b"\n")):
+            if line.strip():
+                # Kept as bytes: parsed by check_one, and given as written to the model when it is not
+                # plain.
+                yield index, line
+        return
+    # Many lines (or many blank ones): found by the regex engine, counted, and never all split out.
+    line_number, last = 0, 0
+    for count, match in enumerate(_NON_BLANK_LINE.finditer(body), start=1):
+        if count > max_items:
+            raise TooManyItems(max_items)
+        line_number += body.count(b"\n", last, match.start())
+        last = match.start()
+        yield line_number, match.group()
+
+
+def _array_items(body: bytes, max_items: int) -> Iterator[object]:
+    """The items of a JSON array, parsed one at a time by the standard library's C scanner; TooManyItems
+    at item ``max_items + 1``, before it is parsed. Parsed whole, so that a body that is not JSON is
+    refused before anything is reported."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BodyError(f"the body is not valid JSON: {exc}") from None
+    scan: Callable[[str, int], tuple[object, int]] = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
+    items: list[object] = []
+
+    def fail(at: int, what: str) -> BodyError:
+        line = text.count("\n", 0, at) + 1
+        return BodyError(f"the body is not valid JSON: {what}: line {line} (char {at})")
+
+    pos = _JSON_WS.match(text, text.index("[") + 1).end()  # type: ignore[union-attr]  # matches anywhere
+    if text.startswith("]", pos):
+        pos += 1
+    else:
+        while True:
+            if len(items) >= max_items:
+                raise TooManyItems(max_items)
+            try:
+                item, pos = scan(text, pos)
+            except StopIteration as stop:
+                raise fail(stop.value, "Expecting value") from None
+            except json.JSONDecodeError as exc:
+                raise BodyError(f"the body is not valid JSON: {exc}") from None
+            items.append(item)
+            pos = _JSON_WS.match(text, pos).end()  # type: ignore[union-attr]
+            if text.startswith("]", pos):
+                pos += 1
+                break
+            if not text.startswith(",", pos):
+                raise fail(pos, "Expecting ',' delimiter")
+            pos = _JSON_WS.match(text, pos + 1).end()  # type: ignore[union-attr]
+    if _JSON_WS.match(text, pos).end() != len(text):  # type: ignore[union-attr]
+        raise fail(pos, "Extra data")
+    return iter(items)
 
 
 def _describe(exc: ValidationError) -> str:
