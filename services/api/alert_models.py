@@ -12,8 +12,16 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, JsonValue, model_validator
 from pydantic_core import PydanticCustomError
 
-from services.api.models import Instant
-from services.common.events import check_entity_id, normalise_account_id, parse_timestamp
+from services.api.models import Instant, case_insensitive
+from services.common.events import (
+    ACCOUNT_ID_PATTERN,
+    ENTITY_ID_PATTERN,
+    MAX_ACCOUNT_ID_LENGTH,
+    TIMESTAMP_PATTERN,
+    check_entity_id,
+    normalise_account_id,
+    parse_timestamp,
+)
 from services.common.names import AlertSeverity, AlertStatus, AlertType, Platform, normalise_platform
 
 MAX_SILENCE = timedelta(days=366)
@@ -21,6 +29,8 @@ MAX_COMMENT = 1000
 MAX_URL = 2048
 MIN_SECRET, MAX_SECRET = 16, 256
 MAX_FILTER_VALUES = 100
+# Text with at least one character that is not white space (comments that say something).
+NOT_BLANK = "[^\\s]"
 
 
 def invalid(message: str) -> PydanticCustomError:
@@ -77,7 +87,8 @@ def parse_account_id(value: object) -> str:
         raise invalid(str(exc)) from None
 
 
-_DURATION_RE = re.compile(r"^([0-9]{1,6})([smhdw])$")
+DURATION_PATTERN = "^[1-9][0-9]{0,5}[smhdw]$"
+_DURATION_RE = re.compile(r"^([1-9][0-9]{0,5})([smhdw])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
@@ -86,15 +97,34 @@ def parse_duration(value: object) -> timedelta | None:
     if value is None or isinstance(value, timedelta):
         return value
     match = _DURATION_RE.fullmatch(_str(value, "duration"))
-    if not match or int(match.group(1)) == 0:
+    if not match:
         raise invalid(f"{value!r} is not a duration: a positive number and a unit s, m, h, d or w (2h, 7d)")
     return timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
 
 
+def _optional(parse: Any) -> Any:
+    """``parse`` for a field that may be null (absent and null mean the same: no matcher)."""
+
+    def check(value: object) -> Any:
+        return None if value is None else parse(value)
+
+    return check
+
+
+def text_or_null(pattern: str, **extra: Any) -> Any:
+    """``json_schema_extra`` of an optional text field: ``pattern`` (anchored) or null."""
+
+    def update(schema: dict[str, Any]) -> None:
+        schema.pop("format", None)
+        schema.pop("type", None)
+        schema["anyOf"] = [{"type": "string", "pattern": pattern, **extra}, {"type": "null"}]
+
+    return update
+
+
 def _list_of(parse: Any, what: str) -> Any:
     def check(value: object) -> list[Any]:
-        if value is None:
-            return []
+        # null is not a list: the schema says array, and an absent field already means "everything".
         if not isinstance(value, list):
             raise invalid(f"{what} must be a list")
         if len(value) > MAX_FILTER_VALUES:
@@ -109,10 +139,39 @@ def _list_of(parse: Any, what: str) -> Any:
     return check
 
 
+# What parse_url accepts: an http(s) URL with a host name or a bracketed IPv6 address, in visible ASCII
+# (percent-encode the rest).
+_H16 = "[0-9A-Fa-f]{1,4}"
+_IPV4 = "(?:(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+_LS32 = f"(?:{_H16}:{_H16}|{_IPV4})"
+# RFC 3986's IPv6address, alternative by alternative.
+IPV6_PATTERN = (
+    "(?:"
+    + "|".join(
+        [
+            f"(?:{_H16}:){{6}}{_LS32}",
+            f"::(?:{_H16}:){{5}}{_LS32}",
+            f"(?:{_H16})?::(?:{_H16}:){{4}}{_LS32}",
+            f"(?:(?:{_H16}:){{0,1}}{_H16})?::(?:{_H16}:){{3}}{_LS32}",
+            f"(?:(?:{_H16}:){{0,2}}{_H16})?::(?:{_H16}:){{2}}{_LS32}",
+            f"(?:(?:{_H16}:){{0,3}}{_H16})?::{_H16}:{_LS32}",
+            f"(?:(?:{_H16}:){{0,4}}{_H16})?::{_LS32}",
+            f"(?:(?:{_H16}:){{0,5}}{_H16})?::{_H16}",
+            f"(?:(?:{_H16}:){{0,6}}{_H16})?::",
+        ]
+    )
+    + ")"
+)
+URL_PATTERN = (
+    "^[hH][tT][tT][pP][sS]?://(?:[A-Za-z0-9._~%!$&'()*+,;=:-]*@)?"
+    f"(?:[A-Za-z0-9._~-]+|\\[{IPV6_PATTERN}\\])"
+    "(?::[0-9]{1,5})?(?:[/?#][!-~]*)?$"
+)
+
+
 def parse_url(value: object) -> str:
     text = _str(value, "url")
-    parts = urlsplit(text)
-    if len(text) > MAX_URL or parts.scheme not in ("http", "https") or not parts.hostname:
+    if len(text) > MAX_URL or not re.fullmatch(URL_PATTERN, text) or not urlsplit(text).hostname:
         raise invalid(f"{text[:100]!r} is not an http:// or https:// URL (at most {MAX_URL} characters)")
     return text
 
@@ -226,18 +285,45 @@ class SilenceIn(BaseModel):
                           "comment": "Facebook purge of inactive accounts"}]
         },
     )  # fmt: skip
-    starts_at: Annotated[datetime | None, BeforeValidator(parse_instant)] = None
-    ends_at: Annotated[datetime | None, BeforeValidator(parse_instant)] = None
+    starts_at: Annotated[
+        datetime | None,
+        BeforeValidator(parse_instant),
+        Field(description="Default: now", json_schema_extra=text_or_null(TIMESTAMP_PATTERN)),
+    ] = None
+    ends_at: Annotated[
+        datetime | None,
+        BeforeValidator(parse_instant),
+        Field(description="After now and after starts_at", json_schema_extra=text_or_null(TIMESTAMP_PATTERN)),
+    ] = None
     duration: Annotated[
         timedelta | None,
         BeforeValidator(parse_duration),
-        Field(description="Instead of ends_at: 90m, 2h, 7d, 1w", json_schema_extra={"type": "string"}),
+        Field(
+            description="Instead of ends_at: 90m, 2h, 7d, 1w (s, m, h, d or w)",
+            json_schema_extra=text_or_null(DURATION_PATTERN),
+        ),
     ] = None
-    account_id: Annotated[str | None, BeforeValidator(parse_account_id)] = None
-    entity_id: Annotated[str | None, BeforeValidator(parse_entity_id)] = None
-    platform: Annotated[Platform | None, BeforeValidator(parse_platform)] = None
-    type: Annotated[AlertType | None, BeforeValidator(parse_type)] = None
-    comment: Annotated[str, Field(min_length=1, max_length=MAX_COMMENT, description="Why (required)")]
+    account_id: Annotated[
+        str | None,
+        BeforeValidator(_optional(parse_account_id)),
+        Field(json_schema_extra=text_or_null(ACCOUNT_ID_PATTERN, maxLength=MAX_ACCOUNT_ID_LENGTH)),
+    ] = None
+    entity_id: Annotated[
+        str | None,
+        BeforeValidator(_optional(parse_entity_id)),
+        Field(json_schema_extra=text_or_null(case_insensitive(ENTITY_ID_PATTERN))),
+    ] = None
+    platform: Annotated[Platform | None, BeforeValidator(_optional(parse_platform))] = None
+    type: Annotated[AlertType | None, BeforeValidator(_optional(parse_type))] = None
+    comment: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=MAX_COMMENT,
+            description="Why (required, not blank)",
+            json_schema_extra={"pattern": NOT_BLANK},
+        ),
+    ]
 
     @model_validator(mode="after")
     def _check(self) -> SilenceIn:
@@ -254,6 +340,9 @@ class SilenceIn(BaseModel):
     def period(self, now: datetime) -> tuple[datetime, datetime]:
         """``[starts_at, ends_at)`` once defaults are applied; ValueError when it is not a valid period."""
         starts = to_ms(self.starts_at or now)
+        if self.duration is not None and self.duration > MAX_SILENCE:
+            # Checked before adding: 999999w after starts_at is past the year 9999 (OverflowError).
+            raise ValueError(f"a silence lasts at most {MAX_SILENCE.days} days; create a new one after")
         ends = to_ms(self.ends_at) if self.ends_at is not None else starts + (self.duration or timedelta())
         if ends <= now:
             raise ValueError("ends_at: the silence would already be over")
@@ -293,7 +382,14 @@ class WebhookIn(BaseModel):
                           "description": "drops on Facebook"}]
         },
     )  # fmt: skip
-    url: Annotated[str, BeforeValidator(parse_url)]
+    url: Annotated[
+        str,
+        BeforeValidator(parse_url),
+        Field(
+            description="http:// or https:// URL of a public host (at most 2048 characters)",
+            json_schema_extra={"pattern": URL_PATTERN, "maxLength": MAX_URL},
+        ),
+    ]
     secret: Annotated[
         str | None,
         Field(
@@ -302,9 +398,26 @@ class WebhookIn(BaseModel):
             description="The signing key; absent: generated and returned once, in this answer",
         ),
     ] = None
-    types: Annotated[list[AlertType], BeforeValidator(_list_of(parse_type, "types"))] = []
-    platforms: Annotated[list[Platform], BeforeValidator(_list_of(parse_platform, "platforms"))] = []
-    entity_ids: Annotated[list[str], BeforeValidator(_list_of(parse_entity_id, "entity_ids"))] = []
+    types: Annotated[
+        list[AlertType],
+        BeforeValidator(_list_of(parse_type, "types")),
+        Field(json_schema_extra={"maxItems": MAX_FILTER_VALUES}),
+    ] = []
+    platforms: Annotated[
+        list[Platform],
+        BeforeValidator(_list_of(parse_platform, "platforms")),
+        Field(json_schema_extra={"maxItems": MAX_FILTER_VALUES}),
+    ] = []
+    entity_ids: Annotated[
+        list[str],
+        BeforeValidator(_list_of(parse_entity_id, "entity_ids")),
+        Field(
+            json_schema_extra={
+                "maxItems": MAX_FILTER_VALUES,
+                "items": {"type": "string", "pattern": case_insensitive(ENTITY_ID_PATTERN)},
+            }
+        ),
+    ] = []
     min_severity: AlertSeverity = AlertSeverity.INFO
     description: Annotated[str, Field(max_length=MAX_COMMENT)] = ""
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import anyio
 from anyio import CapacityLimiter
@@ -28,14 +28,16 @@ from pydantic_core import PydanticCustomError
 from services.api import queries
 from services.api.cache import AnswerCache
 from services.api.exports import ExportFormat
-from services.api.paging import decode_cursor
+from services.api.models import case_insensitive
+from services.api.paging import CURSOR_PATTERN, decode_cursor
 from services.api.queries import Metric, RankBy, Scope
-from services.common.clickhouse import make_client
+from services.common.clickhouse import make_client, query_limits
 from services.common.events import (
     DEPARTEMENT_CODE_PATTERN,
     EVENT_ID_PATTERN,
     FOREIGN_CODE_PATTERN,
     REGION_CODE_PATTERN,
+    TIMESTAMP_PATTERN,
     parse_timestamp,
 )
 from services.common.names import Category, Platform, Window, normalise_platform
@@ -48,8 +50,6 @@ from services.common.web import ApiError
 T = TypeVar("T")
 E = TypeVar("E", bound=StrEnum)
 
-# How far ahead of this server's clock an instant may be (clock skew), as for snapshots.
-FUTURE_TOLERANCE = timedelta(minutes=5)
 # Queries running at once against ClickHouse from one api process; more wait their turn. Matches the
 # connection pool of clickhouse-connect (8), so no connection is opened only to be thrown away.
 CLICKHOUSE_CONCURRENCY = 8
@@ -88,6 +88,9 @@ class ClickHouse:
                         compress=False,
                     )
                     client.set_client_setting("max_threads", str(THREADS_PER_QUERY))
+                    # Time, memory and answer-size limits of every api query (Settings.api_query_*).
+                    for name, value in query_limits(self._settings).items():
+                        client.set_client_setting(name, value)
                     self._client = client
         return self._client
 
@@ -121,12 +124,13 @@ class Api:
         return await anyio.to_thread.run_sync(compute, limiter=self.limiter)
 
     def check_scope(self, scope: Scope) -> None:
-        """Refuse a panel that has no members (a typo would otherwise read as "0 present out of 0")."""
+        """Refuse a panel that has no members (a typo would otherwise read as "0 present out of 0"):
+        a well-formed name that names no panel is a 404, as an unknown id in a path."""
         if scope.panel and not queries.panel_exists(self.client(), self.db, scope.panel):
             known = queries.panel_names(self.client(), self.db)
             raise ApiError(
-                422,
-                "invalid_request",
+                404,
+                "not_found",
                 f"panel: unknown panel {scope.panel!r}; known panels: {', '.join(known) or 'none yet'}",
             )
 
@@ -143,25 +147,40 @@ _bearer = HTTPBearer(auto_error=False, description="A token with the alerts:writ
 _UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}
 
 
-async def alerts_writer(
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who calls a route that changes something: ``name`` is the token's id (``brm_<8 hex>``, its public
+    part) or ``bootstrap``; ``owner`` what owns the webhooks it makes (the token's SHA-256); ``admin``
+    whether it has the admin scope (it then sees every token's webhooks)."""
+
+    name: str
+    owner: str
+    admin: bool
+
+
+async def alerts_caller(
     api: ApiDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> str:
-    """Who is calling (the token's public prefix, or ``bootstrap``) when the bearer token has the
-    alerts:write or admin scope; 401 without a valid token, 403 without the scope."""
+) -> Caller:
+    """The caller, when the bearer token has the alerts:write or admin scope; 401 without a valid token
+    (saying so when it has expired), 403 without the scope."""
     if credentials is None:
         raise ApiError(
             401, "unauthorized", "a bearer token with the alerts:write scope is needed", _UNAUTHORIZED
         )
-    token = credentials.credentials
-    scopes = await api.verifier.scopes(token)
-    if not scopes:
-        raise ApiError(401, "unauthorized", "unknown or revoked token", _UNAUTHORIZED)
-    if TokenScope.ALERTS_WRITE not in scopes and TokenScope.ADMIN not in scopes:
+    found = await api.verifier.check(credentials.credentials)
+    if not found.valid:
+        raise ApiError(401, "unauthorized", found.refusal, _UNAUTHORIZED)
+    if not found.allows(TokenScope.ALERTS_WRITE):
         raise ApiError(403, "forbidden", "this token has neither the alerts:write nor the admin scope")
-    # Tokens are brm_<id>_<secret>: the id part names the token without revealing it.
-    return token[:12] if token.startswith("brm_") else "bootstrap"
+    return Caller(found.token_id, found.owner, found.is_admin)
 
 
+async def alerts_writer(caller: Annotated[Caller, Depends(alerts_caller)]) -> str:
+    """Who is calling (the token's public prefix, or ``bootstrap``): :func:`alerts_caller`'s name."""
+    return caller.name
+
+
+AlertsCaller = Annotated[Caller, Depends(alerts_caller)]
 AlertsWriter = Annotated[str, Depends(alerts_writer)]
 
 # The forms of the ids of alert delivery: alerts and incidents (UUIDv5, or any event id), and the
@@ -236,12 +255,40 @@ def _instant(value: object) -> datetime | None:
     if value is None or isinstance(value, datetime):
         return value
     try:
-        moment = parse_timestamp(_text(value))
+        return parse_timestamp(_text(value))
     except ValueError as exc:
         raise _invalid(str(exc)) from None
-    if moment > now() + FUTURE_TOLERANCE:
-        raise _invalid(f"{value!r} is in the future; figures exist up to now")
-    return moment
+
+
+def _until_now(value: object) -> datetime | None:
+    """An instant that figures are read *as of*: one after now reads as now (figures exist up to now;
+    the answer's ``at`` says which instant was used)."""
+    moment = _instant(value)
+    return None if moment is None else min(moment, now())
+
+
+# What the OpenAPI declares for each kind of parameter, exactly what the parsers accept: client
+# generators and schemathesis read these (tests/integration/api/test_schemathesis.py).
+TIMESTAMP_SCHEMA: dict[str, object] = {"type": "string", "pattern": TIMESTAMP_PATTERN}
+
+
+def text_schema(pattern: str, **extra: Any) -> Callable[[dict[str, Any]], None]:
+    """``json_schema_extra`` of an optional text parameter: a string of ``pattern`` (anchored), not
+    ``anyOf [string, null]`` (a query parameter is absent or text, never null)."""
+
+    def update(schema: dict[str, Any]) -> None:
+        schema.pop("anyOf", None)
+        schema.pop("format", None)
+        schema.update({"type": "string", "pattern": pattern, **extra})
+
+    return update
+
+
+def nullable_choice(schema: dict[str, Any]) -> None:
+    """``json_schema_extra`` of an optional enumerated parameter: the enum alone, without ``null``."""
+    any_of = schema.pop("anyOf", None)
+    if any_of:
+        schema.update(next(s for s in any_of if s.get("type") != "null"))
 
 
 def _code(kind: str, pattern: str, example: str) -> Callable[[object], str | None]:
@@ -258,6 +305,11 @@ def _code(kind: str, pattern: str, example: str) -> Callable[[object], str | Non
     return parse
 
 
+def _code_pattern(kind: str, pattern: str) -> str:
+    """What ``_code(kind, pattern, …)`` accepts (either case, ``KIND:`` optional)."""
+    return case_insensitive(f"^(?:{kind}:)?(?:{pattern[1:-1]}|{FOREIGN_CODE_PATTERN[1:-1]})$")
+
+
 def _panel(value: object) -> str | None:
     if value is None:
         return None
@@ -268,10 +320,8 @@ def _panel(value: object) -> str | None:
 
 
 _PLATFORM_DOC = f"One of {', '.join(Platform)}; `twitter` is accepted as `x`."
-_AT_DOC = (
-    "RFC 3339 instant with an offset (2013-05-15T00:00:00Z); absent: now, from the live tables "
-    "(answers at most 1 s old)."
-)
+_INSTANT_DOC = "RFC 3339 instant with an offset, in 2000-2099 (2013-05-15T00:00:00Z)."
+_AT_DOC = _INSTANT_DOC + " Absent: now, from the live tables (answers at most 1 s old); after now: now."
 
 PlatformQuery = Annotated[
     Platform, BeforeValidator(_platform), Query(description=_PLATFORM_DOC, examples=["facebook"])
@@ -279,7 +329,11 @@ PlatformQuery = Annotated[
 OptionalPlatformQuery = Annotated[
     Platform | None,
     BeforeValidator(_platform),
-    Query(description=_PLATFORM_DOC + " Absent: every platform.", examples=["facebook"]),
+    Query(
+        description=_PLATFORM_DOC + " Absent: every platform.",
+        examples=["facebook"],
+        json_schema_extra=nullable_choice,
+    ),
 ]
 PlatformsQuery = Annotated[
     list[Platform],
@@ -292,11 +346,25 @@ PlatformsQuery = Annotated[
 CategoryQuery = Annotated[
     Category | None,
     BeforeValidator(choice(Category, "category")),
-    Query(description="commune, departement, region or epci; absent: every category.", examples=["commune"]),
+    Query(
+        description="commune, departement, region or epci; absent: every category.",
+        examples=["commune"],
+        json_schema_extra=nullable_choice,
+    ),
 ]
-AtQuery = Annotated[datetime | None, BeforeValidator(_instant), Query(description=_AT_DOC)]
+AtQuery = Annotated[
+    datetime | None,
+    BeforeValidator(_until_now),
+    Query(description=_AT_DOC, json_schema_extra=text_schema(TIMESTAMP_PATTERN)),
+]
 FromQuery = Annotated[
-    datetime | None, BeforeValidator(_instant), Query(alias="from", description="RFC 3339 instant, included.")
+    datetime | None,
+    BeforeValidator(_instant),
+    Query(
+        alias="from",
+        description=_INSTANT_DOC + " Included.",
+        json_schema_extra=text_schema(TIMESTAMP_PATTERN),
+    ),
 ]
 
 
@@ -312,33 +380,57 @@ def _cursor(value: object) -> str | None:
 
 
 CursorQuery = Annotated[
-    str | None, BeforeValidator(_cursor), Query(description="`next` of the previous page, as it is.")
+    str | None,
+    BeforeValidator(_cursor),
+    Query(
+        description="`next` of the previous page, as it is.",
+        json_schema_extra=text_schema(CURSOR_PATTERN),
+    ),
 ]
 SinceQuery = Annotated[
     datetime | None,
     BeforeValidator(_instant),
-    Query(description="RFC 3339 instant: only what was detected at or after it."),
+    Query(
+        description=_INSTANT_DOC + " Only what was detected at or after it.",
+        json_schema_extra=text_schema(TIMESTAMP_PATTERN),
+    ),
 ]
 ToQuery = Annotated[
-    datetime | None, BeforeValidator(_instant), Query(alias="to", description="RFC 3339 instant.")
+    datetime | None,
+    BeforeValidator(_until_now),
+    Query(
+        alias="to",
+        description=_INSTANT_DOC + " Absent or after now: now.",
+        json_schema_extra=text_schema(TIMESTAMP_PATTERN),
+    ),
 ]
 PanelQuery = Annotated[
     str | None,
     BeforeValidator(_panel),
     Query(
-        description="A named panel (imported); absent: every entity of the category.",
+        description="A named panel (imported); absent: every entity of the category; a name that "
+        "names no panel: 404.",
         examples=["barometre2013"],
+        json_schema_extra=text_schema(PANEL_NAME_PATTERN),
     ),
 ]
 RegionQuery = Annotated[
     str | None,
     BeforeValidator(_code("REG", REGION_CODE_PATTERN, "84")),
-    Query(description="Only entities of this région (code, e.g. 84).", examples=["84"]),
+    Query(
+        description="Only entities of this région (code, e.g. 84, or REG:84).",
+        examples=["84"],
+        json_schema_extra=text_schema(_code_pattern("REG", REGION_CODE_PATTERN)),
+    ),
 ]
 DepartementQuery = Annotated[
     str | None,
     BeforeValidator(_code("DEP", DEPARTEMENT_CODE_PATTERN, "38")),
-    Query(description="Only entities of this département (code, e.g. 38 or 2A).", examples=["38"]),
+    Query(
+        description="Only entities of this département (code, e.g. 38 or 2A, or DEP:38).",
+        examples=["38"],
+        json_schema_extra=text_schema(_code_pattern("DEP", DEPARTEMENT_CODE_PATTERN)),
+    ),
 ]
 WindowQuery = Annotated[
     Window, BeforeValidator(choice(Window, "window")), Query(description="Growth window.")
@@ -356,7 +448,10 @@ RankByQuery = Annotated[
 FormatQuery = Annotated[
     ExportFormat | None,
     BeforeValidator(choice(ExportFormat, "format")),
-    Query(description="json (default), csv or parquet; or ask with the Accept header."),
+    Query(
+        description="json (default), csv or parquet; or ask with the Accept header.",
+        json_schema_extra=nullable_choice,
+    ),
 ]
 
 

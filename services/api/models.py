@@ -33,6 +33,35 @@ def _example(example: dict[str, JsonValue], *, by_alias: bool = False) -> Config
     )
 
 
+def case_insensitive(pattern: str) -> str:
+    """``pattern`` (the ECMA-262/Python subset of services.common.events) matching either case: what a
+    parser that upper- or lower-cases its input before matching accepts, for JSON Schema (no flags)."""
+    out, in_class, i = [], False, 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\":
+            out.append(pattern[i : i + 2])
+            i += 2
+            continue
+        if c == "[" and not in_class:
+            in_class = True
+        elif c == "]" and in_class:
+            in_class = False
+        elif in_class and c.isalpha() and pattern[i + 1 : i + 2] == "-" and pattern[i + 2 : i + 3].isalpha():
+            lo, hi = c, pattern[i + 2]
+            out.append(f"{lo.lower()}-{hi.lower()}{lo.upper()}-{hi.upper()}")
+            i += 3
+            continue
+        elif c.isalpha():
+            both = c.lower() + c.upper()
+            out.append(both if in_class else f"[{both}]")
+            i += 1
+            continue
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
 class ErrorDetail(BaseModel):
     code: str = Field(description="Machine-readable: invalid_request, not_found, service_unavailable…")
     message: str = Field(description="What was wrong, for a human.")
@@ -58,6 +87,28 @@ ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
 }
 NOT_FOUND: dict[int | str, dict[str, object]] = {
     404: {"model": ErrorBody, "description": "No such id."},
+}
+
+
+def links(status: int, **targets: tuple[str, dict[str, str]]) -> dict[int | str, dict[str, object]]:
+    """OpenAPI links of the ``status`` answer: name -> (operationId, {parameter: runtime expression}).
+    Client generators and schemathesis's stateful phase follow them (a created silence to its expiry,
+    a listed alert to its detail and acknowledgement...)."""
+    return {
+        status: {
+            "links": {
+                name: {"operationId": operation, "parameters": parameters}
+                for name, (operation, parameters) in targets.items()
+            }
+        }
+    }
+
+
+PANEL_NOT_FOUND: dict[int | str, dict[str, object]] = {
+    404: {"model": ErrorBody, "description": "`panel` names no panel (the message lists the known ones)."},
+}
+BODY_ERRORS: dict[int | str, dict[str, object]] = {
+    400: {"model": ErrorBody, "description": "The body is not JSON."},
 }
 
 

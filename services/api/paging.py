@@ -1,49 +1,39 @@
 """Opaque cursors for lists ordered newest first by (instant, id): alerts and incidents.
 
-A cursor is the position of the last item of a page, ``(instant in ms, id)``, as URL-safe base64 of a
-small JSON array. Clients must not read it (it may change); a cursor that does not decode is a 422.
+A cursor is the position of the last item of a page, ``<instant in ms>.<id>``: digits, a dot and the
+item's id (an event id, services.common.events.EVENT_ID_PATTERN). Clients must not read it (it may
+change); the OpenAPI declares its form (``CURSOR_PATTERN``), and any text of that form is a position
+(the page after it, possibly empty), so a cursor is refused (422) exactly when it does not have the form.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
+import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-MAX_CURSOR_LENGTH = 512
+from services.common.events import EVENT_ID_PATTERN
+
+# 1-13 digits: up to 2286, past any instant barometre stores (2000-2099).
+CURSOR_PATTERN = f"^[0-9]{{1,13}}\\.{EVENT_ID_PATTERN[1:-1]}$"
+_CURSOR_RE = re.compile(CURSOR_PATTERN)
+_NOT_A_CURSOR = "not a cursor of this list (pass `next` from the previous page as it is)"
 
 
 def encode_cursor(instant: datetime, item_id: str) -> str:
     """The cursor after the item (``instant``, ``item_id``)."""
     if instant.tzinfo is None:
         instant = instant.replace(tzinfo=UTC)
-    millis = int(instant.timestamp() * 1000)
-    raw = json.dumps([millis, item_id], separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return f"{int(instant.timestamp() * 1000)}.{item_id}"
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
     """The position a cursor names; ValueError for anything that is not one of ours."""
-    if not cursor or len(cursor) > MAX_CURSOR_LENGTH:
-        raise ValueError("not a cursor of this list (pass `next` from the previous page as it is)")
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        value = json.loads(raw)
-    except (binascii.Error, ValueError, UnicodeDecodeError):
-        raise ValueError("not a cursor of this list (pass `next` from the previous page as it is)") from None
-    if (
-        not isinstance(value, list)
-        or len(value) != 2
-        or not isinstance(value[0], int)
-        or isinstance(value[0], bool)
-        or not isinstance(value[1], str)
-        or not 0 <= value[0] < 4_102_444_800_000  # before 2100
-    ):
-        raise ValueError("not a cursor of this list (pass `next` from the previous page as it is)")
-    return datetime.fromtimestamp(value[0] / 1000, UTC), value[1]
+    if _CURSOR_RE.fullmatch(cursor) is None:
+        raise ValueError(_NOT_A_CURSOR)
+    millis, _, item_id = cursor.partition(".")
+    return datetime.fromtimestamp(int(millis) / 1000, UTC), item_id
 
 
 def position(cursor: str | None) -> tuple[datetime, str] | None:

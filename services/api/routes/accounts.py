@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Header, Path, Query
 from fastapi.responses import Response
 
 from services.api import queries
@@ -19,7 +19,7 @@ from services.api.exports import (
     table_response,
 )
 from services.api.models import ERROR_RESPONSES, NOT_FOUND, Answer, HistoryOut
-from services.common.events import normalise_account_id
+from services.common.events import ACCOUNT_ID_PATTERN, MAX_ACCOUNT_ID_LENGTH, normalise_account_id
 from services.common.web import ApiError
 
 router = APIRouter(prefix="/v1/accounts", tags=["accounts"])
@@ -56,7 +56,13 @@ COLUMNS = {
 )
 async def get_history(
     api: ApiDep,
-    account_id: str,
+    account_id: Annotated[
+        str,
+        Path(
+            description="platform:id (x:grenoble)",
+            json_schema_extra={"pattern": ACCOUNT_ID_PATTERN, "maxLength": MAX_ACCOUNT_ID_LENGTH},
+        ),
+    ],
     start: FromQuery = None,
     end: ToQuery = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"At most {MAX_LIMIT:,}.")] = DEFAULT_LIMIT,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Header, Query, Request
+from fastapi import APIRouter, Body, Header, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from prometheus_client import Counter
 from pydantic import BeforeValidator
@@ -32,10 +32,18 @@ from services.api.deps import (
     OptionalPlatformQuery,
     SinceQuery,
     choice,
+    nullable_choice,
     path_id,
+    text_schema,
 )
-from services.api.models import ERROR_RESPONSES, NOT_FOUND
+from services.api.models import BODY_ERRORS, ERROR_RESPONSES, NOT_FOUND, ErrorBody, case_insensitive, links
 from services.api.paging import next_cursor, position
+from services.common.events import (
+    ACCOUNT_ID_PATTERN,
+    ENTITY_ID_PATTERN,
+    EVENT_ID_PATTERN,
+    MAX_ACCOUNT_ID_LENGTH,
+)
 from services.common.names import AlertSeverity, AlertStatus, AlertType
 from services.common.web import ApiError
 
@@ -50,32 +58,59 @@ ACKS = Counter(
 )
 
 AUTH_RESPONSES: dict[int | str, dict[str, object]] = {
-    401: {"description": "No token, or an unknown or revoked one."},
-    403: {"description": "The token has neither the alerts:write nor the admin scope."},
+    401: {"model": ErrorBody, "description": "No token, or an unknown or revoked one."},
+    403: {"model": ErrorBody, "description": "The token has neither the alerts:write nor the admin scope."},
 }
 
 TypeQuery = Annotated[
     AlertType | None,
     BeforeValidator(choice(AlertType, "alert type")),
-    Query(description=f"One of {', '.join(AlertType)}."),
+    Query(description=f"One of {', '.join(AlertType)}.", json_schema_extra=nullable_choice),
 ]
 SeverityQuery = Annotated[
     AlertSeverity | None,
     BeforeValidator(choice(AlertSeverity, "severity")),
-    Query(description="info, warning or critical."),
+    Query(description="info, warning or critical.", json_schema_extra=nullable_choice),
 ]
 EntityQuery = Annotated[
-    str | None, BeforeValidator(parse_entity_id), Query(description="KIND:code, e.g. COM:38185.")
+    str | None,
+    BeforeValidator(parse_entity_id),
+    Query(
+        description="KIND:code, e.g. COM:38185 (either case).",
+        json_schema_extra=text_schema(case_insensitive(ENTITY_ID_PATTERN)),
+    ),
 ]
 AccountQuery = Annotated[
-    str | None, BeforeValidator(parse_account_id), Query(description="platform:id, e.g. facebook:123456.")
+    str | None,
+    BeforeValidator(parse_account_id),
+    Query(
+        description="platform:id, e.g. facebook:123456.",
+        json_schema_extra=text_schema(ACCOUNT_ID_PATTERN, maxLength=MAX_ACCOUNT_ID_LENGTH),
+    ),
+]
+
+AlertIdPath = Annotated[
+    str, Path(description="The alert's id", json_schema_extra={"pattern": EVENT_ID_PATTERN})
 ]
 
 
 @router.get(
     "",
     response_model=AlertsPage,
-    responses=ERROR_RESPONSES,
+    responses={
+        **ERROR_RESPONSES,
+        **links(
+            200,
+            GetFirstAlert=(
+                "get_alert_v1_alerts__alert_id__get",
+                {"alert_id": "$response.body#/items/0/alert_id"},
+            ),
+            AckFirstAlert=(
+                "ack_alert_v1_alerts__alert_id__ack_post",
+                {"alert_id": "$response.body#/items/0/alert_id"},
+            ),
+        ),
+    },
     summary="Alerts, newest first",
     description="Alerts newest first (by `detected_at`, then `alert_id`), at most `limit` (default "
     f"{DEFAULT_LIMIT}, at most {MAX_LIMIT:,}); `next` is the cursor of the following page (null on the "
@@ -92,7 +127,7 @@ async def list_alerts(
     status: Annotated[
         AlertStatus | None,
         BeforeValidator(choice(AlertStatus, "status")),
-        Query(description="open or acknowledged."),
+        Query(description="open or acknowledged.", json_schema_extra=nullable_choice),
     ] = None,
     inhibited: Annotated[bool, Query(description="Include the alerts inhibited by an incident.")] = False,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"At most {MAX_LIMIT:,}.")] = DEFAULT_LIMIT,
@@ -120,12 +155,18 @@ async def list_alerts(
             "JSON); `id:` is the stream position after the event; `: keepalive` comments every ~15 s.",
         },
         **ERROR_RESPONSES,
+        503: {
+            "model": ErrorBody,
+            "description": "Kafka does not answer, or this process serves as many streams as it may "
+            "(`too_many_streams`); retry after `Retry-After` seconds.",
+            "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait."}},
+        },
     },
     summary="Live alerts and incidents (Server-Sent Events), resumable",
     description="Alerts and incidents as they are published, with the list's filters (an `entity_id` "
     "or `account_id` filter leaves incidents out). Resume exactly where a previous stream stopped with "
-    "the `Last-Event-ID` header (EventSource sends it by itself) or `?last_event_id=`. 503 when Kafka "
-    "does not answer.",
+    "the `Last-Event-ID` header (EventSource sends it by itself) or `?last_event_id=`. 503 with "
+    "`Retry-After` when Kafka does not answer or the process serves its maximum of streams.",
 )
 async def stream_alerts(
     request: Request,
@@ -135,13 +176,24 @@ async def stream_alerts(
     account_id: AccountQuery = None,
     severity: SeverityQuery = None,
     last_event_id: Annotated[
-        str | None, Query(description="For clients that cannot send the Last-Event-ID header.")
+        str | None,
+        Query(
+            description="For clients that cannot send the Last-Event-ID header.",
+            json_schema_extra=text_schema("^.+$"),
+        ),
     ] = None,
     last_event_id_header: Annotated[
         str | None, Header(alias="Last-Event-ID", include_in_schema=False)
     ] = None,
 ) -> StreamingResponse:
     hub: AlertHub = request.app.state.alert_hub
+    if hub.full():
+        raise ApiError(
+            503,
+            "too_many_streams",
+            "this api process serves as many alert streams as it may; retry shortly or on another replica",
+            {"Retry-After": str(RETRY_AFTER_S)},
+        )
     try:
         await hub.start()
     except HubUnavailable as exc:
@@ -174,7 +226,7 @@ async def stream_alerts(
     responses={**ERROR_RESPONSES, **NOT_FOUND},
     summary="One alert, with what explains it and its acknowledgement",
 )
-async def get_alert(api: ApiDep, alert_id: str) -> Response:
+async def get_alert(api: ApiDep, alert_id: AlertIdPath) -> Response:
     alert_id = path_id(alert_id, EVENT_ID_RE, "alert")
 
     def compute() -> AlertDetailOut:
@@ -189,13 +241,13 @@ async def get_alert(api: ApiDep, alert_id: str) -> Response:
 @router.post(
     "/{alert_id}/ack",
     response_model=AlertDetailOut,
-    responses={**ERROR_RESPONSES, **NOT_FOUND, **AUTH_RESPONSES},
+    responses={**ERROR_RESPONSES, **BODY_ERRORS, **NOT_FOUND, **AUTH_RESPONSES},
     summary="Acknowledge an alert (token with alerts:write)",
     description="Marks the alert `acknowledged`. Idempotent: acknowledging again keeps the first "
     'acknowledgement (who, when, comment). Optional body `{"comment": "…"}`.',
 )
 async def ack_alert(
-    api: ApiDep, caller: AlertsWriter, alert_id: str, body: Annotated[AckIn | None, Body()] = None
+    api: ApiDep, caller: AlertsWriter, alert_id: AlertIdPath, body: Annotated[AckIn | None, Body()] = None
 ) -> Response:
     alert_id = path_id(alert_id, EVENT_ID_RE, "alert")
     comment = body.comment.strip() if body else ""

@@ -14,6 +14,7 @@ from services.api import coverage
 from services.api.deps import ApiDep, FigureQuery, now
 from services.api.models import (
     ERROR_RESPONSES,
+    PANEL_NOT_FOUND,
     Answer,
     CoverageOut,
     CoverageRow,
@@ -49,7 +50,7 @@ def _row(row: coverage.Row) -> CoverageRow:
 @router.get(
     "",
     response_model=CoverageOut,
-    responses=ERROR_RESPONSES,
+    responses={**ERROR_RESPONSES, **PANEL_NOT_FOUND},
     summary="How much of the world the figures see",
     description="Per platform and category (each optional: absent, every one), of the panel or the whole "
     "registry: the entities in scope; those with a known account (registered, not deleted, rejected or "

@@ -4,8 +4,9 @@ and score."""
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
 from fastapi.responses import Response
 
 from services.api import queries
@@ -17,8 +18,9 @@ from services.api.models import (
     EntityAccount,
     EntityOut,
     EntityPlatform,
+    case_insensitive,
 )
-from services.common.events import check_entity_id
+from services.common.events import ENTITY_ID_PATTERN, check_entity_id
 from services.common.names import Platform
 from services.common.web import ApiError
 from services.scoring.maths import FORMULA
@@ -56,7 +58,16 @@ def _account(a: queries.AccountFigures) -> EntityAccount:
     "platform with their latest figures, whether it is present there now, and its average score. "
     "Platform sums and scores count only fresh accounts (observed in the last 45 days).",
 )
-async def get_entity(api: ApiDep, entity_id: str) -> Response:
+async def get_entity(
+    api: ApiDep,
+    entity_id: Annotated[
+        str,
+        Path(
+            description="KIND:code (either case)",
+            json_schema_extra={"pattern": case_insensitive(ENTITY_ID_PATTERN)},
+        ),
+    ],
+) -> Response:
     try:
         entity_id = check_entity_id(entity_id.strip().upper())
     except ValueError as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 from pydantic import BeforeValidator
 
@@ -18,10 +18,12 @@ from services.api.deps import (
     OptionalPlatformQuery,
     SinceQuery,
     choice,
+    nullable_choice,
     path_id,
 )
-from services.api.models import ERROR_RESPONSES, NOT_FOUND
+from services.api.models import ERROR_RESPONSES, NOT_FOUND, links
 from services.api.paging import next_cursor, position
+from services.common.events import EVENT_ID_PATTERN
 from services.common.names import AlertType
 from services.common.web import ApiError
 
@@ -39,7 +41,16 @@ class IncidentStatus(StrEnum):
 @router.get(
     "",
     response_model=IncidentsPage,
-    responses=ERROR_RESPONSES,
+    responses={
+        **ERROR_RESPONSES,
+        **links(
+            200,
+            GetFirstIncident=(
+                "get_incident_v1_incidents__incident_id__get",
+                {"incident_id": "$response.body#/items/0/incident_id"},
+            ),
+        ),
+    },
     summary="Incidents, newest first",
     description="Platform-wide incidents newest first (by `detected_at`, then `incident_id`), at most "
     f"`limit` (default {DEFAULT_LIMIT}, at most {MAX_LIMIT:,}); `next` is the following page's cursor.",
@@ -49,12 +60,14 @@ async def list_incidents(
     since: SinceQuery = None,
     platform: OptionalPlatformQuery = None,
     type: Annotated[
-        AlertType | None, BeforeValidator(choice(AlertType, "alert type")), Query(description="Alert type.")
+        AlertType | None,
+        BeforeValidator(choice(AlertType, "alert type")),
+        Query(description="Alert type.", json_schema_extra=nullable_choice),
     ] = None,
     status: Annotated[
         IncidentStatus | None,
         BeforeValidator(choice(IncidentStatus, "status")),
-        Query(description="open or resolved."),
+        Query(description="open or resolved.", json_schema_extra=nullable_choice),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
     cursor: CursorQuery = None,
@@ -78,7 +91,12 @@ async def list_incidents(
     responses={**ERROR_RESPONSES, **NOT_FOUND},
     summary="One incident",
 )
-async def get_incident(api: ApiDep, incident_id: str) -> Response:
+async def get_incident(
+    api: ApiDep,
+    incident_id: Annotated[
+        str, Path(description="The incident's id", json_schema_extra={"pattern": EVENT_ID_PATTERN})
+    ],
+) -> Response:
     incident_id = path_id(incident_id, EVENT_ID_RE, "incident")
 
     def compute() -> IncidentOut:

@@ -38,6 +38,7 @@ from services.api.exports import (
 )
 from services.api.models import (
     ERROR_RESPONSES,
+    PANEL_NOT_FOUND,
     Answer,
     FigureCoverage,
     OverlapOut,
@@ -102,7 +103,7 @@ def instants(start: datetime, end: datetime, step: Step) -> list[datetime]:
 @router.get(
     "",
     response_model=PresenceOut,
-    responses=ERROR_RESPONSES,
+    responses={**ERROR_RESPONSES, **PANEL_NOT_FOUND},
     summary="Presence rate on a platform",
     description="Entities in scope present on `platform` at `at` (default now), out of all entities in "
     "scope. An entity is present when, for one of its accounts there, the last snapshot in the 45 days "
@@ -142,7 +143,7 @@ async def get_presence(
 @router.get(
     "/series",
     response_model=PresenceSeriesOut,
-    responses={**ERROR_RESPONSES, **FILE_RESPONSES},
+    responses={**ERROR_RESPONSES, **PANEL_NOT_FOUND, **FILE_RESPONSES},
     summary="Presence rate over time",
     description=f"Presence at `from`, `from` + `step`… up to `to` (default now), at most {MAX_POINTS} "
     "points, computed in one query. Without `from`: 12 months, 26 weeks or 30 days before `to`. "
@@ -194,7 +195,7 @@ async def get_presence_series(
 @router.get(
     "/overlap",
     response_model=OverlapOut,
-    responses=ERROR_RESPONSES,
+    responses={**ERROR_RESPONSES, **PANEL_NOT_FOUND},
     summary="Entities present on several platforms at once",
     description="Entities in scope present at `at` (default now) on every one of `platforms`. "
     "`coverage` counts an entity as covered as on its least covered platform.",

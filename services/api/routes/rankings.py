@@ -34,6 +34,7 @@ from services.api.exports import (
 )
 from services.api.models import (
     ERROR_RESPONSES,
+    PANEL_NOT_FOUND,
     AccountRankingItem,
     Answer,
     FigureCoverage,
@@ -70,7 +71,7 @@ ACCOUNT_COLUMNS = {
 @router.get(
     "",
     response_model=RankingsOut,
-    responses={**ERROR_RESPONSES, **FILE_RESPONSES},
+    responses={**ERROR_RESPONSES, **PANEL_NOT_FOUND, **FILE_RESPONSES},
     summary="Audience rankings",
     description="The top `limit` entities (or accounts, `by=account`) of `platform` by `metric` over "
     "`window`. Live without `at`: each account at its latest point, compared with the point in force one "

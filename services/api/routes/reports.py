@@ -25,10 +25,11 @@ from pydantic import BeforeValidator
 from pydantic_core import PydanticCustomError
 
 from services.api import queries
-from services.api.deps import Api, ApiDep, PanelQuery, choice, now
+from services.api.deps import Api, ApiDep, PanelQuery, choice, now, text_schema
 from services.api.exports import ColumnType, ExportFormat, file_name, table_response
 from services.api.models import (
     ERROR_RESPONSES,
+    NOT_FOUND,
     Answer,
     BarometerReportOut,
     RankingItem,
@@ -40,13 +41,13 @@ from services.api.models import (
 from services.api.queries import Metric, Scope
 from services.api.routes.presence import add_months
 from services.common.names import Category, Platform, Window
+from services.common.web import ApiError
 from services.scoring.maths import FORMULA
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
 
 T = TypeVar("T")
 
-FIRST_MONTH = date(2000, 1, 1)
 WINDOW = Window.D30
 TOP = 5
 OVERLAP = [Platform.FACEBOOK, Platform.X]
@@ -64,25 +65,28 @@ def _invalid(message: str) -> PydanticCustomError:
     return PydanticCustomError("invalid_parameter", message.replace("{", "{{").replace("}", "}}"))
 
 
+# YYYY-MM in 2000-2099 (ASCII digits only: Python's \d would take other scripts' digits too).
+MONTH_PATTERN = "^20[0-9]{2}-(?:0[1-9]|1[0-2])$"
+
+
 def _month(value: object) -> date:
-    """``YYYY-MM`` from 2000-01 to the current month, as the month's first day."""
+    """``YYYY-MM`` in 2000-2099, as the month's first day (a month not begun yet is the route's 404)."""
     if isinstance(value, date):
         return value
     text = value.strip() if isinstance(value, str) else ""
-    match = re.fullmatch(r"(\d{4})-(\d{2})", text)
-    if not match or not 1 <= int(match[2]) <= 12:
-        raise _invalid(f"{value!r} is not a month; expected YYYY-MM, e.g. 2013-05")
-    first = date(int(match[1]), int(match[2]), 1)
-    current = now().date().replace(day=1)
-    if not FIRST_MONTH <= first <= current:
-        raise _invalid(f"{text!r} is out of range; months go from 2000-01 to {current:%Y-%m}")
-    return first
+    if not re.fullmatch(MONTH_PATTERN, text):
+        raise _invalid(f"{value!r} is not a month; expected YYYY-MM in 2000-2099, e.g. 2013-05")
+    return date(int(text[:4]), int(text[5:]), 1)
 
 
 MonthQuery = Annotated[
     date,
     BeforeValidator(_month),
-    Query(description="YYYY-MM, from 2000-01 to the current month.", examples=["2013-05"]),
+    Query(
+        description="YYYY-MM in 2000-2099; a month that has not begun yet has no report (404).",
+        examples=["2013-05"],
+        json_schema_extra=text_schema(MONTH_PATTERN),
+    ),
 ]
 ReportFormatQuery = Annotated[
     ReportFormat,
@@ -485,6 +489,7 @@ def render_html(report: BarometerReportOut) -> str:
     response_model=BarometerReportOut,
     responses={
         **ERROR_RESPONSES,
+        **NOT_FOUND,
         200: {
             "content": {
                 "text/csv": {"schema": {"type": "string"}},
@@ -507,6 +512,9 @@ async def get_barometer(
     panel: PanelQuery = None,
     format: ReportFormatQuery = ReportFormat.JSON,
 ) -> Response:
+    current = now().date().replace(day=1)
+    if month > current:
+        raise ApiError(404, "not_found", f"no report for {month:%Y-%m} yet: the latest is {current:%Y-%m}")
     report = await barometer(api, month, panel)
     if format is ReportFormat.HTML:
         return HTMLResponse(render_html(report))

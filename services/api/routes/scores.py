@@ -7,7 +7,7 @@ from fastapi.responses import Response
 
 from services.api import queries
 from services.api.deps import ApiDep, FigureQuery, now
-from services.api.models import ERROR_RESPONSES, Answer, ScoresOut
+from services.api.models import ERROR_RESPONSES, PANEL_NOT_FOUND, Answer, ScoresOut
 from services.scoring.maths import FORMULA
 
 router = APIRouter(prefix="/v1/scores", tags=["scores"])
@@ -16,7 +16,7 @@ router = APIRouter(prefix="/v1/scores", tags=["scores"])
 @router.get(
     "",
     response_model=ScoresOut,
-    responses=ERROR_RESPONSES,
+    responses={**ERROR_RESPONSES, **PANEL_NOT_FOUND},
     summary="Average good-practice score",
     description="The good-practice score (0 to 5) averaged over the accounts in scope that have one. "
     "Live without `at` (accounts observed in the last 45 days, at their latest point); with `at`, each "

@@ -10,13 +10,13 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 
 from services.api import alert_store
 from services.api.alert_models import SilenceIn, SilenceOut, SilencesOut, to_ms
-from services.api.deps import UUID_RE, AlertsWriter, ApiDep, now, path_id
-from services.api.models import ERROR_RESPONSES, NOT_FOUND
+from services.api.deps import UUID_RE, AlertsWriter, ApiDep, now, nullable_choice, path_id
+from services.api.models import BODY_ERRORS, ERROR_RESPONSES, NOT_FOUND, links
 from services.api.routes.alerts import AUTH_RESPONSES
 from services.common.web import ApiError
 
@@ -38,7 +38,18 @@ def _json(model: SilenceOut | SilencesOut, status: int = 200) -> Response:
     "",
     status_code=201,
     response_model=SilenceOut,
-    responses={**ERROR_RESPONSES, **AUTH_RESPONSES},
+    responses={
+        **ERROR_RESPONSES,
+        **BODY_ERRORS,
+        **AUTH_RESPONSES,
+        **links(
+            201,
+            ExpireSilence=(
+                "expire_silence_v1_silences__silence_id__delete",
+                {"silence_id": "$response.body#/silence_id"},
+            ),
+        ),
+    },
     summary="Create a silence (token with alerts:write)",
     description="Mutes the alerts matching every given matcher (`account_id`, `entity_id`, `platform`, "
     "`type`; at least one) during [`starts_at` (default now), `ends_at`) or `duration` (90m, 2h, 7d, 1w), "
@@ -64,13 +75,25 @@ async def create_silence(api: ApiDep, caller: AlertsWriter, body: SilenceIn) -> 
 @router.get(
     "",
     response_model=SilencesOut,
-    responses=ERROR_RESPONSES,
+    responses={
+        **ERROR_RESPONSES,
+        **links(
+            200,
+            ExpireFirstSilence=(
+                "expire_silence_v1_silences__silence_id__delete",
+                {"silence_id": "$response.body#/items/0/silence_id"},
+            ),
+        ),
+    },
     summary="Silences, newest first",
     description="`active=true`: in force now; `active=false`: ended or not started yet; absent: all.",
 )
 async def list_silences(
     api: ApiDep,
-    active: Annotated[bool | None, Query(description="In force now (true) or not (false).")] = None,
+    active: Annotated[
+        bool | None,
+        Query(description="In force now (true) or not (false).", json_schema_extra=nullable_choice),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
 ) -> Response:
     at = to_ms(now())
@@ -88,7 +111,13 @@ async def list_silences(
     description="Ends the silence now (a silence that has not started yet never starts); an ended one "
     "is answered as it is.",
 )
-async def expire_silence(api: ApiDep, caller: AlertsWriter, silence_id: str) -> Response:
+async def expire_silence(
+    api: ApiDep,
+    caller: AlertsWriter,
+    silence_id: Annotated[
+        str, Path(description="The silence's id (a UUID)", json_schema_extra={"pattern": UUID_RE.pattern})
+    ],
+) -> Response:
     silence_id = path_id(silence_id, UUID_RE, "silence")
     at = to_ms(now())
 

@@ -53,7 +53,7 @@ def test_presence_live_and_as_of(api: TestClient, seeded: Seeded) -> None:
     assert (r.json()["present"], r.json()["total"]) == (3, communes)
 
     r = api.get("/v1/presence", params={"platform": "facebook", "panel": "nope"})
-    assert r.status_code == 422
+    assert r.status_code == 404
     assert r.json()["error"]["message"] == "panel: unknown panel 'nope'; known panels: test"
 
 
