@@ -54,7 +54,7 @@ from pydantic import ValidationError
 from services.api import alert_store, egress
 from services.api.webhook_signature import SIGNATURE_HEADER, signature_header
 from services.common.events import Alert
-from services.common.kafka import ensure_topics
+from services.common.kafka import client_security, ensure_topics
 from services.common.names import AlertSeverity, Topic
 from services.common.settings import Settings
 
@@ -385,6 +385,7 @@ class Dispatcher:
                     client_id="barometre-api-webhooks",
                     enable_auto_commit=False,
                     auto_offset_reset="latest",
+                    **client_security(self._settings),
                 )
                 await consumer.start()
                 return consumer
@@ -396,6 +397,7 @@ class Dispatcher:
     async def _consume(self) -> None:
         consumer = self._consumer = await self._start_consumer()
         paused = False
+        started: set[TopicPartition] = set()  # partitions whose start is committed
         while True:
             if self._tracker.in_flight() >= MAX_IN_FLIGHT_RECORDS:
                 if not paused:
@@ -414,10 +416,31 @@ class Dispatcher:
                 for tp in consumer.assignment():
                     await consumer.position(tp)
                 self.ready = True
+            if consumer.assignment() - started:
+                await self._commit_start(consumer, consumer.assignment() - started, batch)
+            started = set(consumer.assignment())
             for tp, records in batch.items():
                 for record in records:
                     self._handle(tp, record.offset, record.value)
             await self._commit(consumer)
+
+    async def _commit_start(
+        self, consumer: AIOKafkaConsumer, new: set[TopicPartition], batch: Mapping[TopicPartition, Any]
+    ) -> None:
+        """Commit where the group starts on newly assigned partitions it has no offset for. "latest" is
+        resolved anew by each start: without this, an api killed or restarted before its first commit
+        there starts past the alerts it had not delivered yet, and past those published meanwhile."""
+        start = {}
+        for tp in new:
+            if await consumer.committed(tp) is None:
+                records = batch.get(tp)
+                offset = records[0].offset if records else await consumer.position(tp)
+                start[tp] = OffsetAndMetadata(offset, "")
+        if start:
+            try:
+                await consumer.commit(start)
+            except Exception as exc:  # a rebalance: the new owner commits its own start
+                log.warning("webhooks: committing the start position failed: %s", exc)
 
     async def _commit(self, consumer: AIOKafkaConsumer) -> None:
         offsets = self._tracker.take()
