@@ -22,7 +22,7 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 
 from services.common.alert_tables import ALERT_FIELDS, INCIDENT_FIELDS, SILENCE_FIELDS
-from services.common.names import AlertSeverity, AlertStatus, AlertType, Platform
+from services.common.names import AlertSeverity, AlertStatus, AlertType, Platform, Table
 
 DATETIME = "DateTime64(3, 'UTC')"
 U64_MAX = 2**64 - 1
@@ -105,7 +105,7 @@ class AlertFilter:
                 params[name] = str(value)
         if self.status is not None:
             negate = "" if self.status is AlertStatus.ACKNOWLEDGED else "NOT "
-            conditions.append(f"alert_id {negate}IN (SELECT alert_id FROM {db}.alert_acks)")
+            conditions.append(f"alert_id {negate}IN (SELECT alert_id FROM {db}.{Table.ALERT_ACKS})")
         return conditions, params
 
 
@@ -120,8 +120,8 @@ def list_alerts(
         params.update(c_at=after[0], c_id=after[1])
     sql = (
         f"SELECT {', '.join(ALERT_FIELDS)}, "
-        f"alert_id IN (SELECT alert_id FROM {db}.alert_acks) AS acknowledged "
-        f"FROM {db}.alerts FINAL "
+        f"alert_id IN (SELECT alert_id FROM {db}.{Table.ALERT_ACKS}) AS acknowledged "
+        f"FROM {db}.{Table.ALERTS} FINAL "
         + (f"WHERE {' AND '.join(conditions)} " if conditions else "")
         + "ORDER BY detected_at DESC, alert_id DESC LIMIT {n:UInt32}"
     )
@@ -139,7 +139,7 @@ def _with_status(item: dict[str, Any]) -> dict[str, Any]:
 def get_alert(client: Client, db: str, alert_id: str) -> dict[str, Any] | None:
     """One alert with ``details`` (parsed), ``inhibited_by`` and ``ack`` (null or who, when, why)."""
     rows = client.query(
-        f"SELECT {', '.join(ALERT_FIELDS)}, details, inhibited_by FROM {db}.alerts FINAL "
+        f"SELECT {', '.join(ALERT_FIELDS)}, details, inhibited_by FROM {db}.{Table.ALERTS} FINAL "
         "WHERE alert_id = {id:String}",
         parameters={"id": alert_id},
     ).result_rows
@@ -157,7 +157,7 @@ def get_alert(client: Client, db: str, alert_id: str) -> dict[str, Any] | None:
 
 def get_ack(client: Client, db: str, alert_id: str) -> dict[str, Any] | None:
     fields = ("acked_at", "acked_by", "comment")
-    sql = f"SELECT {', '.join(fields)} FROM {db}.alert_acks FINAL WHERE alert_id = {{id:String}}"
+    sql = f"SELECT {', '.join(fields)} FROM {db}.{Table.ALERT_ACKS} FINAL WHERE alert_id = {{id:String}}"
     return _one(client, sql, fields, alert_id)
 
 
@@ -168,7 +168,7 @@ def ack_version(acked_at: datetime) -> int:
 
 def insert_ack(client: Client, db: str, alert_id: str, acked_at: datetime, by: str, comment: str) -> None:
     client.insert(
-        f"{db}.alert_acks",
+        f"{db}.{Table.ALERT_ACKS}",
         [[alert_id, acked_at, by, comment, ack_version(acked_at)]],
         column_names=["alert_id", "acked_at", "acked_by", "comment", "version"],
     )
@@ -202,7 +202,7 @@ def list_incidents(
         conditions.append(f"(detected_at, incident_id) < ({{c_at:{DATETIME}}}, {{c_id:String}})")
         params.update(c_at=after[0], c_id=after[1])
     sql = (
-        f"SELECT {', '.join(INCIDENT_FIELDS)} FROM {db}.incidents FINAL "
+        f"SELECT {', '.join(INCIDENT_FIELDS)} FROM {db}.{Table.INCIDENTS} FINAL "
         + (f"WHERE {' AND '.join(conditions)} " if conditions else "")
         + "ORDER BY detected_at DESC, incident_id DESC LIMIT {n:UInt32}"
     )
@@ -211,7 +211,10 @@ def list_incidents(
 
 
 def get_incident(client: Client, db: str, incident_id: str) -> dict[str, Any] | None:
-    sql = f"SELECT {', '.join(INCIDENT_FIELDS)} FROM {db}.incidents FINAL WHERE incident_id = {{id:String}}"
+    sql = (
+        f"SELECT {', '.join(INCIDENT_FIELDS)} FROM {db}.{Table.INCIDENTS} FINAL "
+        "WHERE incident_id = {id:String}"
+    )
     return _one(client, sql, INCIDENT_FIELDS, incident_id)
 
 
@@ -221,7 +224,7 @@ def get_incident(client: Client, db: str, incident_id: str) -> dict[str, Any] | 
 def insert_silence(client: Client, db: str, silence: dict[str, Any]) -> None:
     """Write ``silence`` (every field of SILENCE_FIELDS) as a new version."""
     client.insert(
-        f"{db}.silences",
+        f"{db}.{Table.SILENCES}",
         [[silence[f] for f in SILENCE_FIELDS] + [time.time_ns()]],
         column_names=[*SILENCE_FIELDS, "version"],
     )
@@ -235,7 +238,7 @@ def list_silences(
     in_force = f"starts_at <= {{now:{DATETIME}}} AND {{now:{DATETIME}}} < ends_at"
     where = "" if active is None else f"WHERE {'' if active else 'NOT '}({in_force}) "
     rows = client.query(
-        f"SELECT {', '.join(SILENCE_FIELDS)} FROM {db}.silences FINAL {where}"
+        f"SELECT {', '.join(SILENCE_FIELDS)} FROM {db}.{Table.SILENCES} FINAL {where}"
         "ORDER BY created_at DESC, silence_id DESC LIMIT {n:UInt32}",
         parameters={"now": now, "n": limit},
     ).result_rows
@@ -243,7 +246,10 @@ def list_silences(
 
 
 def get_silence(client: Client, db: str, silence_id: str) -> dict[str, Any] | None:
-    sql = f"SELECT {', '.join(SILENCE_FIELDS)} FROM {db}.silences FINAL WHERE silence_id = {{id:String}}"
+    sql = (
+        f"SELECT {', '.join(SILENCE_FIELDS)} FROM {db}.{Table.SILENCES} FINAL "
+        "WHERE silence_id = {id:String}"
+    )
     return _one(client, sql, SILENCE_FIELDS, silence_id)
 
 
@@ -252,7 +258,7 @@ def get_silence(client: Client, db: str, silence_id: str) -> dict[str, Any] | No
 
 def insert_subscription(client: Client, db: str, subscription: dict[str, Any], deleted: bool = False) -> None:
     client.insert(
-        f"{db}.webhook_subscriptions",
+        f"{db}.{Table.WEBHOOK_SUBSCRIPTIONS}",
         [[subscription[f] for f in SUBSCRIPTION_FIELDS] + [int(deleted), time.time_ns()]],
         column_names=[*SUBSCRIPTION_FIELDS, "deleted", "version"],
     )
@@ -263,7 +269,7 @@ def list_subscriptions(client: Client, db: str, owner: str | None = None) -> lis
     dispatcher signs with them; routes leave them out)."""
     mine = "" if owner is None else " AND owner = {owner:String}"
     rows = client.query(
-        f"SELECT {', '.join(SUBSCRIPTION_FIELDS)} FROM {db}.webhook_subscriptions FINAL "
+        f"SELECT {', '.join(SUBSCRIPTION_FIELDS)} FROM {db}.{Table.WEBHOOK_SUBSCRIPTIONS} FINAL "
         f"WHERE deleted = 0{mine} ORDER BY created_at, subscription_id",
         parameters={} if owner is None else {"owner": owner},
     ).result_rows
@@ -276,7 +282,7 @@ def get_subscription(
     """The subscription, when not deleted and (``owner`` given) ``owner``'s; else None."""
     mine = "" if owner is None else " AND owner = {owner:String}"
     rows = client.query(
-        f"SELECT {', '.join(SUBSCRIPTION_FIELDS)} FROM {db}.webhook_subscriptions FINAL "
+        f"SELECT {', '.join(SUBSCRIPTION_FIELDS)} FROM {db}.{Table.WEBHOOK_SUBSCRIPTIONS} FINAL "
         f"WHERE subscription_id = {{id:String}} AND deleted = 0{mine}",
         parameters={"id": subscription_id} if owner is None else {"id": subscription_id, "owner": owner},
     ).result_rows
@@ -289,7 +295,7 @@ def insert_deliveries(client: Client, db: str, deliveries: Sequence[dict[str, An
         return
     version = time.time_ns()
     client.insert(
-        f"{db}.webhook_deliveries",
+        f"{db}.{Table.WEBHOOK_DELIVERIES}",
         [[d[f] for f in DELIVERY_FIELDS] + [version + i] for i, d in enumerate(deliveries)],
         column_names=[*DELIVERY_FIELDS, "version"],
     )
@@ -298,7 +304,7 @@ def insert_deliveries(client: Client, db: str, deliveries: Sequence[dict[str, An
 def list_deliveries(client: Client, db: str, subscription_id: str, limit: int) -> list[dict[str, Any]]:
     """The deliveries of one subscription, the latest attempt first."""
     rows = client.query(
-        f"SELECT {', '.join(DELIVERY_FIELDS)} FROM {db}.webhook_deliveries FINAL "
+        f"SELECT {', '.join(DELIVERY_FIELDS)} FROM {db}.{Table.WEBHOOK_DELIVERIES} FINAL "
         "WHERE subscription_id = {id:String} ORDER BY last_attempt_at DESC, alert_id DESC LIMIT {n:UInt32}",
         parameters={"id": subscription_id, "n": limit},
     ).result_rows

@@ -34,7 +34,7 @@ from typing import Any, Literal, get_args
 from clickhouse_connect.driver.client import Client
 
 from services.api.queries import DATETIME, Scope
-from services.common.names import AccountOrigin, AccountState, Category, Platform, SourceKind
+from services.common.names import AccountOrigin, AccountState, Category, Platform, SourceKind, Table
 
 # How an account came in (AccountOrigin), or "unregistered": observed without being registered. The
 # order is the order of answers.
@@ -143,7 +143,7 @@ def _known_accounts(
             SELECT account_id AS o_id, platform AS o_platform, entity_id AS o_entity,
                    observed_at > {{now:{DATETIME}}} - toIntervalMillisecond({{staleness:UInt64}}) AS o_fresh,
                    true AS o_seen
-            FROM {db}.account_latest FINAL {on_platform}"""
+            FROM {db}.{Table.ACCOUNT_LATEST} FINAL {on_platform}"""
     else:
         params["at"] = at
         # The window of the daily points, as the other "as of" queries read it (queries._daily_points):
@@ -154,15 +154,15 @@ def _known_accounts(
             SELECT l.account_id AS o_id, l.platform AS o_platform, l.entity_id AS o_entity,
                    d.d_id != '' AS o_fresh, l.first_seen <= {{at:{DATETIME}}} AS o_seen
             FROM (SELECT account_id, platform, entity_id, first_seen
-                  FROM {db}.account_latest FINAL {on_platform}) AS l
+                  FROM {db}.{Table.ACCOUNT_LATEST} FINAL {on_platform}) AS l
             LEFT JOIN (
-                SELECT DISTINCT account_id AS d_id FROM {db}.account_daily FINAL
+                SELECT DISTINCT account_id AS d_id FROM {db}.{Table.ACCOUNT_DAILY} FINAL
                 PREWHERE {day_platform}day >= toDate({since}) AND day <= toDate({{at:{DATETIME}}})
                 WHERE observed_at > {since} AND observed_at <= {{at:{DATETIME}}}
             ) AS d ON d.d_id = l.account_id"""
     failing_sql = "false"
     if failing and at is None:
-        failing_sql = f"a_id IN (SELECT account_id FROM {db}.poll_state FINAL WHERE failures > 0)"
+        failing_sql = f"a_id IN (SELECT account_id FROM {db}.{Table.POLL_STATE} FINAL WHERE failures > 0)"
     # Aliases differ from column names: ClickHouse would otherwise read them in WHERE and HAVING.
     sql = f"""
         SELECT a_id, a_platform, a_entity, e_category, a_origin, a_fresh, a_seen, {failing_sql} AS a_failing
@@ -177,7 +177,7 @@ def _known_accounts(
                        argMax(entity_id, version) AS r_entity, argMax(origin, version) AS r_origin,
                        argMax(deleted, version) = 0
                          AND argMax(state, version) NOT IN {{excluded:Array(String)}} AS r_known
-                FROM {db}.accounts {on_platform}
+                FROM {db}.{Table.ACCOUNTS} {on_platform}
                 GROUP BY account_id
             ) AS r
             FULL OUTER JOIN ({observed}) AS o ON o.o_id = r.r_id
@@ -197,7 +197,10 @@ def _simulated_unregistered(
     A lookup by the snapshots table's key (account_id) that stops at the first such snapshot."""
     in_scope, params = scope.entity_filter(db)
     params["source"] = SourceKind.SIMULATOR.value
-    conditions = [f"entity_id IN ({in_scope})", f"account_id NOT IN (SELECT account_id FROM {db}.accounts)"]
+    conditions = [
+        f"entity_id IN ({in_scope})",
+        f"account_id NOT IN (SELECT account_id FROM {db}.{Table.ACCOUNTS})",
+    ]
     if platforms is not None:
         conditions.append("platform IN {platforms:Array(String)}")
         params["platforms"] = [p.value for p in platforms]
@@ -208,9 +211,9 @@ def _simulated_unregistered(
         params["at"] = at
     sql = f"""
         SELECT count() FROM (
-            SELECT 1 FROM {db}.snapshots
+            SELECT 1 FROM {db}.{Table.SNAPSHOTS}
             WHERE account_id IN (
-                SELECT account_id FROM {db}.account_latest FINAL WHERE {" AND ".join(conditions)}
+                SELECT account_id FROM {db}.{Table.ACCOUNT_LATEST} FINAL WHERE {" AND ".join(conditions)}
             ) AND source = {{source:String}}{until}
             LIMIT 1
         )
@@ -345,12 +348,14 @@ def _failures(
         FROM (
             SELECT account_id AS f_id, platform AS f_platform, last_reason AS f_reason, last_error AS f_error,
                    last_attempt_at AS f_at, failures AS f_failures
-            FROM {db}.poll_state FINAL WHERE failures > 0{on_platform}
+            FROM {db}.{Table.POLL_STATE} FINAL WHERE failures > 0{on_platform}
         ) AS f
         INNER JOIN (
             SELECT account_id AS r_id, argMax(entity_id, version) AS r_entity
-            FROM {db}.accounts
-            WHERE account_id IN (SELECT account_id FROM {db}.poll_state FINAL WHERE failures > 0{on_platform})
+            FROM {db}.{Table.ACCOUNTS}
+            WHERE account_id IN (
+                SELECT account_id FROM {db}.{Table.POLL_STATE} FINAL WHERE failures > 0{on_platform}
+            )
             GROUP BY account_id
             HAVING argMax(deleted, version) = 0 AND argMax(state, version) NOT IN {{excluded:Array(String)}}
         ) AS r ON r.r_id = f.f_id

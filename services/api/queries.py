@@ -23,7 +23,7 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from services.common.names import WINDOWS, Category, Platform, Window
+from services.common.names import WINDOWS, Category, Platform, Table, Window
 
 DATETIME = "DateTime64(3, 'UTC')"
 
@@ -92,7 +92,7 @@ class Scope:
             params["departement"] = self.departement
         if self.panel:
             conditions.append(
-                f"entity_id IN (SELECT entity_id FROM {db}.panels FINAL "
+                f"entity_id IN (SELECT entity_id FROM {db}.{Table.PANELS} FINAL "
                 "WHERE panel = {panel:String} AND removed = 0)"
             )
             params["panel"] = self.panel
@@ -102,19 +102,19 @@ class Scope:
         """SQL selecting the entity ids in scope, and its parameters."""
         conditions, params = self.conditions(db)
         where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
-        return f"SELECT entity_id FROM {db}.entities FINAL{where}", params
+        return f"SELECT entity_id FROM {db}.{Table.ENTITIES} FINAL{where}", params
 
     def entities(self, db: str, columns: str = "entity_id, name, population") -> tuple[str, dict[str, Any]]:
         """SQL selecting ``columns`` of the entities in scope, and its parameters."""
         conditions, params = self.conditions(db)
         where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
-        return f"SELECT {columns} FROM {db}.entities FINAL{where}", params
+        return f"SELECT {columns} FROM {db}.{Table.ENTITIES} FINAL{where}", params
 
 
 def panel_exists(client: Client, db: str, panel: str) -> bool:
     """Whether ``panel`` has at least one member."""
     found = client.query(
-        f"SELECT count() FROM {db}.panels FINAL WHERE panel = {{panel:String}} AND removed = 0",
+        f"SELECT count() FROM {db}.{Table.PANELS} FINAL WHERE panel = {{panel:String}} AND removed = 0",
         parameters={"panel": panel},
     ).result_rows[0][0]
     return int(found) > 0
@@ -123,7 +123,8 @@ def panel_exists(client: Client, db: str, panel: str) -> bool:
 def panel_names(client: Client, db: str, limit: int = 50) -> list[str]:
     """Names of the panels that have members (for error messages)."""
     rows = client.query(
-        f"SELECT DISTINCT panel FROM {db}.panels FINAL WHERE removed = 0 ORDER BY panel LIMIT {{n:UInt32}}",
+        f"SELECT DISTINCT panel FROM {db}.{Table.PANELS} FINAL WHERE removed = 0 "
+        "ORDER BY panel LIMIT {n:UInt32}",
         parameters={"n": limit},
     ).result_rows
     return [str(r[0]) for r in rows]
@@ -151,7 +152,7 @@ def presence(client: Client, db: str, platforms: list[Platform], scope: Scope, a
         SELECT
           (SELECT count() FROM ({in_scope})) AS total,
           (SELECT count() FROM (
-              SELECT entity_id FROM {db}.presence FINAL
+              SELECT entity_id FROM {db}.{Table.PRESENCE} FINAL
               WHERE platform IN {{platforms:Array(String)}}
                 AND arrayExists((s, e) -> s <= {{at:{DATETIME}}} AND {{at:{DATETIME}}} < e, starts, ends)
                 AND entity_id IN ({in_scope})
@@ -179,7 +180,7 @@ def presence_series(
                          arrayJoin(arrayFilter(
                              x -> arrayExists((s, e) -> s <= x AND x < e, starts, ends),
                              {{instants:Array({DATETIME})}})) AS t
-                  FROM {db}.presence FINAL
+                  FROM {db}.{Table.PRESENCE} FINAL
                   WHERE platform = {{platform:String}} AND entity_id IN ({in_scope})
               )
               GROUP BY t
@@ -259,7 +260,7 @@ def rankings_live(
     if by is RankBy.ACCOUNT:
         source = f"""
             SELECT account_id, handle, entity_id, followers AS f_now, {before} AS f_before
-            FROM {db}.account_latest FINAL
+            FROM {db}.{Table.ACCOUNT_LATEST} FINAL
             WHERE platform = {{platform:String}} AND {fresh}"""
         key, handle = "l.account_id", "l.handle"
     else:
@@ -268,7 +269,7 @@ def rankings_live(
             category = " AND category = {category:String}"  # the table's key prefix: fewer rows read
         source = f"""
             SELECT entity_id, followers AS f_now, {before} AS f_before
-            FROM {db}.entity_latest FINAL
+            FROM {db}.{Table.ENTITY_LATEST} FINAL
             WHERE platform = {{platform:String}}{category} AND accounts > 0 AND {fresh}"""
         key, handle = "l.entity_id", "CAST(NULL AS Nullable(String))"
     sql = f"""
@@ -297,7 +298,7 @@ def _daily_points(db: str, lower: str, platform_condition: str = "") -> str:
     measured slower: the extra conditional aggregates cost more than FINAL's merge."""
     since = f"{{{lower}:{DATETIME}}} - toIntervalMillisecond({{staleness:UInt64}})"
     return (
-        f"FROM {db}.account_daily FINAL "
+        f"FROM {db}.{Table.ACCOUNT_DAILY} FINAL "
         f"PREWHERE {platform_condition}day >= toDate({since}) AND day <= toDate({{at:{DATETIME}}}) "
         f"WHERE observed_at > {since} AND observed_at <= {{at:{DATETIME}}}"
     )
@@ -367,7 +368,7 @@ def rankings_at(
             SELECT a.k AS key, a.owner AS entity_id, e.name AS name, a.f_now AS f_now,
                    {f_before} AS f_before, e.population AS population, {_VALUE_SQL[metric]} AS value
             FROM ({accounts}) AS a
-            INNER JOIN (SELECT entity_id, name, population FROM {db}.entities FINAL) AS e
+            INNER JOIN (SELECT entity_id, name, population FROM {db}.{Table.ENTITIES} FINAL) AS e
                 ON e.entity_id = a.owner
             WHERE {condition}
         )
@@ -385,7 +386,7 @@ def rankings_at(
 def account_handles(client: Client, db: str, platform: Platform, account_ids: list[str]) -> dict[str, str]:
     """The latest known handle of each of ``account_ids`` (a key lookup in ``account_latest``)."""
     rows = client.query(
-        f"SELECT account_id, handle FROM {db}.account_latest FINAL "
+        f"SELECT account_id, handle FROM {db}.{Table.ACCOUNT_LATEST} FINAL "
         "WHERE platform = {platform:String} AND account_id IN {ids:Array(String)}",
         parameters={"platform": platform.value, "ids": account_ids},
     ).result_rows
@@ -424,7 +425,7 @@ def scores(
     if at is None:
         params["now"] = now
         sql = f"""
-            SELECT count(), avg(score) FROM {db}.account_latest FINAL
+            SELECT count(), avg(score) FROM {db}.{Table.ACCOUNT_LATEST} FINAL
             WHERE {on_platform}observed_at > {{now:{DATETIME}}} - toIntervalMillisecond({{staleness:UInt64}})
               AND score IS NOT NULL AND entity_id IN ({in_scope})
         """
@@ -462,7 +463,7 @@ def entity(client: Client, db: str, entity_id: str) -> EntityRow | None:
     """The registry row of ``entity_id`` (shipped or imported), None when unknown."""
     rows = client.query(
         f"SELECT entity_id, name, category, population, departement, region, source "
-        f"FROM {db}.entities FINAL WHERE entity_id = {{id:String}}",
+        f"FROM {db}.{Table.ENTITIES} FINAL WHERE entity_id = {{id:String}}",
         parameters={"id": entity_id},
     ).result_rows
     if not rows:
@@ -499,7 +500,9 @@ def entity_accounts(
     windows = ", ".join(f"a.{c}" for c in _BEFORE_COLUMN.values())
     # Candidates first (any row naming the entity, a cheap scan of one column), then the tables read
     # with FINAL through their key (platform, account_id): exact even if an account changed owner.
-    candidates = f"SELECT platform, account_id FROM {db}.account_latest WHERE entity_id = {{id:String}}"
+    candidates = (
+        f"SELECT platform, account_id FROM {db}.{Table.ACCOUNT_LATEST} WHERE entity_id = {{id:String}}"
+    )
     observed = client.query(
         f"""
         SELECT a.account_id, a.platform, a.handle, a.observed_at, a.followers, a.status, a.score,
@@ -509,11 +512,11 @@ def entity_accounts(
         FROM (
             SELECT account_id, platform, handle, observed_at, followers, status, score, score_formula,
                    posts_30d, {", ".join(_BEFORE_COLUMN.values())}
-            FROM {db}.account_latest FINAL
+            FROM {db}.{Table.ACCOUNT_LATEST} FINAL
             WHERE (platform, account_id) IN ({candidates}) AND entity_id = {{id:String}}
         ) AS a
         LEFT JOIN (
-            SELECT account_id, starts, ends FROM {db}.presence FINAL
+            SELECT account_id, starts, ends FROM {db}.{Table.PRESENCE} FINAL
             WHERE (platform, account_id) IN ({candidates})
         ) AS p ON p.account_id = a.account_id
         """,
@@ -521,8 +524,8 @@ def entity_accounts(
     ).result_rows
     registered = client.query(
         f"""
-        SELECT account_id, argMax(platform, version), argMax(handle, version) FROM {db}.accounts
-        WHERE account_id IN (SELECT account_id FROM {db}.accounts WHERE entity_id = {{id:String}})
+        SELECT account_id, argMax(platform, version), argMax(handle, version) FROM {db}.{Table.ACCOUNTS}
+        WHERE account_id IN (SELECT account_id FROM {db}.{Table.ACCOUNTS} WHERE entity_id = {{id:String}})
         GROUP BY account_id
         HAVING argMax(entity_id, version) = {{id:String}} AND argMax(deleted, version) = 0
         """,
@@ -568,14 +571,14 @@ def account(client: Client, db: str, account_id: str) -> AccountRow | None:
     """An observed or registered account, None when barometre has never heard of it."""
     platform = account_id.partition(":")[0]
     rows = client.query(
-        f"SELECT account_id, platform, entity_id, handle FROM {db}.account_latest FINAL "
+        f"SELECT account_id, platform, entity_id, handle FROM {db}.{Table.ACCOUNT_LATEST} FINAL "
         "WHERE platform = {platform:String} AND account_id = {id:String}",
         parameters={"platform": platform, "id": account_id},
     ).result_rows
     if not rows:
         rows = client.query(
             f"SELECT account_id, argMax(platform, version), argMax(entity_id, version), "
-            f"argMax(handle, version) FROM {db}.accounts "
+            f"argMax(handle, version) FROM {db}.{Table.ACCOUNTS} "
             "WHERE account_id = {id:String} GROUP BY account_id",
             parameters={"id": account_id},
         ).result_rows
@@ -606,7 +609,7 @@ def history(
     """The raw snapshots of ``account_id`` observed in ``[start, end)``, newest first, at most ``limit``;
     and whether there were more."""
     rows = client.query(
-        f"SELECT {', '.join(HISTORY_COLUMNS)} FROM {db}.snapshots FINAL "
+        f"SELECT {', '.join(HISTORY_COLUMNS)} FROM {db}.{Table.SNAPSHOTS} FINAL "
         f"WHERE account_id = {{id:String}} AND observed_at >= {{start:{DATETIME}}} "
         f"AND observed_at < {{end:{DATETIME}}} "
         "ORDER BY observed_at DESC, event_id DESC LIMIT {n:UInt32}",

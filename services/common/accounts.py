@@ -16,7 +16,7 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 
 from services.common.clickhouse import insert_rows
-from services.common.names import AccountState
+from services.common.names import AccountState, Table
 
 DETAIL_LENGTH = 1_000  # how much of a reason is kept in ``state_reason``
 
@@ -60,7 +60,7 @@ _SOURCE_COLUMNS = [f.name for f in fields(SourceRow)]
 
 def _latest_select(db: str) -> str:
     values = ", ".join(f"argMax({c}, version) AS {c}" for c in _ACCOUNT_COLUMNS[1:])
-    return f"SELECT account_id, {values} FROM {db}.accounts GROUP BY account_id"
+    return f"SELECT account_id, {values} FROM {db}.{Table.ACCOUNTS} GROUP BY account_id"
 
 
 def _account(row: Sequence[object]) -> AccountRow:
@@ -149,7 +149,7 @@ def _write(
 
 def write_accounts(client: Client, db: str, rows: Iterable[AccountRow], version: int) -> int:
     """Write whole account rows at ``version``; return how many."""
-    return _write(client, f"{db}.accounts", rows, _ACCOUNT_COLUMNS, version)
+    return _write(client, f"{db}.{Table.ACCOUNTS}", rows, _ACCOUNT_COLUMNS, version)
 
 
 def update(client: Client, db: str, account_id: str, version: int, **changes: Any) -> AccountRow:
@@ -185,7 +185,7 @@ def read_sources(client: Client, db: str, account_id: str | None = None) -> list
     columns = ", ".join(f"argMax({c}, version)" for c in _SOURCE_COLUMNS[3:])
     where = "WHERE account_id = {id:String}" if account_id is not None else ""
     result = client.query(
-        f"SELECT account_id, source, entity_id, {columns} FROM {db}.account_sources {where} "
+        f"SELECT account_id, source, entity_id, {columns} FROM {db}.{Table.ACCOUNT_SOURCES} {where} "
         "GROUP BY account_id, source, entity_id ORDER BY account_id, source, entity_id",
         parameters={"id": account_id} if account_id is not None else None,
     )
@@ -210,7 +210,7 @@ def read_sources_for_entity_platform(
 ) -> list[SourceRow]:
     """Provenance naming any account of ``platform`` for ``entity_id`` (to show an entity's disagreements)."""
     rows = client.query(
-        f"SELECT DISTINCT account_id FROM {db}.account_sources "
+        f"SELECT DISTINCT account_id FROM {db}.{Table.ACCOUNT_SOURCES} "
         "WHERE entity_id = {entity:String} AND platform = {platform:String}",
         parameters={"entity": entity_id, "platform": platform},
     ).result_rows
@@ -222,13 +222,13 @@ def read_sources_for_entity_platform(
 
 def write_sources(client: Client, db: str, rows: Iterable[SourceRow], version: int) -> int:
     """Write provenance rows at ``version``; return how many."""
-    return _write(client, f"{db}.account_sources", rows, _SOURCE_COLUMNS, version)
+    return _write(client, f"{db}.{Table.ACCOUNT_SOURCES}", rows, _SOURCE_COLUMNS, version)
 
 
 def entity_areas(client: Client, db: str) -> tuple[set[str], dict[str, str], dict[str, str]]:
     """(every entity id, commune → département code, commune → région code), from the registry."""
     result = client.query(
-        f"SELECT entity_id, argMax(departement, version), argMax(region, version) FROM {db}.entities "
+        f"SELECT entity_id, argMax(departement, version), argMax(region, version) FROM {db}.{Table.ENTITIES} "
         "GROUP BY entity_id"
     )
     known: set[str] = set()

@@ -1,4 +1,5 @@
-"""The one place that names things: platforms, entity categories, statuses, alert types, windows, topics.
+"""The one place that names things: platforms, entity categories, statuses, alert types, windows, topics,
+tables.
 
 Every other module (and the JSON Schemas under ``schemas/events/``, checked by a unit test) takes these
 values from here, so a platform or a topic is spelled exactly once (DESIGN.md, principle 6).
@@ -207,6 +208,41 @@ class Topic(StrEnum):
     ALERT_CANDIDATES = "alert-candidates.v1"
     # Platform-wide incidents (Incident.to_dict() as JSON), keyed by platform; beside alerts.v1.
     INCIDENTS = "incidents.v1"
+
+
+class Table(StrEnum):
+    """ClickHouse tables, without their database: SQL writes ``f"{db}.{Table.SNAPSHOTS}"``.
+
+    Created by ``services/common/migrations/*.sql`` (a unit test checks both lists agree), except
+    :attr:`SCHEMA_MIGRATIONS`, the migration runner's own log.
+    """
+
+    # 0001: the collectivités
+    ENTITIES = "entities"
+    # 0002: the registry, panels and API tokens
+    ACCOUNTS = "accounts"
+    PANELS = "panels"
+    API_TOKENS = "api_tokens"
+    # 0003: what the scoring worker writes
+    SNAPSHOTS = "snapshots"
+    ACCOUNT_DAILY = "account_daily"
+    ACCOUNT_LATEST = "account_latest"
+    PRESENCE = "presence"
+    ENTITY_LATEST = "entity_latest"
+    # 0004: alerts and what surrounds them
+    ALERTS = "alerts"
+    ALERT_ACKS = "alert_acks"
+    INCIDENTS = "incidents"
+    SILENCES = "silences"
+    WEBHOOK_SUBSCRIPTIONS = "webhook_subscriptions"
+    WEBHOOK_DELIVERIES = "webhook_deliveries"
+    # 0005: who named each account
+    ACCOUNT_SOURCES = "account_sources"
+    # 0006: the pollers' progress
+    POLL_STATE = "poll_state"
+    POLL_FAILURES = "poll_failures"
+    # The migration runner's log (services/common/migrations/__init__.py), not created by a .sql file.
+    SCHEMA_MIGRATIONS = "schema_migrations"
 
 
 # The scoring worker's Faust app id, which is also its Kafka consumer group: `import --wait` reads the

@@ -18,7 +18,7 @@ from clickhouse_connect.driver.client import Client
 
 from services.common import accounts
 from services.common.clickhouse import insert_rows
-from services.common.names import POLLED_STATES, AccountOrigin, AccountState
+from services.common.names import POLLED_STATES, AccountOrigin, AccountState, Table
 from services.common.reference import AccountRecord, Entity, PanelMember, load_entities
 
 # Bump when services/common/reference/registry/entities.csv.gz changes, so migrate reloads it.
@@ -49,14 +49,14 @@ _ENTITY_COLUMNS = [
 def write_entities(client: Client, db: str, entities: Iterable[Entity], *, source: str, version: int) -> int:
     """Insert (or replace by id) ``entities``; return how many rows were written."""
     rows = [_entity_row(e, source, version) for e in entities]
-    return insert_rows(client, f"{db}.entities", rows, _ENTITY_COLUMNS)
+    return insert_rows(client, f"{db}.{Table.ENTITIES}", rows, _ENTITY_COLUMNS)
 
 
 def load_reference(client: Client, db: str) -> int:
     """Load the shipped registry unless this version is already there; return rows written (0 if none)."""
     entities = load_entities()
     present = client.command(
-        f"SELECT count() FROM {db}.entities WHERE source = 'insee' AND version = {{v:UInt64}}",
+        f"SELECT count() FROM {db}.{Table.ENTITIES} WHERE source = 'insee' AND version = {{v:UInt64}}",
         parameters={"v": REFERENCE_VERSION},
     )
     if int(present) >= len(entities):  # type: ignore[arg-type]  # command returns the scalar here
@@ -97,12 +97,12 @@ def write_accounts(
 def write_panel(client: Client, db: str, members: Iterable[PanelMember], version: int) -> int:
     """Add entities to named panels."""
     rows = [[m.panel, m.entity_id, 0, version] for m in members]
-    return insert_rows(client, f"{db}.panels", rows, ["panel", "entity_id", "removed", "version"])
+    return insert_rows(client, f"{db}.{Table.PANELS}", rows, ["panel", "entity_id", "removed", "version"])
 
 
 def known_entity_ids(client: Client, db: str) -> set[str]:
     """Every entity id in the registry (shipped and imported)."""
-    result = client.query(f"SELECT DISTINCT entity_id FROM {db}.entities")
+    result = client.query(f"SELECT DISTINCT entity_id FROM {db}.{Table.ENTITIES}")
     return {str(r[0]) for r in result.result_rows}
 
 
@@ -110,7 +110,7 @@ def registered_accounts(client: Client, db: str) -> Mapping[str, str]:
     """account_id → entity_id of every registered, not deleted, account."""
     result = client.query(
         f"SELECT account_id, argMax(entity_id, version), argMax(deleted, version) "
-        f"FROM {db}.accounts GROUP BY account_id"
+        f"FROM {db}.{Table.ACCOUNTS} GROUP BY account_id"
     )
     return {str(r[0]): str(r[1]) for r in result.result_rows if not r[2]}
 
@@ -128,7 +128,7 @@ def account_rows(
     result = client.query(
         f"SELECT account_id, argMax(platform, version), argMax(entity_id, version), argMax(handle, version), "
         "argMax(platform_id, version) "
-        f"FROM {db}.accounts GROUP BY account_id HAVING argMax(deleted, version) = 0 "
+        f"FROM {db}.{Table.ACCOUNTS} GROUP BY account_id HAVING argMax(deleted, version) = 0 "
         "AND argMax(platform, version) IN {platforms:Array(String)} "
         "AND argMax(origin, version) != {simulator:String} "
         "AND argMax(state, version) IN {states:Array(String)} ORDER BY account_id",

@@ -37,6 +37,7 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
+from services.common.names import Table
 from services.common.settings import BOOTSTRAP_MIN_LENGTH, Settings
 
 __all__ = [
@@ -157,7 +158,7 @@ def _record(row: Sequence[Any]) -> TokenRecord:
 
 def _insert(client: Client, db: str, record: TokenRecord) -> None:
     client.insert(
-        f"{db}.api_tokens",
+        f"{db}.{Table.API_TOKENS}",
         [
             [
                 record.token_hash,
@@ -236,7 +237,7 @@ def issue_token(
 def lookup(client: Client, db: str, token_hash: str) -> TokenRecord | None:
     """The token with this hash (its latest state), or None when there is none."""
     rows = client.query(
-        f"SELECT token_hash, {_LATEST} FROM {db}.api_tokens WHERE token_hash = {{h:String}} "
+        f"SELECT token_hash, {_LATEST} FROM {db}.{Table.API_TOKENS} WHERE token_hash = {{h:String}} "
         "GROUP BY token_hash",
         parameters={"h": token_hash},
     ).result_rows
@@ -254,7 +255,7 @@ def lookup_scopes(client: Client, db: str, token_hash: str) -> frozenset[str]:
 def list_tokens(client: Client, db: str) -> list[TokenRecord]:
     """Every stored token (revoked and expired ones too), oldest first."""
     rows = client.query(
-        f"SELECT token_hash, {_LATEST} FROM {db}.api_tokens GROUP BY token_hash "
+        f"SELECT token_hash, {_LATEST} FROM {db}.{Table.API_TOKENS} GROUP BY token_hash "
         "ORDER BY latest_created_at, latest_token_prefix"
     ).result_rows
     return [_record(r) for r in rows]
@@ -272,7 +273,7 @@ def revoke_token(client: Client, db: str, token_id: str) -> tuple[TokenRecord, b
             raise TokenError(f"{token_id!r} is not a token id (brm_ and 8 hex digits, as `token list` shows)")
         prefix = f"brm_{m.group(1)}"
         rows = client.query(
-            f"SELECT token_hash, {_LATEST} FROM {db}.api_tokens WHERE token_prefix = {{p:String}} "
+            f"SELECT token_hash, {_LATEST} FROM {db}.{Table.API_TOKENS} WHERE token_prefix = {{p:String}} "
             "GROUP BY token_hash",
             parameters={"p": prefix},
         ).result_rows

@@ -47,7 +47,7 @@ from services.common.alert_tables import ALERT_COLUMNS, INCIDENT_COLUMNS
 from services.common.clickhouse import make_client
 from services.common.events import AccountSnapshot
 from services.common.kafka import create_topics, faust_credentials, replication_factor
-from services.common.names import DeadLetterCode, Topic
+from services.common.names import DeadLetterCode, Table, Topic
 from services.common.settings import Settings
 from services.scoring import faust_patches  # noqa: F401  # fixes faust's offset commits, on import
 from services.scoring.alerts.codec import (
@@ -464,7 +464,7 @@ def create_app(settings: Settings) -> faust.App:
         rows = alert_rows(step, now, time.time_ns())
         incidents = incident_rows(step)
         if rows or incidents:
-            tables = {"alerts": (ALERT_COLUMNS, rows), "incidents": (INCIDENT_COLUMNS, incidents)}
+            tables = {Table.ALERTS: (ALERT_COLUMNS, rows), Table.INCIDENTS: (INCIDENT_COLUMNS, incidents)}
             await asyncio.to_thread(writer.write, tables)
         published = alert_records(step, from_ms(now))
         if published:

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from services.common.events import AccountSnapshot
-from services.common.names import AccountStatus, Platform, Window
+from services.common.names import AccountStatus, Platform, Table, Window
 from services.common.settings import Settings
 from services.scoring.alerts.detection import DetectorParams, detect_point, detect_silence
 from services.scoring.alerts.noise import Candidate
@@ -171,7 +171,7 @@ class BatchOutput:
     """What one batch produces: rows per table, statements to run after them, new states by key, and
     the alert candidates its points raised (always empty without detector parameters)."""
 
-    tables: dict[str, TableRows]
+    tables: dict[Table, TableRows]
     after: list[Statement]
     states: dict[bytes, bytes] = field(default_factory=dict)
     candidates: list[Candidate] = field(default_factory=list)
@@ -289,7 +289,13 @@ class Processor:
         latest = TableRows(LATEST_COLUMNS)
         presence = TableRows(PRESENCE_COLUMNS)
         out = BatchOutput(
-            {"snapshots": raw, "account_daily": daily, "account_latest": latest, "presence": presence}, []
+            {
+                Table.SNAPSHOTS: raw,
+                Table.ACCOUNT_DAILY: daily,
+                Table.ACCOUNT_LATEST: latest,
+                Table.PRESENCE: presence,
+            },
+            [],
         )
         version = time.time_ns()
         detector = self.alerts
@@ -516,16 +522,16 @@ class Processor:
             for c in WINDOW_COLUMN.values()
         )
         sql = f"""
-            INSERT INTO {self.db}.entity_latest{self.table_suffix}
+            INSERT INTO {self.db}.{Table.ENTITY_LATEST}{self.table_suffix}
             SELECT a.platform AS platform, any(e.category) AS category, a.entity_id AS entity_id,
                    countIf({fresh}) AS accounts, max({fresh} AND a.status = 'active') AS present,
                    max(a.observed_at) AS observed_at, sumIf(a.followers, {fresh}) AS followers, {windows},
                    avgIf(a.score, {fresh}) AS score, toUnixTimestamp64Nano(now64(9)) AS version
             FROM (
-                SELECT * FROM {self.db}.account_latest{self.table_suffix} FINAL
+                SELECT * FROM {self.db}.{Table.ACCOUNT_LATEST}{self.table_suffix} FINAL
                 WHERE concat(platform, ':', entity_id) IN touched
             ) AS a
-            LEFT JOIN (SELECT entity_id, argMax(category, version) AS category FROM {self.db}.entities
+            LEFT JOIN (SELECT entity_id, argMax(category, version) AS category FROM {self.db}.{Table.ENTITIES}
                        GROUP BY entity_id) AS e ON e.entity_id = a.entity_id
             GROUP BY a.platform, a.entity_id
         """
@@ -551,12 +557,13 @@ class Processor:
         sql = f"""
             SELECT DISTINCT a.platform, a.entity_id
             FROM (
-                SELECT platform, entity_id, observed_at FROM {self.db}.account_latest{self.table_suffix} FINAL
+                SELECT platform, entity_id, observed_at
+                FROM {self.db}.{Table.ACCOUNT_LATEST}{self.table_suffix} FINAL
                 WHERE observed_at <= now64(3) - toIntervalDay({{staleness:UInt32}})
             ) AS a
             INNER JOIN (
                 SELECT platform, entity_id, max(version) AS computed
-                FROM {self.db}.entity_latest{self.table_suffix} GROUP BY platform, entity_id
+                FROM {self.db}.{Table.ENTITY_LATEST}{self.table_suffix} GROUP BY platform, entity_id
             ) AS e ON e.platform = a.platform AND e.entity_id = a.entity_id
             WHERE toUnixTimestamp64Nano(a.observed_at + toIntervalDay({{staleness:UInt32}})) > e.computed
         """

@@ -36,7 +36,7 @@ from kafka.structs import TopicPartition
 from services.common.clickhouse import make_client
 from services.common.events import AccountSnapshot
 from services.common.kafka import client_security
-from services.common.names import Topic
+from services.common.names import Table, Topic
 from services.common.settings import Settings
 from services.scoring.dead_letters import (
     classify,
@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 
 # The tables the scoring worker writes, in the order they are swapped: the raw events and the daily
 # points first, the live figures the api ranks on last, so these change together at the end.
-TABLES = ("snapshots", "account_daily", "presence", "account_latest", "entity_latest")
+TABLES = (Table.SNAPSHOTS, Table.ACCOUNT_DAILY, Table.PRESENCE, Table.ACCOUNT_LATEST, Table.ENTITY_LATEST)
 SUFFIX = "__rebuild"
 OLD_SUFFIX = "__old"  # only for databases without EXCHANGE (see _swap)
 # Events per batch, as the live worker's largest batches.
@@ -392,7 +392,7 @@ def _replay(
         if out is not None:
             sink.write(out.tables, offsets)  # without out.after: today only that batch's rollup
             states.update(out.states)
-            rows = out.tables["account_latest"].rows
+            rows = out.tables[Table.ACCOUNT_LATEST].rows
             outcome.touched.update((str(r[platform_at]), str(r[entity_at])) for r in rows)
         outcome.events += len(good) - unscorable
         outcome.unscorable += unscorable

@@ -26,7 +26,7 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.external import ExternalData
 from prometheus_client import Counter, Histogram
 
-from services.common.names import AccountStatus
+from services.common.names import AccountStatus, Table
 from services.scoring.maths import DailyPoint
 
 log = logging.getLogger(__name__)
@@ -135,7 +135,7 @@ class ClickHouseSink:
 
     def _write_once(
         self,
-        tables: Mapping[str, TableRows],
+        tables: Mapping[Table, TableRows],
         offsets: Mapping[int, tuple[int, int]],
         after: Sequence[Statement],
     ) -> None:
@@ -162,7 +162,7 @@ class ClickHouseSink:
 
     def write(
         self,
-        tables: Mapping[str, TableRows],
+        tables: Mapping[Table, TableRows],
         offsets: Mapping[int, tuple[int, int]],
         after: Sequence[Statement] = (),
     ) -> None:
@@ -192,7 +192,7 @@ class ClickHouseSink:
 
     async def write_async(
         self,
-        tables: Mapping[str, TableRows],
+        tables: Mapping[Table, TableRows],
         offsets: Mapping[int, tuple[int, int]],
         after: Sequence[Statement] = (),
     ) -> None:
@@ -223,7 +223,7 @@ class ClickHouseSink:
                 # columns in the server's own time zone (UTC), which to_ms cannot place.
                 f"""SELECT account_id, toUnixTimestamp64Milli(observed_at), event_id, followers, status,
                        posts_30d, interactions_30d, replies_30d, automated_posts_30d
-                FROM {self._db}.account_daily{self._suffix} FINAL
+                FROM {self._db}.{Table.ACCOUNT_DAILY}{self._suffix} FINAL
                 WHERE account_id IN {{ids:Array(String)}}
                 ORDER BY account_id, day""",
                 parameters={"ids": list(account_ids)},

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from services.common import migrations
+from services.common.names import Table
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:
@@ -76,3 +78,16 @@ def test_every_shipped_table_can_be_replicated() -> None:
         for statement in mig.up:
             if "ENGINE" in statement and "MergeTree" in statement:
                 assert "ENGINE = Replicated" in migrations.replicated(statement), mig.id
+
+
+def test_every_table_the_migrations_create_is_named_once_in_the_enum() -> None:
+    """``Table`` names exactly the tables the migrations leave behind, plus the runner's own log."""
+    created: set[str] = set()
+    for mig in migrations.discover():
+        for statement in mig.up:
+            for verb, name in re.findall(
+                r"\b(CREATE TABLE|DROP TABLE)(?: IF (?:NOT )?EXISTS)? \{db\}\.(\w+)", statement
+            ):
+                (created.add if verb == "CREATE TABLE" else created.discard)(name)
+    assert created, "no CREATE TABLE found: has the migrations' syntax changed?"
+    assert created == {t.value for t in Table} - {Table.SCHEMA_MIGRATIONS}

@@ -21,7 +21,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
 from services.api.deps import ApiDep
-from services.common.names import Category
+from services.common.names import Category, Table
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 INDEX = STATIC_DIR / "index.html"
@@ -71,7 +71,7 @@ def _sort_key(name: str) -> str:
 def _read_territories(client: Client, db: str) -> Territories:
     rows = client.query(
         f"""SELECT entity_id, name, category, ifNull(departement, ''), ifNull(region, '')
-            FROM {db}.entities FINAL
+            FROM {db}.{Table.ENTITIES} FINAL
             WHERE category IN {{categories:Array(String)}}
             ORDER BY entity_id""",
         parameters={"categories": [Category.REGION.value, Category.DEPARTEMENT.value]},

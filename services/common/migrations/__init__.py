@@ -21,6 +21,8 @@ from pathlib import Path
 
 from clickhouse_connect.driver.client import Client
 
+from services.common.names import Table
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _DATABASE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -114,7 +116,7 @@ def _ensure_log(client: Client, database: str) -> None:
     client.command(f"CREATE DATABASE IF NOT EXISTS `{database}`")
     # One row per applied migration; ReplacingMergeTree keyed by id so a re-recorded row replaces the old.
     client.command(
-        f"""CREATE TABLE IF NOT EXISTS `{database}`.schema_migrations (
+        f"""CREATE TABLE IF NOT EXISTS `{database}`.{Table.SCHEMA_MIGRATIONS} (
             id String,
             checksum String,
             applied_at DateTime64(3, 'UTC') DEFAULT now64(3)
@@ -126,7 +128,7 @@ def applied(client: Client, database: str) -> dict[str, str]:
     """The migrations recorded as applied in ``database``: id → checksum."""
     _check_database(database)
     _ensure_log(client, database)
-    query = f"SELECT id, checksum FROM `{database}`.schema_migrations FINAL"
+    query = f"SELECT id, checksum FROM `{database}`.{Table.SCHEMA_MIGRATIONS} FINAL"
     rows = client.query(query).result_rows
     return {str(r[0]): str(r[1]) for r in rows}
 
@@ -156,7 +158,9 @@ def migrate(client: Client, database: str, directory: Path = MIGRATIONS_DIR) -> 
             except Exception as exc:
                 raise MigrationError(f"{mig.id} failed: {exc}") from exc
         client.insert(
-            f"`{database}`.schema_migrations", [[mig.id, mig.checksum]], column_names=["id", "checksum"]
+            f"`{database}`.{Table.SCHEMA_MIGRATIONS}",
+            [[mig.id, mig.checksum]],
+            column_names=["id", "checksum"],
         )
         now.append(mig.id)
     return now
@@ -173,7 +177,7 @@ def rollback(client: Client, database: str, to: int, directory: Path = MIGRATION
         for statement in mig.down:
             client.command(statement.replace("{db}", f"`{database}`"))
         client.command(
-            f"DELETE FROM `{database}`.schema_migrations WHERE id = %(id)s",
+            f"DELETE FROM `{database}`.{Table.SCHEMA_MIGRATIONS} WHERE id = %(id)s",
             parameters={"id": mig.id},
         )
         undone.append(mig.id)

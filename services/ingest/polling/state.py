@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from clickhouse_connect.driver.client import Client
 
 from services.common.clickhouse import insert_rows
+from services.common.names import Table
 
 _STATE_COLUMNS = [
     "platform",
@@ -74,7 +75,7 @@ def load_states(client: Client, db: str, platforms: Iterable[str] | None = None)
         parameters["platforms"] = sorted(platforms)
     result = client.query(
         f"SELECT platform, account_id, next_due, cadence_s, last_attempt_at, last_success_at, "
-        f"last_reason, last_error, failures FROM {db}.poll_state FINAL {where}",
+        f"last_reason, last_error, failures FROM {db}.{Table.POLL_STATE} FINAL {where}",
         parameters=parameters,
     )
     states: dict[str, PollState] = {}
@@ -113,10 +114,10 @@ def write_states(client: Client, db: str, states: Sequence[PollState]) -> int:
         ]
         for s in states
     ]
-    return insert_rows(client, f"{db}.poll_state", rows, _STATE_COLUMNS)
+    return insert_rows(client, f"{db}.{Table.POLL_STATE}", rows, _STATE_COLUMNS)
 
 
 def append_failures(client: Client, db: str, failures: Sequence[FailureRow]) -> int:
     """Append ``failures`` to the ``poll_failures`` log; return how many rows were written."""
     rows = [[f.platform, f.account_id, f.failed_at, f.reason, f.detail[:DETAIL_LENGTH]] for f in failures]
-    return insert_rows(client, f"{db}.poll_failures", rows, _FAILURE_COLUMNS)
+    return insert_rows(client, f"{db}.{Table.POLL_FAILURES}", rows, _FAILURE_COLUMNS)

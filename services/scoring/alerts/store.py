@@ -22,6 +22,7 @@ from clickhouse_connect.driver.client import Client
 from prometheus_client import Counter
 
 from services.common.alert_tables import SILENCE_COLUMNS
+from services.common.names import Table
 from services.scoring.alerts.noise import Silence
 from services.scoring.alerts.records import silence_from_row
 
@@ -77,7 +78,7 @@ class AlertStore:
             self._client = self._client_factory()
         return self._client
 
-    def write(self, tables: Mapping[str, tuple[Sequence[str], Sequence[Sequence[object]]]]) -> None:
+    def write(self, tables: Mapping[Table, tuple[Sequence[str], Sequence[Sequence[object]]]]) -> None:
         """Insert each table's ``(columns, rows)``; retry all of them until ClickHouse takes them."""
         delay = 0.5
         while True:
@@ -114,7 +115,7 @@ class AlertStore:
         rows = (
             self._get()
             .query(
-                f"SELECT {columns} FROM {self._db}.silences FINAL "
+                f"SELECT {columns} FROM {self._db}.{Table.SILENCES} FINAL "
                 "WHERE ends_at > fromUnixTimestamp64Milli({now:Int64}, 'UTC') ORDER BY silence_id",
                 parameters={"now": now_ms},
             )
@@ -138,7 +139,7 @@ class AlertStore:
             .query(
                 "SELECT platform, countIf(status = 'active' AND observed_at > now64(3) - "
                 "toIntervalDay({staleness:UInt32})) "
-                f"FROM {self._db}.account_latest FINAL GROUP BY platform",
+                f"FROM {self._db}.{Table.ACCOUNT_LATEST} FINAL GROUP BY platform",
                 parameters={"staleness": staleness_days},
             )
             .result_rows
@@ -152,7 +153,7 @@ class AlertStore:
             self._get()
             .query(
                 "SELECT platform, toUnixTimestamp64Milli(min(first_seen)) "
-                f"FROM {self._db}.account_latest GROUP BY platform"
+                f"FROM {self._db}.{Table.ACCOUNT_LATEST} GROUP BY platform"
             )
             .result_rows
         )
