@@ -13,7 +13,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, Pl
 from services.api.coverage import Origin, Summary
 from services.api.queries import Metric, RankBy
 from services.common.events import format_timestamp
-from services.common.names import Category, Platform, Window
+from services.common.names import SCORE_FORMULA, Category, Platform, Window
 
 
 def _aware(moment: datetime) -> datetime:
@@ -398,7 +398,7 @@ class ScoresOut(BaseModel):
             "at": None,
             "score": 2.71,
             "count": 10512,
-            "formula": "score/1",
+            "formula": SCORE_FORMULA,
         }
     )
     platform: Platform | None = Field(description="null: every platform")
@@ -457,7 +457,7 @@ class BarometerReportOut(BaseModel):
             "at": "2013-05-31T23:59:59.999000Z",
             "partial": False,
             "window": "30d",
-            "formula": "score/1",
+            "formula": SCORE_FORMULA,
             "presence": [
                 {"category": "commune", "platform": "facebook", "present": 3, "total": 4, "rate": 0.75}
             ],
@@ -537,7 +537,7 @@ class EntityOut(BaseModel):
             "source": "insee",
             "present_on": ["facebook"],
             "score": 3.1,
-            "formula": "score/1",
+            "formula": SCORE_FORMULA,
             "platforms": [
                 {
                     "platform": "facebook",
@@ -555,7 +555,7 @@ class EntityOut(BaseModel):
                             "fresh": True,
                             "present": True,
                             "score": 3.1,
-                            "formula": "score/1",
+                            "formula": SCORE_FORMULA,
                             "posts_30d": 41,
                             "followers_before": {"1d": 98150, "7d": 97990, "30d": 96690, "90d": None},
                         }

@@ -253,6 +253,11 @@ SCORING_CONSUMER_GROUP: Final = "barometre-scoring"
 ACCOUNT_SNAPSHOT_SCHEMA: Final = "account_snapshot/1"
 DEAD_LETTER_SCHEMA: Final = "dead_letter/1"
 
+# The version of the good-practice score's formula (docs/SCORING.md), stored with every score
+# (``account_latest.score_formula``) and served with every figure made of scores. A new formula is a new
+# version, computed by a new function beside the old one (services/scoring/maths/score.py).
+SCORE_FORMULA: Final = "score/1"
+
 # Namespaces of the deterministic (UUIDv5) ids; changing one changes every derived id, so never do.
 EVENT_ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:barometre:event:account_snapshot")
 ALERT_ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:barometre:event:alert")

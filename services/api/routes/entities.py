@@ -21,9 +21,8 @@ from services.api.models import (
     case_insensitive,
 )
 from services.common.events import ENTITY_ID_PATTERN, check_entity_id
-from services.common.names import Platform
+from services.common.names import SCORE_FORMULA, Platform
 from services.common.web import ApiError
-from services.scoring.maths import FORMULA
 
 router = APIRouter(prefix="/v1/entities", tags=["entities"])
 
@@ -105,7 +104,7 @@ async def get_entity(
                 source=row.source,
                 present_on=[p.platform for p in platforms if p.present],
                 score=_mean([a.score for a in accounts if a.fresh and a.score is not None]),
-                formula=FORMULA,
+                formula=SCORE_FORMULA,
                 platforms=platforms,
             )
         )

@@ -40,9 +40,8 @@ from services.api.models import (
 )
 from services.api.queries import Metric, Scope
 from services.api.routes.presence import add_months
-from services.common.names import Category, Platform, Window
+from services.common.names import SCORE_FORMULA, Category, Platform, Window
 from services.common.web import ApiError
-from services.scoring.maths import FORMULA
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
 
@@ -214,7 +213,7 @@ async def barometer(api: Api, month: date, panel: str | None) -> BarometerReport
         at=at,
         partial=is_partial,
         window=WINDOW,
-        formula=FORMULA,
+        formula=SCORE_FORMULA,
         presence=[row for c in Category for row in presence[("report-presence", c, panel, at)][0]],
         overlap=[presence[("report-presence", c, panel, at)][1] for c in Category],
         rankings=[

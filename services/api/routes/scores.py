@@ -8,7 +8,7 @@ from fastapi.responses import Response
 from services.api import queries
 from services.api.deps import ApiDep, FigureQuery, now
 from services.api.models import ERROR_RESPONSES, PANEL_NOT_FOUND, Answer, ScoresOut
-from services.scoring.maths import FORMULA
+from services.common.names import SCORE_FORMULA
 
 router = APIRouter(prefix="/v1/scores", tags=["scores"])
 
@@ -35,7 +35,7 @@ async def get_scores(api: ApiDep, q: FigureQuery) -> Response:
                 at=q.at,
                 score=average,
                 count=summary.count,
-                formula=FORMULA,
+                formula=SCORE_FORMULA,
             )
         )
 

@@ -29,7 +29,7 @@ from services.scoring.maths.presence import (
     present_at,
     transitions,
 )
-from services.scoring.maths.score import COMPONENTS, FORMULA, Score, good_practice
+from services.scoring.maths.score import COMPONENTS, Score, good_practice
 from services.scoring.maths.series import DEFAULT_HORIZON_DAYS, AccountSeries, Change, ChangeKind
 from services.scoring.maths.windows import (
     WINDOW_MS,
@@ -48,7 +48,6 @@ __all__ = [
     "DEFAULT_HORIZON_DAYS",
     "DEFAULT_STALENESS_DAYS",
     "DEFAULT_STALENESS_MS",
-    "FORMULA",
     "WINDOW_MS",
     "AccountSeries",
     "Change",

@@ -12,9 +12,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Final
 
+from services.common.names import SCORE_FORMULA
 from services.scoring.maths.points import DailyPoint
 
-FORMULA: Final = "score/1"
 COMPONENTS: Final = ("regularity", "engagement", "conversation", "human", "growth")
 MIN_COMPONENTS: Final = 3
 MAX_SCORE: Final = 5.0
@@ -35,7 +35,7 @@ class Score:
 
     value: float | None
     components: dict[str, float] = field(default_factory=dict)  # name → 0..1, in COMPONENTS order
-    formula: str = FORMULA
+    formula: str = SCORE_FORMULA
 
 
 def _clamp(x: float) -> float:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from services.scoring.maths import FORMULA, good_practice
+from services.common.names import SCORE_FORMULA
+from services.scoring.maths import good_practice
 from services.scoring.maths.score import conversation, engagement, growth_component, human, regularity
 from tests.unit.scoring.factories import point
 
@@ -63,7 +64,7 @@ def test_a_complete_score() -> None:
     )
     assert list(score.components) == ["regularity", "engagement", "conversation", "human", "growth"]
     assert score.value == pytest.approx(5 * 3.0 / 5)
-    assert score.formula == FORMULA == "score/1"
+    assert score.formula == SCORE_FORMULA == "score/1"
 
 
 def test_the_best_score_is_5() -> None:
