@@ -269,9 +269,6 @@ def _until_now(value: object) -> datetime | None:
 
 # What the OpenAPI declares for each kind of parameter, exactly what the parsers accept: client
 # generators and schemathesis read these (tests/integration/api/test_schemathesis.py).
-TIMESTAMP_SCHEMA: dict[str, object] = {"type": "string", "pattern": TIMESTAMP_PATTERN}
-
-
 def text_schema(pattern: str, **extra: Any) -> Callable[[dict[str, Any]], None]:
     """``json_schema_extra`` of an optional text parameter: a string of ``pattern`` (anchored), not
     ``anyOf [string, null]`` (a query parameter is absent or text, never null)."""

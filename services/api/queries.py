@@ -212,9 +212,6 @@ class Ranked:
     handle: str | None = None
 
 
-RankedEntity = Ranked  # the name the first as-of queries used
-
-
 def _ranked(rows: Sequence[Sequence[Any]], by: RankBy) -> list[Ranked]:
     out = []
     for i, r in enumerate(rows):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -62,7 +61,6 @@ class ProducerTuning:
     max_block_ms: int = 5_000
     delivery_timeout_ms: int = 30_000
     request_timeout_ms: int = 10_000
-    buffer_memory: int = 64 * 1024 * 1024
 
 
 class Publisher:
@@ -154,18 +152,6 @@ class Publisher:
             self._get().partitions_for(self.topic)
         except Exception as exc:  # any error: a pool initializer that raises is restarted forever
             log.debug("producer warm-up failed: %s", exc)
-
-    def wait_connected(self, timeout: float = 10.0) -> bool:
-        """True once the producer has reached a broker (for readiness)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if self._get().bootstrap_connected():
-                    return True
-            except KafkaError:
-                pass
-            time.sleep(0.1)
-        return False
 
     def close(self, timeout: float = 10.0) -> None:
         with self._lock:

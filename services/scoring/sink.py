@@ -15,7 +15,6 @@ fresh ``<table>__rebuild`` tables with the same code, then swaps them in); the l
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import threading
@@ -189,14 +188,6 @@ class ClickHouseSink:
                     self._drop_client()
                     self.back_off(delay, exc)
                     delay = min(delay * 2, self._max_backoff)
-
-    async def write_async(
-        self,
-        tables: Mapping[Table, TableRows],
-        offsets: Mapping[int, tuple[int, int]],
-        after: Sequence[Statement] = (),
-    ) -> None:
-        await asyncio.to_thread(self.write, tables, offsets, after)
 
     def refresh(
         self, find: Statement, statements: Callable[[list[tuple[str, str]]], Sequence[Statement]]

@@ -572,10 +572,6 @@ class Batch:
         """The account id of each row (of rows ``lo:hi``)."""
         return _gather(self._sim.account_ids, self.index[lo:hi])
 
-    def event_ids(self, lo: int = 0, hi: int | None = None) -> list[str]:
-        """The event id of each row: UUIDv5 of ``account_id|observed_at``, as the contract derives it."""
-        return _event_ids(self.account_ids(lo, hi), self.observed_at)
-
     def event_bytes(self) -> list[bytes]:
         """Each row as ``AccountSnapshot(...).to_event_bytes()`` would write it, without building models."""
         return self._event_bytes(0, len(self))[1]
@@ -766,8 +762,6 @@ class Simulator:
         )
         stems = _entity_stems(entity_ids, [rows[eid][0] for eid in entity_ids], categories)
         self._entity_ids = entity_ids
-        self._entity_category = categories
-        self._entity_population = population
 
         models = [p.platforms[pl] for pl in PLATFORMS]
         cat = np.array([CATEGORIES.index(c) for c in categories], dtype=np.int64)
@@ -855,7 +849,7 @@ class Simulator:
         plat, ent = col["plat"], col["ent"]
         z, u = col["z"], col["u"]
         self.n_accounts = n = len(plat)
-        self._plat, self._ent = plat, ent
+        self._plat = plat
         self._role = col["role"].astype(np.uint8)
         self._created_s = col["created"].astype(np.int64)
         self._potential = col["potential"].astype(np.float32)

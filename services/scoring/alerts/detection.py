@@ -33,7 +33,6 @@ from services.common.names import AccountStatus, AlertSeverity, AlertType
 from services.scoring.maths.points import DAY_MS, DEFAULT_STALENESS_MS, DailyPoint
 
 HOUR_MS: Final = 3_600_000
-WEEKDAYS: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _MAD_TO_SIGMA: Final = 1.4826  # MAD x this estimates the standard deviation of normal noise
 _Q90_TO_SIGMA: Final = 1.2816  # the 90th percentile of normal noise, in standard deviations
 _ACTIVE: Final = AccountStatus.ACTIVE
