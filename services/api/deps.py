@@ -55,9 +55,8 @@ E = TypeVar("E", bound=StrEnum)
 CLICKHOUSE_CONCURRENCY = 8
 # Threads ClickHouse gives one api query (max_threads). The api's queries read at most a few million
 # rows and answer a few hundred: spreading one over several threads costs more (start-up, merging of
-# partial states) than it saves: the live account ranking took 40 ms with one thread and 120-150 ms with
-# the default on the bench data (bench/api.py), and it leaves no core to the requests running beside
-# it. Concurrent requests get parallelism instead.
+# partial states) than it saves (bench/api.py; figures in docs/DEVELOPING.md, "Benchmarks"), and it
+# leaves no core to the requests running beside it. Concurrent requests get parallelism instead.
 THREADS_PER_QUERY = 1
 
 
@@ -65,9 +64,9 @@ class ClickHouse:
     """The process's ClickHouse client: one, shared by the worker threads.
 
     clickhouse-connect's HTTP client is safe to share between threads as long as it has no session id
-    (a ClickHouse session runs one query at a time), hence ``autogenerate_session_id=False``. Measured
-    with 8 threads on a small query against the local endpoint: one shared client and one client per
-    thread both run 600-670 queries/s (within noise); sharing costs one handshake and one pool.
+    (a ClickHouse session runs one query at a time), hence ``autogenerate_session_id=False``. One shared
+    client answers as many queries a second as one client per thread (docs/DEVELOPING.md, "Benchmarks")
+    and costs one handshake and one pool.
     """
 
     def __init__(self, settings: Settings) -> None:

@@ -290,9 +290,9 @@ def _daily_points(db: str, lower: str, platform_condition: str = "") -> str:
 
     The PREWHERE tests only columns that every version of an (account_id, day) row shares (the platform,
     the day of the key), so it is exact before FINAL and spares FINAL the merging of other days' rows
-    (4x faster on the 300,000 accounts of bench/api.py); conditions on other columns stay in WHERE, after
-    FINAL. Reading the raw rows without FINAL and picking each day's latest row in the aggregation was
-    measured slower: the extra conditional aggregates cost more than FINAL's merge."""
+    (the figures: docs/DEVELOPING.md, "Benchmarks"); conditions on other columns stay in WHERE, after
+    FINAL. Reading the raw rows without FINAL and picking each day's latest row in the aggregation is
+    slower: the extra conditional aggregates cost more than FINAL's merge."""
     since = f"{{{lower}:{DATETIME}}} - toIntervalMillisecond({{staleness:UInt64}})"
     return (
         f"FROM {db}.{Table.ACCOUNT_DAILY} FINAL "

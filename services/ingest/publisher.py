@@ -47,10 +47,10 @@ class PublishError(RuntimeError):
 class ProducerTuning:
     """How the producer trades latency for throughput; defaults suit HTTP batches of 1,000-10,000.
 
-    Measured with publishes of 1,000 records (CPU of the producing process per record): batches of 64 KiB
-    to 1 MiB, lz4 or no compression, a linger of 5 or 20 ms are all within the noise (13.5-16 µs);
-    ``linger_ms=0`` costs a fifth more (17-19 µs: more, smaller batches). lz4 stays for the disk: the
-    snapshots topic is kept forever.
+    For the producing process's CPU per record, batch sizes from 64 KiB to 1 MiB, lz4 or no compression,
+    a linger of 5 or 20 ms make no difference beyond noise; ``linger_ms=0`` costs more (more, smaller
+    batches). Figures in docs/DEVELOPING.md, "Benchmarks". lz4 stays for the disk: the snapshots topic
+    is kept forever.
     """
 
     linger_ms: int = 5

@@ -15,8 +15,8 @@ log = logging.getLogger(__name__)
 # Young objects allowed between two collections (CPython's default is 700). A batch of 10,000 snapshots
 # holds hundreds of thousands of short-lived objects (rows, points, states) at once: at the default, the
 # collector ran through them hundreds of times a batch and promoted them into the older generations.
-# Measured on one tick of 300,000 accounts: 296 µs of worker CPU an event at 700, 255 at 50,000; with
-# the batched changelog, 152 at 50,000, 143 at 500,000, 139 with no collection at all.
+# At this threshold the worker's CPU an event is close to what it is with no collection at all
+# (bench/scoring.py; figures in docs/DEVELOPING.md, "Benchmarks").
 GC_YOUNG_THRESHOLD = 500_000
 
 
@@ -30,9 +30,8 @@ def tune_gc() -> None:
 
 def use_uvloop() -> asyncio.AbstractEventLoop:
     """Make uvloop's event loop the current one and return it. Faust hands every record to its stream
-    through the loop (futures, callbacks, queue wake-ups); uvloop does that work in C. Measured on one
-    tick of 300,000 accounts: 124 -> 107 µs of worker CPU an event, and 89 -> 85 once Faust's task per
-    record was gone (faust_patches, 5)."""
+    through the loop (futures, callbacks, queue wake-ups); uvloop does that work in C, for less worker
+    CPU an event (bench/scoring.py; figures in docs/DEVELOPING.md, "Benchmarks")."""
     import uvloop
 
     loop = uvloop.new_event_loop()

@@ -9,8 +9,8 @@ is in ``services.scoring.dead_letters``), acknowledged by Kafka before the batch
 The state table is keyed by the raw ``account_id`` bytes, exactly like the source topic. A batch's new
 states go to its local store at once and to its changelog in one record batch per partition, each on
 the partition of the snapshots it comes from, so recovery after a rebalance finds it where it expects
-(``services.scoring.changelog``: Faust's ``table[key] = value`` sends one record at a time; replacing
-it took the worker's CPU from 255 to 152 µs an event). Anything else writing to the table goes through
+(``services.scoring.changelog``: Faust's ``table[key] = value`` sends one record at a time, which cost
+much of the worker's CPU). Anything else writing to the table goes through
 Faust, with the producer's partitioner (murmur2, as Kafka's and kafka-python's), which agrees.
 
 Alerts (docs/ALERTS.md, "What the worker does") take two stages, because snapshots are partitioned by
@@ -82,9 +82,9 @@ from services.scoring.sink import ClickHouseSink, SinkStopped
 log = logging.getLogger(__name__)
 
 # Events a batch at most. Each batch has costs of its own (an insert per table, the entity rollup
-# statement reading account_latest, the changelog's acks), which the worker waits for. Measured on one
-# tick of 300,000 accounts: 10,564 events/s at 10,000, 11,683 at 20,000 (-> one insert a table every
-# 1.7 s), 11,916 at 30,000.
+# statement reading account_latest, the changelog's acks), which the worker waits for. Larger batches
+# spread those costs; past this size the gain is small (bench/scoring.py; figures in
+# docs/DEVELOPING.md, "Benchmarks").
 BATCH = 20_000
 FLUSH_S = 1.0
 # A batch of snapshots goes when it is full or this long after its first event: under load batches are

@@ -1,7 +1,7 @@
 """A batch's new states into a Faust table: local store at once, changelog in record batches.
 
 Setting ``table[key] = value`` makes Faust send one changelog record through its producer buffer: a
-future, a callback, a partitioner call and a serializer lookup for every key, about a sixth of the
+future, a callback, a partitioner call and a serializer lookup for every key, a large share of the
 scoring worker's CPU when every event changes a state (bench/scoring.py, py-spy). A batch of
 snapshots changes thousands of states at once, so :func:`store_states` writes them the way Kafka
 carries them anyway: one record batch per partition (aiokafka's ``create_batch``/``send_batch``,

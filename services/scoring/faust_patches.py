@@ -60,9 +60,9 @@ One more patch is for speed, not a fault:
    record, though the callback nearly always finishes at once (it puts the record on a stream's queue
    that has room). The patched ``wait_first`` first runs the callback up to its first suspension; if it
    finished, that is the result and nothing else is scheduled. Otherwise (a full queue, a held lock) it
-   goes on as before, the callback continuing from where it stopped. Measured on the scoring bench:
-   124 -> 89 µs of worker CPU an event (one tick of 300,000 accounts). ``_drain_messages`` is the
-   consumer's only caller of ``wait_first``.
+   goes on as before, the callback continuing from where it stopped. bench/scoring.py shows the gain
+   in worker CPU an event (docs/DEVELOPING.md, "Benchmarks"). ``_drain_messages`` is the consumer's
+   only caller of ``wait_first``.
 
 The patches are applied once, on import (``services.scoring.app`` imports this module), for the
 faust versions whose consumer code they were written against; on another version nothing is patched

@@ -5,7 +5,7 @@ pollers (:class:`~services.ingest.sources.pollers.base.Poller`) and of discovery
 :class:`RetryingClient` owns an ``aiohttp.ClientSession``; :meth:`RetryingClient._request` is the one
 way its subclasses send a request, GET or POST, and what it returns is an ``httpx.Response`` (the
 body read whole), the answer type the pollers read. aiohttp sends, because httpx's own stack costs
-about three times its CPU a request (bench/poll.py: a poller sends hundreds a second). Each attempt:
+several times its CPU a request, and a poller sends hundreds a second (bench/poll.py). Each attempt:
 
 - waits for the :class:`~services.ingest.sources.pollers.ratelimit.RateLimiter` of its *key* (a host,
   an endpoint): a pause longer than ``max_wait`` raises
