@@ -53,14 +53,21 @@ def main() -> None:
 @click.option("--data-dir", type=click.Path(path_type=Path), help="State directory (default: ./data).")
 @click.option("--no-simulator", is_flag=True, help="Start the stack empty, without the simulated feed.")
 @click.option("--no-poll", is_flag=True, help="Do not start the poller service (barometre poller).")
-def run(data_dir: Path | None, no_simulator: bool, no_poll: bool) -> None:
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Scoring workers in one consumer group (at most the snapshot topic's partitions).",
+)
+def run(data_dir: Path | None, no_simulator: bool, no_poll: bool, workers: int) -> None:
     """Start the whole stack locally: Kafka, ClickHouse endpoint, migrations, services."""
     from services.stack import Stack, StackError
 
     settings = _settings(data_dir=data_dir)
     _logging(settings)
     try:
-        Stack(settings, simulator=not no_simulator, poller=not no_poll).run_forever()
+        Stack(settings, simulator=not no_simulator, poller=not no_poll, workers=workers).run_forever()
     except StackError as exc:
         click.echo(f"barometre run: {exc}", err=True)
         sys.exit(1)

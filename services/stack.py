@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Protocol
@@ -165,6 +165,7 @@ class ServicePart:
     host: str | None = None
     port: int | None = None
     timeout: float = 60.0
+    env: dict[str, str] = field(default_factory=dict)  # on top of the stack's own settings
 
     def __post_init__(self) -> None:
         self._proc: subprocess.Popen[bytes] | None = None
@@ -183,7 +184,7 @@ class ServicePart:
             [sys.executable, *self.argv],
             stdout=logfile,
             stderr=subprocess.STDOUT,
-            env=_service_env(self.settings),
+            env={**_service_env(self.settings), **self.env},
             start_new_session=True,  # Ctrl-C reaches the stack, which stops services in order
             # and if the stack itself is killed, its services are killed too rather than living on
             # (SIGKILL: a graceful stop could hang on a broker that died with the stack; every service
@@ -233,7 +234,14 @@ def _service_env(settings: Settings) -> dict[str, str]:
 class Stack:
     """The parts of a local barometre, started in dependency order and stopped in reverse."""
 
-    def __init__(self, settings: Settings, *, simulator: bool = True, poller: bool = True) -> None:
+    def __init__(
+        self, settings: Settings, *, simulator: bool = True, poller: bool = True, workers: int = 1
+    ) -> None:
+        if not 1 <= workers <= settings.kafka_partitions:
+            raise StackError(
+                f"--workers must be between 1 and the snapshot topic's {settings.kafka_partitions} "
+                "partitions (BAROMETRE_KAFKA_PARTITIONS): a worker more would have nothing to read"
+            )
         self.settings = settings
         self.simulator = simulator
         self._stop = threading.Event()
@@ -242,9 +250,7 @@ class Stack:
             ServicePart(
                 "ingest", settings, ["-m", "services.ingest"], settings.ingest_host, settings.ingest_port
             ),
-            ServicePart(
-                "scoring", settings, ["-m", "services.scoring"], settings.scoring_host, settings.scoring_port
-            ),
+            *self._workers(settings, workers),
             ServicePart("api", settings, ["-m", "services.api"], settings.api_host, settings.api_port),
         ]
         if poller:
@@ -261,6 +267,22 @@ class Stack:
         self.feeders = (
             [ServicePart("simulator", settings, ["-m", "services.cli", "simulate"])] if simulator else []
         )
+
+    @staticmethod
+    def _workers(settings: Settings, count: int) -> list[ServicePart]:
+        """The scoring workers: one consumer group, so Kafka shares the partitions among them. Worker k
+        (from 2) listens on the scoring port + 100 (k - 1) and keeps Faust's files in data_dir/scoring-k."""
+        workers = []
+        for k in range(1, count + 1):
+            port = settings.scoring_port + 100 * (k - 1)
+            name = "scoring" if k == 1 else f"scoring-{k}"
+            env = (
+                {} if k == 1 else {"BAROMETRE_SCORING_PORT": str(port), "BAROMETRE_SCORING_INSTANCE": str(k)}
+            )
+            workers.append(
+                ServicePart(name, settings, ["-m", "services.scoring"], settings.scoring_host, port, env=env)
+            )
+        return workers
 
     def _local_parts(self) -> list[Part]:
         parts: list[Part] = []
@@ -317,7 +339,7 @@ class Stack:
             "dashboard": f"{svc['api']}/",
             "api": f"{svc['api']}/v1/  (OpenAPI: {svc['api']}/openapi.json)",
             "ingest": f"{svc['ingest']}/v1/snapshots",
-            "scoring": f"{svc['scoring']}/metrics",
+            **{name: f"{url}/metrics" for name, url in svc.items() if name.startswith("scoring")},
             **({"poller": f"{svc['poller']}/metrics"} if "poller" in svc else {}),
             "clickhouse": self.settings.clickhouse_url,
             "kafka": self.settings.kafka_bootstrap,

@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     # long (Kafka's session.timeout.ms; Faust's default is 60 s). Faust's consumer heart-beats from its
     # own thread, so a long batch does not expire it; the fault suite measures the failover.
     scoring_session_timeout_s: float = Field(default=10.0, ge=6.0, le=300.0)
+    # Several workers of one consumer group on one host (`barometre run --workers N`) each keep Faust's
+    # files apart: worker "2" uses data_dir/scoring-2. Empty: data_dir/scoring.
+    scoring_instance: str = Field(default="", pattern=r"^[a-z0-9-]{0,32}$")
     # A daily point tells an account's state for this long (docs/SCORING.md, "Staleness").
     staleness_days: int = Field(default=45, ge=1, le=3650)
     # --- Alerts in the scoring worker (docs/ALERTS.md, "What the worker does").

@@ -131,14 +131,17 @@ ACTIVE_ACCOUNTS_S = 60.0  # active accounts per platform (the incidents' denomin
 def create_app(settings: Settings) -> faust.App:
     """The scoring Faust app for ``settings`` (``barometre scoring`` runs its worker)."""
     group = settings.scoring_group()
-    (settings.data_dir / "scoring").mkdir(parents=True, exist_ok=True)
+    datadir = settings.data_dir / (
+        "scoring-" + settings.scoring_instance if settings.scoring_instance else "scoring"
+    )
+    datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         group,
         broker=[f"kafka://{hostport.strip()}" for hostport in settings.kafka_bootstrap.split(",")],
         broker_credentials=faust_credentials(settings),
         store=settings.scoring_store,
         autodiscover=False,
-        datadir=str(settings.data_dir / "scoring"),
+        datadir=str(datadir),
         topic_partitions=settings.kafka_partitions,
         # Faust's own topics (changelogs, repartitions, its leader topic): min(3, brokers) unless set;
         # run_worker resolves it before, so only a direct caller with the default asks Kafka here.

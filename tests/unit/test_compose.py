@@ -561,8 +561,10 @@ def test_dockerignore_keeps_secrets_and_local_state_out() -> None:
 
 def _prometheus_targets() -> dict[str, set[str]]:
     config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    # A static target "host:port", or a DNS name resolved to every replica with its port.
     return {
         job["job_name"]: {target for static in job.get("static_configs", []) for target in static["targets"]}
+        | {f"{name}:{dns['port']}" for dns in job.get("dns_sd_configs", []) for name in dns["names"]}
         for job in config["scrape_configs"]
     }
 
@@ -579,6 +581,18 @@ def test_prometheus_scrapes_the_three_services() -> None:
     config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
     for job in config["scrape_configs"]:
         assert job.get("metrics_path", "/metrics") == "/metrics"
+
+
+def test_scoring_runs_several_workers_found_by_prometheus(compose: dict[str, Any]) -> None:
+    # Replicas of one consumer group; no published port, so they do not collide on the host.
+    scoring = _service(compose, "scoring")
+    assert int(scoring["deploy"]["replicas"]) >= 2
+    assert not scoring.get("ports")
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    (job,) = [j for j in config["scrape_configs"] if j["job_name"] == "scoring"]
+    assert job["dns_sd_configs"] == [
+        {"names": ["scoring"], "type": "A", "port": 8002, "refresh_interval": "30s"}
+    ]
 
 
 def test_prometheus_config_is_mounted(compose: dict[str, Any]) -> None:
