@@ -33,13 +33,17 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
+from services.common.names import Table
+
 __all__ = ["API_INSERT_TABLES", "ROLES", "grants", "statements", "user_name"]
 
 #: The services that get a user of their own; their users are ``barometre_<role>``.
 ROLES = ("migrate", "ingest", "scoring", "poller", "api")
 
 #: The tables the api writes (services/api/alert_store.py); a test keeps this list in step with the code.
-API_INSERT_TABLES = ("alert_acks", "silences", "webhook_subscriptions", "webhook_deliveries")
+API_INSERT_TABLES: tuple[str, ...] = tuple(
+    str(t) for t in (Table.ALERT_ACKS, Table.SILENCES, Table.WEBHOOK_SUBSCRIPTIONS, Table.WEBHOOK_DELIVERIES)
+)
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 

@@ -16,17 +16,20 @@ from click.testing import CliRunner
 from infra.clickhouse.access import API_INSERT_TABLES, ROLES, grants, statements, user_name
 from services.cli import main
 from services.common.clickhouse import make_client
+from services.common.names import Table
 from services.common.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _api_insert_targets() -> set[str]:
-    """Tables the api's code inserts into (``client.insert(f"{db}.<table>"`` and ``insert_rows``)."""
+    """Tables the api's code inserts into (``client.insert(f"{db}.{Table.X}"`` or ``f"{db}.<table>"``, and
+    ``insert_rows``)."""
     targets: set[str] = set()
+    pattern = r"insert(?:_rows)?\(\s*(?:client,\s*)?f\"\{[a-z_.]+\}\.(?:\{Table\.(\w+)\}|(\w+))\""
     for path in (ROOT / "services" / "api").rglob("*.py"):
         text = path.read_text()
-        targets |= set(re.findall(r"insert(?:_rows)?\(\s*(?:client,\s*)?f\"\{[a-z_.]+\}\.(\w+)\"", text))
+        targets |= {Table[member].value if member else name for member, name in re.findall(pattern, text)}
         assert "INSERT INTO" not in text.upper().replace("'INSERT INTO'", ""), f"{path}: SQL INSERT"
     return targets
 
