@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from kafka import KafkaAdminClient
+from kafka.errors import KafkaError
 
 from services.api.webhooks import WEBHOOK_CONSUMER_GROUP
 from services.common.settings import Settings
@@ -94,6 +95,11 @@ def dispatcher_in_group(settings: Settings) -> bool:
         name = settings.kafka_topic_prefix + WEBHOOK_CONSUMER_GROUP
         group = admin.describe_groups([name])[name]
         return bool(group["group_state"] == "Stable" and group["members"])
+    except KafkaError as exc:
+        # On a fresh broker the group coordinator (__consumer_offsets) comes up with the first group.
+        if exc.retriable:
+            return False
+        raise
     finally:
         admin.close()
 
