@@ -73,13 +73,13 @@ from pydantic import SecretStr
 from bench._servers import bench_servers
 from bench._soak import JUDGED, Limits, Sample, Totals, judge, rss_of, trend
 from infra.process import die_with_parent
-from services.common import registry
 from services.common.bootstrap import prepare_database
 from services.common.clickhouse import make_client
 from services.common.kafka import ensure_topics
-from services.common.names import AccountOrigin, DeadLetterCode, Platform, Topic
-from services.common.reference import AccountRecord, load_entities
+from services.common.names import DeadLetterCode, Topic
+from services.common.reference import load_entities
 from services.common.settings import Settings
+from services.ingest.simulate import register_accounts
 from services.ingest.sources.simulator import Simulator, SimulatorParams
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -694,24 +694,10 @@ def main() -> int:
         sim = Simulator(
             entities, SimulatorParams(scale=args.accounts / visible * 1.01), seed=args.seed, origin=origin
         )
-        records = [
-            AccountRecord(a.entity_id, Platform(a.platform), a.account_id, a.handle, None)
-            for a in sim.accounts()
-        ]
-        client = make_client(settings)
-        try:
-            registry.write_accounts(
-                client,
-                settings.clickhouse_database,
-                records,
-                registry.user_version(),
-                origin=AccountOrigin.SIMULATOR,
-            )
-        finally:
-            client.close()
+        registered = register_accounts(settings, sim)
         observed = min(args.accounts, len(sim.observe(now)))
         print(
-            f"registered {len(records):,} simulated accounts (origin 'simulator') in "
+            f"registered {registered:,} simulated accounts (origin 'simulator') in "
             f"{time.perf_counter() - t0:.0f} s; {observed:,} observed a round",
             flush=True,
         )
@@ -858,7 +844,7 @@ def main() -> int:
                 "warm_up": warm_up,
                 "window": window,
                 "observed_accounts": observed,
-                "registered_accounts": len(records),
+                "registered_accounts": registered,
                 "cores": os.cpu_count(),
                 "external_servers": external,
             },

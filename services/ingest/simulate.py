@@ -50,6 +50,26 @@ def _publish(publisher: Publisher, batch: Batch) -> int:
     return count
 
 
+def register_accounts(settings: Settings, sim: Simulator) -> int:
+    """Register the simulator's accounts with origin ``simulator`` (never polled, marked simulated
+    everywhere); return how many."""
+    records = [
+        AccountRecord(a.entity_id, Platform(a.platform), a.account_id, a.handle, None) for a in sim.accounts()
+    ]
+    client = make_client(settings)
+    try:
+        registry.write_accounts(
+            client,
+            settings.clickhouse_database,
+            records,
+            registry.user_version(),
+            origin=AccountOrigin.SIMULATOR,
+        )
+    finally:
+        client.close()
+    return len(records)
+
+
 def run_simulator(
     settings: Settings,
     options: SimulateOptions,
@@ -64,22 +84,7 @@ def run_simulator(
     sim = Simulator(load_entities(), params=params, seed=options.seed, origin=origin)
     ensure_topics(settings)
     if options.register:
-        records = [
-            AccountRecord(a.entity_id, Platform(a.platform), a.account_id, a.handle, None)
-            for a in sim.accounts()
-        ]
-        client = make_client(settings)
-        try:
-            registry.write_accounts(
-                client,
-                settings.clickhouse_database,
-                records,
-                registry.user_version(),
-                origin=AccountOrigin.SIMULATOR,
-            )
-        finally:
-            client.close()
-        log.info("registered %d simulated accounts", len(records))
+        log.info("registered %d simulated accounts", register_accounts(settings, sim))
     publisher = Publisher(settings, client_id="barometre-simulator")
     total = 0
     try:
