@@ -193,6 +193,19 @@ def ensure_topics(
     )
 
 
+def topic_partitions(settings: Settings, topic: Topic, timeout_s: float = 10.0) -> int | None:
+    """How many partitions ``topic`` has in the cluster, or None when it does not exist."""
+    admin = admin_client(settings, timeout_s=timeout_s)
+    try:
+        name = settings.topic(topic)
+        if name not in set(admin.list_topics()):
+            return None
+        (described,) = admin.describe_topics([name])
+        return len(described["partitions"])
+    finally:
+        admin.close()
+
+
 def create_topics(settings: Settings, topics: Iterable[NewTopic], timeout_s: float = 10.0) -> list[str]:
     """Create those of ``topics`` that do not exist; return the names created now (a topic another
     process creates in between is left to it). Raises when Kafka does not answer within about

@@ -37,8 +37,10 @@ class Settings(BaseSettings):
 
     kafka_bootstrap: str = "127.0.0.1:9092"
     kafka_heap: str = "512m"
-    # Topics barometre creates (parallelism of scoring = partitions; replication 3 on a real cluster).
-    kafka_partitions: int = 6
+    # Partitions of the topics barometre creates: at most this many scoring workers share the work
+    # (12: one to twelve workers, evenly for 1, 2, 3, 4, 6 and 12). Set when a topic is created: the
+    # worker follows an existing snapshot topic's count.
+    kafka_partitions: int = Field(default=12, ge=1, le=1000)
     # Prepended to every topic name (empty in production: the contract's names). Lets several
     # barometre instances, or test runs, share one Kafka cluster without seeing each other's events.
     kafka_topic_prefix: str = Field(default="", pattern=r"^[A-Za-z0-9._-]{0,100}$")

@@ -39,6 +39,23 @@ def use_uvloop() -> asyncio.AbstractEventLoop:
     return loop
 
 
+def with_topic_partitions(settings: Settings, partitions: int | None) -> Settings:
+    """``settings`` with the snapshot topic's real partition count. The worker's tables are
+    co-partitioned with the topic (a state lives on its account's partition), so a topic created
+    before with another count (an older default, another setting) keeps its count: changing it means
+    moving the states (``docs/OPERATIONS.md``, "Sizing")."""
+    if partitions is None or partitions == settings.kafka_partitions:
+        return settings
+    log.warning(
+        "The snapshot topic has %d partitions, not BAROMETRE_KAFKA_PARTITIONS=%d: the worker uses %d "
+        "(the count of a topic is set when it is created)",
+        partitions,
+        settings.kafka_partitions,
+        partitions,
+    )
+    return settings.model_copy(update={"kafka_partitions": partitions})
+
+
 def run_worker(settings: Settings) -> None:
     """Run the Faust worker in the foreground until SIGTERM/SIGINT (then it stops cleanly)."""
     from services.scoring.faust_patches import require_tested_versions
@@ -48,7 +65,14 @@ def run_worker(settings: Settings) -> None:
 
     from faust import Worker
 
-    from services.common.kafka import DurabilityError, check_durability, ensure_topics, replication_factor
+    from services.common.kafka import (
+        DurabilityError,
+        check_durability,
+        ensure_topics,
+        replication_factor,
+        topic_partitions,
+    )
+    from services.common.names import Topic
     from services.scoring.app import create_app, ensure_changelog_topics
 
     loop = use_uvloop()  # before the app: it takes the current loop
@@ -64,6 +88,9 @@ def run_worker(settings: Settings) -> None:
             if app is None:
                 settings = settings.model_copy(update={"kafka_replication": replication_factor(settings)})
                 ensure_topics(settings)
+                settings = with_topic_partitions(
+                    settings, topic_partitions(settings, Topic.ACCOUNT_SNAPSHOTS)
+                )
                 check_durability(settings)
                 app = create_app(settings)
             ensure_changelog_topics(app, settings)
