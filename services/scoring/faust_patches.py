@@ -52,6 +52,25 @@ A third fault lost records after every start or rebalance with records waiting (
    rebalance) start paused, except the tables' changelogs, which the recovery reads; the recovery
    resumes the stream partitions when it is done, as it always did.
 
+A sixth fault let commits pass a record that was never written (``tests/faults/test_worker_group.py``:
+one event of 30,000 in no table, in one run of four, after a worker joined a group and another was
+killed):
+
+6. **Commits that need not start at the committed offset.** ``_new_offset`` returns the end of the
+   first run of acknowledged offsets; it checks that the run starts at the committed offset with
+   ``min(acked) - committed > 1``, which lets one missing record through (the committed offset is the
+   next record to read, not the last one read), and not at all while the committed offset is unknown:
+   offset 0 (``perform_seek`` turns it into ``None``), and from a rebalance's assignment until the
+   recovery's seek, while acknowledgements of batches that were in flight across the revocation
+   still arrive. A record dropped before it was processed was then committed past, never read again.
+   The fix: a run is committed only when it starts exactly at the committed offset; nothing is
+   committed on a partition between its assignment and the seek; the seek keeps offset 0, and counts
+   the record before the committed one as the last delivered, so that a record really missing there
+   (compacted away, deleted by retention) is a gap like any other. A record held back this way stops
+   its partition's commits (visible as consumer lag, and logged after :data:`HOLE_WARNING_S`) until it
+   is read again at the next rebalance or restart, instead of being lost. With no offset committed at
+   all (a new group), faust's own rule applies.
+
 One more patch is for speed, not a fault:
 
 5. **A task per record.** ``_drain_messages`` hands each fetched record to the conductor with
@@ -63,6 +82,19 @@ One more patch is for speed, not a fault:
    goes on as before, the callback continuing from where it stopped. bench/scoring.py shows the gain
    in worker CPU an event (docs/DEVELOPING.md, "Benchmarks"). ``_drain_messages`` is the consumer's
    only caller of ``wait_first``.
+
+Each patch, the upstream report of its fault (faust-streaming/faust unless named otherwise), and the test
+of ``tests/unit/scoring/test_faust_patches.py`` showing that plain faust still has it:
+
+1. ``perform_seek``, ``_add_gap`` — robinhood/faust#559 and #625 —
+   ``test_plain_faust_commits_one_offset_at_a_time_after_that_seek``;
+2. ``_add_gap`` — robinhood/faust#559 — ``test_plain_faust_counts_the_record_after_a_gap_twice``;
+3. ``FlowControlEvent.resume`` — #221 (records fetched around a rebalance) — ``test_plain_faust_clears_them``;
+4. ``_set_active_tps`` — #216 (streams resumed before the seek) —
+   ``test_plain_faust_lets_them_be_fetched_at_once``;
+5. ``wait_first`` — none, a cost rather than a fault — ``test_plain_faust_makes_four_tasks_a_record``;
+6. ``_new_offset``, ``on_partitions_assigned``, ``perform_seek`` — #606 (open) and #312 —
+   ``test_plain_faust_commits_past_it``, ``test_plain_faust_commits_the_batch_past_the_cleared_records``.
 
 The patches are applied once, on import (``services.scoring.app`` imports this module), for the
 faust versions whose consumer code they were written against; on another version nothing is patched
@@ -78,9 +110,11 @@ pinned in constraints.txt). :func:`require_tested_versions`, called before the w
 from __future__ import annotations
 
 import asyncio
+import bisect
 import functools
 import importlib.metadata
 import logging
+import time
 from collections.abc import Awaitable, Callable, Generator, Iterable
 from typing import Any
 
@@ -94,6 +128,9 @@ log = logging.getLogger(__name__)
 # The faust-streaming releases whose Consumer these patches were read against and tested with.
 PATCHED_VERSIONS = ("0.15.",)
 _READ_BEFORE_SEEK = "_barometre_read_before_seek"  # per consumer: TP -> last offset delivered
+_AWAITING_SEEK = "_barometre_awaiting_seek"  # per consumer: TPs assigned, not yet sought
+_HOLES = "_barometre_holes"  # per consumer: TP -> (offset not acknowledged, since, warned)
+HOLE_WARNING_S = 60.0  # a record holding commits back this long is logged
 
 
 # The exact releases the patches were tested with (constraints.txt pins them): the worker refuses others.
@@ -144,6 +181,22 @@ def require_tested_versions(allow_untested: bool, installed: dict[str, str] | No
     raise SystemExit(f"barometre scoring: refusing to start: {problem}")
 
 
+def _awaiting_seek(consumer: Consumer) -> set[Any]:
+    """The partitions assigned and not yet sought to their committed offsets (fault 6)."""
+    tps: set[Any] | None = consumer.__dict__.get(_AWAITING_SEEK)
+    if tps is None:
+        tps = consumer.__dict__[_AWAITING_SEEK] = set()
+    return tps
+
+
+def _holes(consumer: Consumer) -> dict[Any, tuple[int, float, bool]]:
+    """Per partition: the offset holding commits back, since when, and whether that was logged."""
+    holes: dict[Any, tuple[int, float, bool]] | None = consumer.__dict__.get(_HOLES)
+    if holes is None:
+        holes = consumer.__dict__[_HOLES] = {}
+    return holes
+
+
 def _read_before_seek(consumer: Consumer) -> dict[Any, int]:
     marks: dict[Any, int] | None = consumer.__dict__.get(_READ_BEFORE_SEEK)
     if marks is None:
@@ -162,19 +215,18 @@ def _patch_perform_seek(original: Callable[[Consumer], Awaitable[None]]) -> Call
         for tp, offset in read_offset.items():
             if offset is not None:
                 marks[tp] = max(offset, marks.get(tp, offset))
-        read_offset.update(
-            {
-                tp: offset if offset is not None and offset >= 0 else None
-                for tp, offset in committed_offsets.items()
-            }
-        )
-        self._committed_offset.update(
-            {
-                ensure_TP(tp): offset if offset else None
-                for tp, offset in committed_offsets.items()
-                if offset is not None
-            }
-        )
+        for tp, offset in committed_offsets.items():
+            tp = ensure_TP(tp)
+            _awaiting_seek(self).discard(tp)
+            if offset is None or offset < 0:  # nothing committed yet: faust's own rules (fault 6)
+                read_offset[tp] = None
+                continue
+            # The committed offset is the next record to read: the one before it counts as the last
+            # delivered, so that a record missing at the committed offset is a gap like any other
+            # (faust counts the committed one as delivered, and turns offset 0 into "none").
+            read_offset[tp] = offset - 1
+            self._committed_offset[tp] = offset
+        log.debug("seek to committed %s (last delivered before: %s)", dict(committed_offsets), dict(marks))
 
     return perform_seek
 
@@ -182,11 +234,21 @@ def _patch_perform_seek(original: Callable[[Consumer], Awaitable[None]]) -> Call
 def _patch_add_gap(original: Callable[[Consumer, Any, int, int], Awaitable[None]]) -> Callable[..., Any]:
     @functools.wraps(original)
     async def _add_gap(self: Consumer, tp: Any, offset_from: int, offset_to: int) -> None:
-        # offset_to is the record being delivered: not a gap (fault 2).
+        # faust 0.15's Consumer._add_gap with three bounds: offset_to is the record being delivered,
+        # not a gap (fault 2); offsets delivered before a seek rewound _read_offset are not gaps either
+        # (fault 1); and the committed offset is the next record to read, so a gap may start there
+        # (faust starts gaps after it, fault 6).
         last_delivered = _read_before_seek(self).get(tp)
-        if last_delivered is not None:  # delivered before a seek rewound _read_offset (fault 1)
+        if last_delivered is not None:
             offset_from = max(offset_from, last_delivered + 1)
-        await original(self, tp, offset_from, offset_to - 1)
+        committed = self._committed_offset[tp]
+        if committed is not None:
+            offset_from = max(offset_from, committed)
+        if offset_from < offset_to:
+            gaps = self._gap[tp]
+            gaps.addi(offset_from, offset_to)  # intervals exclude their end: offset_to is delivered
+            await asyncio.sleep(0)  # as faust does: a long gap lets health checks answer
+            gaps.merge_overlaps()
 
     return _add_gap
 
@@ -197,25 +259,100 @@ def _patch_on_partitions_revoked(original: Callable[..., Awaitable[None]]) -> Ca
         marks = _read_before_seek(self)
         for tp in revoked:
             marks.pop(tp, None)
+            _holes(self).pop(tp, None)
         await original(self, revoked)
 
     return on_partitions_revoked
 
 
+def _patch_on_partitions_assigned(original: Callable[..., Awaitable[None]]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    async def on_partitions_assigned(self: Consumer, assigned: set[Any], generation_id: int = 0) -> None:
+        # Nothing is committed on these partitions until the recovery's seek says where they start
+        # (fault 6): acknowledgements arriving meanwhile are from before the rebalance.
+        _awaiting_seek(self).update(assigned)
+        await original(self, assigned, generation_id)
+
+    return on_partitions_assigned
+
+
+def _merge_gaps(consumer: Consumer, tp: Any, acked: list[int]) -> None:
+    """Add to ``acked`` the recorded gaps up to its last offset (they count as acknowledged), as
+    faust's ``_new_offset`` does, and forget them."""
+    gaps = consumer._gap[tp]
+    if not gaps:
+        return
+    last = max(acked)
+    found = sorted(gaps.overlap(0, last), key=lambda interval: interval.begin)
+    if found:
+        filled = [offset for interval in found for offset in range(interval.begin, interval.end)]
+        acked.extend(filled)
+        gaps.chop(0, max(filled[-1], last + 1))
+
+
 def _patch_new_offset(original: Callable[[Consumer, Any], int | None]) -> Callable[..., Any]:
     @functools.wraps(original)
     def _new_offset(self: Consumer, tp: Any) -> int | None:
+        # faust 0.15's Consumer._new_offset (the end of the first run of acknowledged offsets), but the
+        # run must start at the committed offset (fault 6), and duplicates are ignored.
+        if tp in _awaiting_seek(self):
+            return None
         acked = self._acked[tp]
+        if not acked:
+            return None
         if len(set(acked)) != len(acked):
             log.warning(
                 "faust acknowledged offsets of %s more than once (%d duplicates); ignoring the duplicates",
                 tp,
                 len(acked) - len(set(acked)),
             )
-            acked[:] = sorted(set(acked))
-        return original(self, tp)
+            acked[:] = set(acked)
+        _merge_gaps(self, tp, acked)
+        acked.sort()
+        index = self._acked_index[tp]
+        committed = self._committed_offset[tp]
+        if committed is not None:
+            stale = bisect.bisect_left(acked, committed)
+            if stale:  # before the committed offset: committed already (ack() lets none in after)
+                index.difference_update(acked[:stale])
+                del acked[:stale]
+            if not acked or acked[0] != committed:
+                _hold(self, tp, committed)
+                return None
+        _holes(self).pop(tp, None)
+        end = 1
+        while end < len(acked) and acked[end] == acked[end - 1] + 1:
+            end += 1
+        run = acked[:end]
+        del acked[:end]
+        index.difference_update(run)
+        new = run[-1] + 1
+        log.debug("commit %s: %s -> %s", tp, committed, new)
+        return new
 
     return _new_offset
+
+
+def _hold(consumer: Consumer, tp: Any, offset: int) -> None:
+    """Record that ``offset`` of ``tp``, the next to commit, is not acknowledged; say so once it has
+    held every later record back for :data:`HOLE_WARNING_S`."""
+    holes = _holes(consumer)
+    now = time.monotonic()
+    seen_offset, since, warned = holes.get(tp, (offset, now, False))
+    if seen_offset != offset or tp not in holes:
+        log.debug("commits of %s wait for offset %d", tp, offset)
+        seen_offset, since, warned = offset, now, False
+    if not warned and now - since >= HOLE_WARNING_S:
+        log.warning(
+            "offset %d of %s has not been acknowledged for %.0f s: nothing after it is committed until "
+            "it is (a batch still retrying, or a record dropped: it is read again at the next rebalance "
+            "or restart)",
+            offset,
+            tp,
+            now - since,
+        )
+        warned = True
+    holes[tp] = (seen_offset, since, warned)
 
 
 def _patch_flow_resume(original: Callable[[FlowControlEvent], None]) -> Callable[..., Any]:
@@ -318,6 +455,9 @@ def apply() -> bool:
     Consumer._add_gap = _patch_add_gap(Consumer._add_gap)  # type: ignore[method-assign]
     Consumer.on_partitions_revoked = _patch_on_partitions_revoked(  # type: ignore[method-assign]
         Consumer.on_partitions_revoked
+    )
+    Consumer.on_partitions_assigned = _patch_on_partitions_assigned(  # type: ignore[method-assign]
+        Consumer.on_partitions_assigned
     )
     Consumer._new_offset = _patch_new_offset(Consumer._new_offset)  # type: ignore[method-assign]
     Consumer._set_active_tps = _patch_set_active_tps(Consumer._set_active_tps)  # type: ignore[method-assign]

@@ -10,6 +10,8 @@ Slow (``make faults``). Ports: 42020-42022."""
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -19,7 +21,16 @@ from kafka.admin import KafkaAdminClient
 
 from services.common.settings import Settings
 from services.ingest.wait import wait_until_consumed
-from tests.faults.harness import count, drop, eventually, instance, record, scoring_tables, service
+from tests.faults.harness import (
+    count,
+    drop,
+    eventually,
+    instance,
+    read_topic,
+    record,
+    scoring_tables,
+    service,
+)
 from tests.integration.scoring.test_clickhouse_outage import committed
 from tests.integration.scoring.test_dead_letters import Producer, Sent, end_offsets, good_records
 
@@ -35,7 +46,11 @@ ACCOUNTS = 1000
 DAYS = 30  # 30,000 events (2024-05-01..30), a day (1,000 events) every DAY_EVERY_S
 DAY_EVERY_S = 1.3
 SESSION_TIMEOUT_S = 10  # the workers' Kafka session (the default of BAROMETRE_SCORING_SESSION_TIMEOUT_S)
-SESSION = {"BAROMETRE_SCORING_SESSION_TIMEOUT_S": str(SESSION_TIMEOUT_S)}
+SESSION = {
+    "BAROMETRE_SCORING_SESSION_TIMEOUT_S": str(SESSION_TIMEOUT_S),
+    # To look into a failure: BAROMETRE_FAULTS_LOG_LEVEL=DEBUG keeps the workers' logs in their workdirs.
+    "BAROMETRE_LOG_LEVEL": os.environ.get("BAROMETRE_FAULTS_LOG_LEVEL", "WARNING"),
+}
 
 
 def members(settings: Settings) -> int:
@@ -46,6 +61,18 @@ def members(settings: Settings) -> int:
         return len(described["members"]) if described["group_state"] == "Stable" else 0
     finally:
         admin.close()
+
+
+def where_lost(settings: Settings, stored: set[tuple[str, object]]) -> list[str]:
+    """The partition and offset of each record of the snapshots topic whose event no table holds."""
+    lost = []
+    for r in read_topic(settings):
+        event = json.loads(r.value)
+        if (event["account_id"], event["observed_at"][:10]) not in stored:
+            lost.append(
+                f"{event['account_id']} {event['observed_at']} at partition {r.partition} offset {r.offset}"
+            )
+    return lost
 
 
 def test_a_worker_added_and_one_killed_mid_stream_lose_and_double_nothing(
@@ -120,6 +147,8 @@ def test_a_worker_added_and_one_killed_mid_stream_lose_and_double_nothing(
             "tables_identical_to_clean_run": expected == got,
             "rows_compared": {name: len(rows) for name, rows in expected.items()},
         }
+        if stored != len(records):
+            figures["lost_records"] = where_lost(faulted, {(k[0], str(k[1])[:10]) for k in keys})
         record("b_worker_group_add_and_kill", figures)
         assert (stored, len(keys)) == (len(records), len(records))
         for name in expected:

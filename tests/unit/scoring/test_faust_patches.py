@@ -62,6 +62,7 @@ def unpatched(consumer: Consumer) -> Consumer:
         "perform_seek",
         "_add_gap",
         "on_partitions_revoked",
+        "on_partitions_assigned",
         "_new_offset",
         "_set_active_tps",
         "wait_first",
@@ -156,6 +157,98 @@ def test_a_gap_never_covers_a_record_not_acknowledged_yet(consumer: Consumer) ->
 
     asyncio.run(run())
     assert consumer._new_offset(PART) == 115
+
+
+async def one_record_dropped(consumer: Consumer) -> None:
+    """Record 100, the committed offset, delivered and dropped (never processed, never acknowledged);
+    101-119 delivered and acknowledged."""
+    await consumer.perform_seek()
+    await deliver(consumer, 100)
+    for offset in range(101, 120):
+        consumer.ack(await deliver(consumer, offset))
+
+
+def test_a_record_not_acknowledged_at_the_committed_offset_holds_commits_back(consumer: Consumer) -> None:
+    asyncio.run(one_record_dropped(consumer))
+    assert consumer._new_offset(PART) is None
+    consumer.ack(message(100))  # read again after a rebalance, and processed
+    assert consumer._new_offset(PART) == 120
+
+
+def test_plain_faust_commits_past_it(consumer: Consumer) -> None:
+    asyncio.run(one_record_dropped(unpatched(consumer)))
+    assert consumer._new_offset(PART) == 120  # 100 is lost
+
+
+async def acks_across_a_rebalance(consumer: Consumer) -> None:
+    """The partition is revoked while a batch (110-119) is in flight and records 100-109 wait in a
+    queue that the revocation clears; it is assigned back; the batch's acknowledgements arrive before
+    the recovery's seek."""
+    await consumer.perform_seek()
+    in_flight = [await deliver(consumer, offset) for offset in range(100, 120)][10:]
+    consumer._on_partitions_revoked = _nothing  # type: ignore[method-assign]  # the app's part
+    consumer._on_partitions_assigned = _nothing  # type: ignore[method-assign]
+    await consumer.on_partitions_revoked({PART})
+    await consumer.on_partitions_assigned({PART})
+    for msg in in_flight:
+        consumer.ack(msg)
+
+
+async def _nothing(*args: Any) -> None:
+    return None
+
+
+def test_nothing_is_committed_between_an_assignment_and_the_seek(consumer: Consumer) -> None:
+    asyncio.run(acks_across_a_rebalance(consumer))
+    assert consumer._new_offset(PART) is None
+    asyncio.run(consumer.perform_seek())  # the recovery is done: 100 is read again
+    assert consumer._new_offset(PART) is None  # 100-109 not processed yet
+    for offset in range(100, 110):
+        consumer.ack(message(offset))
+    assert consumer._new_offset(PART) == 120
+
+
+def test_plain_faust_commits_the_batch_past_the_cleared_records(consumer: Consumer) -> None:
+    asyncio.run(acks_across_a_rebalance(unpatched(consumer)))
+    assert consumer._new_offset(PART) == 120  # 100-109 are lost
+
+
+def test_a_record_missing_at_the_committed_offset_is_a_gap(consumer: Consumer) -> None:
+    async def run() -> None:
+        await consumer.perform_seek()
+        for offset in range(101, 110):  # 100 compacted away, or deleted by retention
+            consumer.ack(await deliver(consumer, offset))
+
+    asyncio.run(run())
+    assert consumer._new_offset(PART) == 110
+
+
+def test_offset_zero_is_a_committed_offset(consumer: Consumer) -> None:
+    async def run() -> None:
+        async def at_zero() -> Mapping[TP, int]:
+            return {PART: 0}
+
+        consumer.seek_to_committed = at_zero  # type: ignore[method-assign]
+        await consumer.perform_seek()
+        await deliver(consumer, 0)  # dropped
+        for offset in range(1, 10):
+            consumer.ack(await deliver(consumer, offset))
+
+    asyncio.run(run())
+    assert consumer._committed_offset[PART] == 0
+    assert consumer._new_offset(PART) is None
+
+
+def test_a_long_hold_is_logged_once(
+    consumer: Consumer, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asyncio.run(one_record_dropped(consumer))
+    monkeypatch.setattr(faust_patches, "HOLE_WARNING_S", 0.0)
+    with caplog.at_level(logging.WARNING, logger=faust_patches.__name__):
+        assert consumer._new_offset(PART) is None
+        assert consumer._new_offset(PART) is None
+    held = [r for r in caplog.records if "has not been acknowledged" in r.getMessage()]
+    assert len(held) == 1 and "offset 100 of" in held[0].getMessage()
 
 
 def test_duplicates_from_elsewhere_do_not_stall_commits(consumer: Consumer) -> None:
