@@ -186,8 +186,8 @@ async def acks_across_a_rebalance(consumer: Consumer) -> None:
     the recovery's seek."""
     await consumer.perform_seek()
     in_flight = [await deliver(consumer, offset) for offset in range(100, 120)][10:]
-    consumer._on_partitions_revoked = _nothing  # type: ignore[method-assign]  # the app's part
-    consumer._on_partitions_assigned = _nothing  # type: ignore[method-assign]
+    consumer._on_partitions_revoked = _nothing  # the app's part
+    consumer._on_partitions_assigned = _nothing
     await consumer.on_partitions_revoked({PART})
     await consumer.on_partitions_assigned({PART})
     for msg in in_flight:
@@ -324,7 +324,7 @@ def drain(consumer: Consumer, offsets: range, callback: Callable[..., Any]) -> t
             yield PART, message(offset)
         fetcher._stopped.set()
 
-    consumer.getmany = getmany  # type: ignore[method-assign,assignment]
+    consumer.getmany = getmany  # type: ignore[method-assign]
     consumer.callback = callback
     tasks = 0
 
