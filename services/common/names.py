@@ -170,6 +170,7 @@ class DeadLetterCode(StrEnum):
     INVALID_JSON = "invalid_json"  # UTF-8, but not a JSON document
     INVALID_EVENT = "invalid_event"  # JSON, but it breaks the event contract
     PROCESSING_ERROR = "processing_error"  # a valid event that the consumer could not process
+    WRITE_REJECTED = "write_rejected"  # a valid event whose rows ClickHouse refuses (a value, a constraint)
 
 
 class PayloadEncoding(StrEnum):

@@ -48,6 +48,7 @@ from services.common.clickhouse import make_client
 from services.common.events import AccountSnapshot
 from services.common.kafka import create_topics, faust_credentials, replication_factor
 from services.common.names import DeadLetterCode, Table, Topic
+from services.common.retry import Health, Retry, Retrying
 from services.common.settings import Settings
 from services.scoring import faust_patches  # noqa: F401  # fixes faust's offset commits, on import
 from services.scoring.alerts.codec import (
@@ -73,11 +74,12 @@ from services.scoring.dead_letters import (
     classify,
     dead_letter_bytes,
     describe_processing_error,
+    describe_rejection,
     isolate_failures,
 )
 from services.scoring.maths.points import from_ms
 from services.scoring.processor import BatchOutput, Processor, detector_params, silent_accounts, wall_ms
-from services.scoring.sink import ClickHouseSink, SinkStopped
+from services.scoring.sink import ClickHouseSink, SinkStopped, WriteRejected
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +92,6 @@ FLUSH_S = 1.0
 # A batch of snapshots goes when it is full or this long after its first event: under load batches are
 # full; at a trickle this is most of the time from ingest to rows (freshness).
 TAKE_WITHIN_S = 0.25
-MAX_BACKOFF_S = 30.0
 MAX_STATE_BYTES = 16 * 1024 * 1024  # the largest record the worker produces (a noise-control state)
 # Besides the timer, silent accounts are looked for each time the clock (the receipt time of the
 # snapshots processed) has moved this much: a day of backlog is a day of checks, whatever the lag.
@@ -202,13 +203,17 @@ def create_app(settings: Settings) -> faust.App:
     # A platform's noise-control state holds its incidents' members: 300,000 accounts in one incident
     # are 2.1 MB compressed, over Kafka's default 1 MB record limit (hence the changelog's own limit).
     noise_states = bytes_table("alert-noise", **{"max.message.bytes": str(MAX_STATE_BYTES)})
-    sink = ClickHouseSink(lambda: make_client(settings), settings.clickhouse_database)
+    # What keeps the worker from being ready (/readyz): what is being retried. Empty when all is well.
+    health = Health()
+    sink = ClickHouseSink(lambda: make_client(settings), settings.clickhouse_database, health=health)
     detector = detector_params(settings)
     processor = Processor(settings, fetch_history=sink.fetch_history, alerts=detector)
     noise_params = NoiseParams(group_wait_ms=round(settings.alert_group_wait_s * 1000))
     # Two clients without sessions: the stage writes while timers read, possibly at the same time.
     writer = AlertStore(
-        lambda: make_client(settings, autogenerate_session_id=False), settings.clickhouse_database
+        lambda: make_client(settings, autogenerate_session_id=False),
+        settings.clickhouse_database,
+        health=health,
     )
     reader = AlertStore(
         lambda: make_client(settings, autogenerate_session_id=False), settings.clickhouse_database
@@ -219,9 +224,6 @@ def create_app(settings: Settings) -> faust.App:
     background: set[asyncio.Future[None]] = set()  # the checks batches started, kept until they end
     fed: set[bytes] = set()  # accounts with a new state since the last silence check
     silence_lock = asyncio.Lock()  # one check at a time; a check asked for meanwhile is skipped
-    # What keeps the worker from being ready besides ClickHouse writes (which the sink reports): a check
-    # name -> what is being retried. Empty when all is well.
-    retrying: dict[str, str] = {}
 
     def letter(msg: Any, rejection: Rejection) -> tuple[bytes | None, bytes]:
         value = dead_letter_bytes(
@@ -240,8 +242,9 @@ def create_app(settings: Settings) -> faust.App:
         """Send ``records`` to ``topic`` and return once Kafka acknowledged every one (acks=all), however
         long it takes: the batch's offsets must not be committed before they are safe."""
         pending = list(records)
-        delay = 0.5
-        while pending:
+
+        async def send_pending() -> None:
+            nonlocal pending
             results: list[object] = []
             try:
                 # send() only queues the record; awaiting its future waits for the acknowledgement.
@@ -249,18 +252,16 @@ def create_app(settings: Settings) -> faust.App:
                 results = list(await asyncio.gather(*futures, return_exceptions=True))
             except Exception as exc:  # the producer itself failed: resend them all
                 results = [exc] * len(pending)
-            failed = [
+            pending = [
                 pair for pair, result in zip(pending, results, strict=True) if isinstance(result, Exception)
             ]
-            if failed:
-                first = next(r for r in results if isinstance(r, Exception))
-                if "kafka" not in retrying:
-                    log.warning("%s not acknowledged, retrying (the worker waits): %s", what, first)
-                retrying["kafka"] = f"{what} sends failing, retrying"
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, MAX_BACKOFF_S)
-            pending = failed
-        retrying.pop("kafka", None)
+            if pending:  # only those again
+                raise next(r for r in results if isinstance(r, Exception))
+
+        detail = f"{what} sends failing, retrying"
+        await Retry(f"{what} sends (the worker waits)", health, Retrying.KAFKA_SENDS, detail).acall(
+            send_pending
+        )
 
     async def send_candidates(candidates: Sequence[Candidate]) -> None:
         """Send detections to the alert stage, acknowledged (the caller commits nothing before)."""
@@ -272,27 +273,24 @@ def create_app(settings: Settings) -> faust.App:
         for c in candidates:
             DETECTIONS.labels(c.type.value).inc()
 
+    reads = sink.retry(
+        "Scoring a batch on a dependency (the worker waits)",
+        Retrying.CLICKHOUSE_READS,
+        "reads failing, retrying",
+    )
+
     async def process(
         good: Sequence[AccountSnapshot], received: dict[str, int]
     ) -> tuple[BatchOutput | None, dict[str, Exception]]:
         """Score ``good``, dead-lettering the accounts the processor fails on (isolate_failures);
         a ClickHouse or network error while scoring (reading old history) is waited out instead."""
-        delay = 0.5
-        while True:
-            try:
-                result = await asyncio.to_thread(
-                    isolate_failures, good, lambda batch: processor.process(batch, states.data, received)
-                )
-                retrying.pop("clickhouse", None)
-                return result
-            except Exception as exc:  # a dependency's failure (isolate_failures raises only those): wait
-                if "clickhouse" not in retrying:
-                    log.warning(
-                        "Scoring a batch failed on a dependency, retrying (the worker waits): %s", exc
-                    )
-                retrying["clickhouse"] = "reads failing, retrying"
-                await asyncio.to_thread(sink.back_off, delay, exc)  # SinkStopped when shutting down
-                delay = min(delay * 2, MAX_BACKOFF_S)
+        # A dependency's failure (isolate_failures raises only those) is waited out; SinkStopped when
+        # shutting down meanwhile.
+        return await reads.acall(
+            lambda: asyncio.to_thread(
+                isolate_failures, good, lambda batch: processor.process(batch, states.data, received)
+            )
+        )
 
     async def handle_batch(events: Sequence[Any]) -> None:
         nonlocal silence_checked
@@ -344,53 +342,71 @@ def create_app(settings: Settings) -> faust.App:
         # run once lost a row across a shutdown during a ClickHouse outage.
         # Each state on its snapshots' partition (their record key is the state's key: classify checks it).
         partition_of = {msgs[0].key: msgs[0].partition for msgs in records_of.values()}
-        await store(out, offsets, partition_of)
+
+        async def reject(rejected: dict[str, WriteRejected]) -> None:
+            # Rows ClickHouse refuses (the sink found whose): their events go where the processor's
+            # failures go, acknowledged before anything of the batch is committed.
+            for account_id, error in rejected.items():
+                log.error("ClickHouse rejects the rows of account %s; its events go to the dead-letter "
+                          "topic: %s", account_id, error)  # fmt: skip
+            out_letters = [
+                letter(msg, Rejection(DeadLetterCode.WRITE_REJECTED, describe_rejection(account_id, error)))
+                for account_id, error in rejected.items()
+                for msg in records_of[account_id]
+            ]
+            await send_acked(dead_letters, out_letters, "Dead letters")
+            EVENTS.labels("dead_letter").inc(len(out_letters))
+            failed.update(rejected)
+
+        await store(out, offsets, partition_of, reject)
         EVENTS.labels("processed").inc(len(good) - sum(len(records_of[a]) for a in failed))
 
-    def changelog_retrying(exc: BaseException | None) -> None:
-        if exc is None:
-            retrying.pop("changelog", None)
-        else:
-            retrying["changelog"] = "state changelog sends failing, retrying"
-
     async def store(
-        out: BatchOutput | None, offsets: dict[int, tuple[int, int]], partition_of: dict[bytes, int]
+        out: BatchOutput | None,
+        offsets: dict[int, tuple[int, int]],
+        partition_of: dict[bytes, int],
+        reject: Callable[[dict[str, WriteRejected]], Awaitable[None]],
     ) -> None:
-        """Write a batch's rows, send its alert candidates, then store its states; take_events
-        acknowledges its events (so Faust may commit them) only once this returned (``handle``)."""
+        """Write a batch's rows, ``reject`` the accounts whose rows ClickHouse refuses, send the alert
+        candidates, then store the states; take_events acknowledges the batch's events (so Faust may
+        commit them) only once this returned (``handle``)."""
         if out is not None:
-            await asyncio.to_thread(sink.write, out.tables, offsets, out.after)
+            rejected = await asyncio.to_thread(sink.write, out.tables, offsets, out.after)
+            if rejected:
+                await reject(rejected)
+                keys = {account_id.encode() for account_id in rejected}
+                out.states = {key: value for key, value in out.states.items() if key not in keys}
+                out.candidates = [c for c in out.candidates if c.account_id not in rejected]
             if out.candidates:
                 # Before the states: once a state holds a point, that point raises nothing again.
                 await send_candidates(out.candidates)
             changes: dict[int, list[tuple[bytes, bytes]]] = {}
             for key, value in out.states.items():
                 changes.setdefault(partition_of[key], []).append((key, value))
-            await store_states(states, changes, on_retry=changelog_retrying)
+            await store_states(states, changes, health=health)
         LAST_BATCH.set(time.time())
+
+    batches = Retry(
+        "Handling a batch",
+        health,
+        Retrying.BATCHES,
+        "a batch keeps failing, retrying",
+        transient=lambda exc: isinstance(exc, Exception) and not isinstance(exc, SinkStopped | StoreStopped),
+        traceback=True,
+    )
 
     async def handle(events: Sequence[Any], batch: Callable[[Sequence[Any]], Awaitable[None]]) -> None:
         try:
-            delay = 0.5
-            while True:
-                try:
-                    await batch(events)
-                    retrying.pop("batches", None)
-                    return
-                except (SinkStopped, StoreStopped) as exc:
-                    # Shutting down while ClickHouse fails: give the batch up (unwritten, unpublished),
-                    # uncommitted; the next start consumes it again.
-                    log.warning("Stopping with a batch of %d events unwritten: %s", len(events), exc)
-                    hold_back(events)
-                    return
-                except Exception:
-                    # Not the events (those are dead-lettered) nor a dependency (waited out above): a bug
-                    # of ours. Retrying the batch is safe (every write is idempotent) and keeps its
-                    # offsets uncommitted; the worker says it is not ready until it goes through.
-                    log.exception("Handling a batch failed, retrying it")
-                    retrying["batches"] = "a batch keeps failing, retrying"
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, MAX_BACKOFF_S)
+            try:
+                # Not the events (those are dead-lettered) nor a dependency (waited out inside): a bug
+                # of ours. Retrying the batch is safe (every write is idempotent) and keeps its offsets
+                # uncommitted; the worker says it is not ready until it goes through.
+                await batches.acall(lambda: batch(events))
+            except (SinkStopped, StoreStopped) as exc:
+                # Shutting down while ClickHouse fails: give the batch up (unwritten, unpublished),
+                # uncommitted; the next start consumes it again.
+                log.warning("Stopping with a batch of %d events unwritten: %s", len(events), exc)
+                hold_back(events)
         except BaseException:
             # Cancelled (rebalance, shutdown) or failed half-way: take_events acks the batch anyway, in a
             # finally, and Faust commits acked offsets. Keep these offsets out of every commit; the events
@@ -493,20 +509,13 @@ def create_app(settings: Settings) -> faust.App:
         processor.watched_since(await asyncio.to_thread(reader.watched_since))
 
     async def read_until_done(read: Callable[[], Awaitable[None]], what: str) -> None:
-        delay = 0.5
-        while True:
-            try:
-                await read()
-                retrying.pop("alert_reads", None)
-                return
-            except Exception as exc:  # ClickHouse away: the stage waits rather than decide blind
-                if "alert_reads" not in retrying:
-                    log.warning("Reading %s failed, retrying (the alert stage waits): %s", what, exc)
-                retrying["alert_reads"] = f"reading {what} failing, retrying"
-                reader.drop_client()
-                if await asyncio.to_thread(writer.pause, delay):  # cut short by a shutdown
-                    raise StoreStopped(f"stopped while reading {what} fails ({exc})") from exc
-                delay = min(delay * 2, MAX_BACKOFF_S)
+        # ClickHouse away: the stage waits rather than decide blind (StoreStopped on a shutdown).
+        await writer.retry(
+            f"Reading {what} (the alert stage waits)",
+            Retrying.ALERT_READS,
+            f"reading {what} failing, retrying",
+            on_failure=lambda exc: reader.drop_client(),
+        ).acall(read)
 
     async def handle_candidates(events: Sequence[Any]) -> None:
         found: dict[str, list[Candidate]] = {}
@@ -584,11 +593,11 @@ def create_app(settings: Settings) -> faust.App:
     async def read_quietly(read: Callable[[], Awaitable[None]], what: str) -> None:
         try:
             await read()
-            retrying.pop("alert_reads", None)
+            health.recovered(Retrying.ALERT_READS)
         except Exception as exc:  # keep the last known ones; the next tick tries again
-            if "alert_reads" not in retrying:
+            if Retrying.ALERT_READS not in health:
                 log.warning("Reading %s failed (the last known are kept): %s", what, exc)
-            retrying["alert_reads"] = f"reading {what} failing, retrying"
+            health.failing(Retrying.ALERT_READS, f"reading {what} failing, retrying")
             reader.drop_client()
 
     async def look_for_silent_accounts() -> None:
@@ -634,13 +643,16 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.page("/readyz")
     async def readyz(self: web.View, request: web.Request) -> web.Response:
+        def first(*what: Retrying) -> str:
+            return next((detail for w in what if (detail := health.get(w))), "ok")
+
         checks = {
-            "clickhouse": retrying.get("clickhouse", "ok") if sink.healthy else "writes failing, retrying",
-            "kafka": retrying.get("kafka") or retrying.get("changelog", "ok"),
+            "clickhouse": first(Retrying.CLICKHOUSE_WRITES, Retrying.CLICKHOUSE_READS),
+            "kafka": first(Retrying.KAFKA_SENDS, Retrying.CHANGELOG),
             # Until the tables are recovered from their changelogs, nothing is consumed.
             "state": "recovering" if app.in_recovery or not recovered.is_set() else "ok",
-            "batches": retrying.get("batches", "ok"),
-            "alerts": retrying.get("alert_reads", "ok") if writer.healthy else "writes failing, retrying",
+            "batches": first(Retrying.BATCHES),
+            "alerts": first(Retrying.ALERT_WRITES, Retrying.ALERT_READS),
         }
         ready = all(state == "ok" for state in checks.values())
         body = {"status": "ready" if ready else "not_ready", "service": "scoring", "checks": checks}

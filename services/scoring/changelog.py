@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from faust.types import TP
 
-log = logging.getLogger(__name__)
+from services.common.retry import Health, Retry, Retrying
 
-MAX_BACKOFF_S = 30.0
+log = logging.getLogger(__name__)
 
 
 class StateTooLarge(ValueError):
@@ -41,20 +41,20 @@ async def store_states(
     table: Any,
     changes: Changes,
     *,
-    on_retry: Callable[[BaseException | None], None] = lambda exc: None,
+    health: Health | None = None,
 ) -> None:
     """Put ``changes`` in ``table``'s local store and on its changelog topic; return once Kafka
-    acknowledged them all, retrying what failed. ``on_retry`` hears of each failed attempt, then
-    ``None`` once through. :class:`StateTooLarge` is raised, not retried."""
+    acknowledged them all, retrying what failed (``health`` hears of it: :attr:`Retrying.CHANGELOG`).
+    :class:`StateTooLarge` is raised, not retried."""
     store = table.data
     for items in changes.values():
         for key, value in items:
             store[key] = value
     topic = table.changelog_topic.get_topic_name()
     pending = {partition: items for partition, items in changes.items() if items}
-    delay = 0.5
-    failed_once = False
-    while pending:
+
+    async def send_pending() -> None:
+        nonlocal pending
         producer = table.app.producer._ensure_producer()  # aiokafka's, started with the app
         sends: list[tuple[int, int, asyncio.Future[Any]]] = []  # partition, records, batch future
         failed: dict[int, Sequence[tuple[bytes, bytes]]] = {}
@@ -77,14 +77,18 @@ async def store_states(
             if partition not in failed:
                 store.set_persisted_offset(TP(topic, partition), offset)
         pending = failed
-        if pending:
-            failed_once = True
-            on_retry(first_error)
-            log.warning("Table changelog not acknowledged, retrying (the worker waits): %s", first_error)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, MAX_BACKOFF_S)
-    if failed_once:
-        on_retry(None)
+        if isinstance(first_error, Exception):  # only the failed partitions again
+            raise first_error
+        if first_error is not None:  # a send cancelled under us (not this task): retried all the same
+            raise RuntimeError(f"a changelog send was cancelled: {first_error!r}") from first_error
+
+    await Retry(
+        "Table changelog sends (the worker waits)",
+        health,
+        Retrying.CHANGELOG,
+        "state changelog sends failing, retrying",
+        transient=lambda exc: isinstance(exc, Exception) and not isinstance(exc, StateTooLarge),
+    ).acall(send_pending)
 
 
 async def _send(

@@ -19,7 +19,9 @@ Failures while scoring valid events (:func:`isolate_failures`):
 
 - an error of a dependency (the ClickHouse client, the network: :func:`is_infrastructure_error`) is not
   the events' fault: the batch is retried, with back-off, until it goes through; the worker is not ready
-  meanwhile, and it commits nothing (ClickHouse *writes* follow the same rule, in the sink);
+  meanwhile, and it commits nothing (ClickHouse *writes* follow the same rule, in the sink, except rows
+  ClickHouse rejects: the sink bisects those with :func:`isolate_failures` too, and the worker
+  dead-letters the rejected accounts' events with ``write_rejected``);
 - any other exception is taken to be the processor failing on some account's data, which would fail
   again on every retry: the batch's accounts are bisected to find the ones that fail on their own; their
   events in the batch go to the dead-letter topic with ``processing_error`` (the exception and where it
@@ -40,7 +42,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import NamedTuple, TypeVar
+from typing import NamedTuple, Protocol, TypeVar
 
 from clickhouse_connect.driver.exceptions import ClickHouseError
 from pydantic import ValidationError
@@ -49,6 +51,16 @@ from services.common.events import AccountSnapshot, DeadLetter, describe_validat
 from services.common.names import DeadLetterCode
 
 T = TypeVar("T")
+
+
+class OfAccount(Protocol):
+    """Anything of one account: a snapshot, or an account's rows in a batch (the sink's)."""
+
+    @property
+    def account_id(self) -> str: ...
+
+
+A = TypeVar("A", bound=OfAccount)
 
 SERVICE = "scoring"
 
@@ -127,17 +139,29 @@ def describe_processing_error(account_id: str | None, exc: BaseException) -> str
     return f"{what} failed: {type(exc).__name__}: {exc}{where}"
 
 
+def describe_rejection(account_id: str, exc: BaseException) -> str:
+    """The dead-letter message of an event whose account's rows ClickHouse rejects: ClickHouse's error
+    (the server's text, without its stack trace), as the sink reported it."""
+    cause = exc.__cause__ or exc
+    text = " ".join(str(exc).split("Stack trace")[0].split())
+    return (
+        f"writing account {account_id!r} failed: ClickHouse rejects its rows ({type(cause).__name__}): {text}"
+    )
+
+
 def isolate_failures(
-    snapshots: Sequence[AccountSnapshot],
-    process: Callable[[list[AccountSnapshot]], T],
+    snapshots: Sequence[A],
+    process: Callable[[list[A]], T],
     is_transient: Callable[[BaseException], bool] = is_infrastructure_error,
 ) -> tuple[T | None, dict[str, Exception]]:
     """``process`` the batch; when it fails, leave out the accounts it fails on and process the rest.
 
     Returns the output for the accounts that went through (None when none did) and, by account_id, the
-    exception each failing account raised. A transient error (``is_transient``) is raised as is: it says
-    nothing about the events, and the caller retries the whole batch. ``process`` must be a function of
-    its input (the scoring processor is), since subsets of the batch are processed to find the culprits.
+    exception each failing account raised. (The sink bisects its rows with it too, when ClickHouse
+    rejects some: then ``snapshots`` are the batch's rows grouped by account.)
+    A transient error (``is_transient``) is raised as is: it says nothing about the events, and the caller
+    retries the whole batch. ``process`` must be a function of its input (the scoring processor is),
+    since subsets of the batch are processed to find the culprits.
     """
     try:
         return process(list(snapshots)), {}
@@ -147,7 +171,7 @@ def isolate_failures(
         error = exc
     failed: dict[str, Exception] = {}
 
-    def events_of(accounts: Sequence[str]) -> list[AccountSnapshot]:
+    def events_of(accounts: Sequence[str]) -> list[A]:
         wanted = set(accounts)
         return [s for s in snapshots if s.account_id in wanted]  # in batch order
 

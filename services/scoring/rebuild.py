@@ -41,6 +41,7 @@ from services.common.settings import Settings
 from services.scoring.dead_letters import (
     classify,
     describe_processing_error,
+    describe_rejection,
     is_infrastructure_error,
     isolate_failures,
 )
@@ -390,7 +391,11 @@ def _replay(
         for account_id, exc in sorted(failed.items()):
             log.warning("left out, as the worker does: %s", describe_processing_error(account_id, exc))
         if out is not None:
-            sink.write(out.tables, offsets)  # without out.after: today only that batch's rollup
+            rejected = sink.write(out.tables, offsets)  # without out.after: today only that batch's rollup
+            for account_id, exc in sorted(rejected.items()):
+                log.warning("left out, as the worker does: %s", describe_rejection(account_id, exc))
+                unscorable += sum(1 for s in good if s.account_id == account_id)
+                out.states.pop(account_id.encode(), None)
             states.update(out.states)
             rows = out.tables[Table.ACCOUNT_LATEST].rows
             outcome.touched.update((str(r[platform_at]), str(r[entity_at])) for r in rows)

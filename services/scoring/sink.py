@@ -4,10 +4,18 @@ One :meth:`ClickHouseSink.write` per processed batch: each table gets one insert
 an ``insert_deduplication_token`` derived from the table and the batch's Kafka offsets, so a batch
 written again after a crash (same events, same rows) is deduplicated by ClickHouse, and the tables'
 ReplacingMergeTree keys collapse whatever still gets through. When ClickHouse does not answer, the
-write is retried with back-off for as long as it takes: the worker pauses, it never drops a batch and
-never commits offsets past rows that are not written (the agent awaits this call before acking). Only
-:meth:`ClickHouseSink.stop` (the worker shutting down) ends the retries: the write then raises
-:class:`SinkStopped` at once, the batch unwritten, and the worker leaves its offsets uncommitted.
+write is retried with back-off for as long as it takes (``services.common.retry``): the worker pauses, it
+never drops a batch and never commits offsets past rows that are not written (the agent awaits this call
+before acking). Only :meth:`ClickHouseSink.stop` (the worker shutting down) ends the retries: the write
+then raises :class:`SinkStopped` at once, the batch unwritten, and the worker leaves its offsets
+uncommitted.
+
+A row ClickHouse *rejects* (:func:`rejected`: a value its column or a constraint refuses, which no retry
+cures) would stall every partition forever if retried. The batch's accounts are bisected instead
+(``dead_letters.isolate_failures``) to find those whose rows are rejected on their own; the others' rows
+are written and :meth:`ClickHouseSink.write` returns the rejected accounts, whose events the worker
+dead-letters (``write_rejected``). Anything else (network, timeouts, too many parts, memory, a server
+read-only or unavailable, an unknown error code) is transient and waited out.
 
 ``table_suffix`` sends every write and read to ``<table><suffix>`` instead (``barometre rebuild`` fills
 fresh ``<table>__rebuild`` tables with the same code, then swaps them in); the live worker leaves it empty.
@@ -22,10 +30,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import DatabaseError, DataError
 from clickhouse_connect.driver.external import ExternalData
 from prometheus_client import Counter, Histogram
 
 from services.common.names import AccountStatus, Table
+from services.common.retry import Health, Retry, Retrying
+from services.scoring.dead_letters import isolate_failures
 from services.scoring.maths import DailyPoint
 
 log = logging.getLogger(__name__)
@@ -37,10 +48,42 @@ WRITE_SECONDS = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 WRITE_RETRIES = Counter("barometre_scoring_write_retries_total", "ClickHouse writes retried.")
+REJECTED = Counter(
+    "barometre_scoring_rows_rejected_total", "Accounts whose rows ClickHouse rejected (dead-lettered)."
+)
+
+# ClickHouse's error codes for data it refuses, which fail again on every retry: CANNOT_PARSE_TEXT (6),
+# CANNOT_PARSE_QUOTED_STRING (26), CANNOT_PARSE_INPUT_ASSERTION_FAILED (27), ATTEMPT_TO_READ_AFTER_EOF
+# (32), CANNOT_READ_ALL_DATA (33), CANNOT_PARSE_DATE (38), CANNOT_PARSE_DATETIME (41), TYPE_MISMATCH (53),
+# ARGUMENT_OUT_OF_BOUND (69), CANNOT_CONVERT_TYPE (70), CANNOT_PARSE_NUMBER (72), INCORRECT_DATA (117),
+# TOO_LARGE_STRING_SIZE (131), SIZES_OF_ARRAYS_DONT_MATCH (190), VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE
+# (321), CANNOT_INSERT_NULL_IN_ORDINARY_COLUMN (349), FUNCTION_THROW_IF_VALUE_IS_NON_ZERO (395),
+# VIOLATED_CONSTRAINT (469), UNKNOWN_ELEMENT_OF_ENUM (691). A list of what is known to be the data's
+# fault, not of what is transient: an unknown code is waited out (a stall, seen on /readyz) rather than
+# risk dead-lettering every batch for what is the server's or the deployment's fault (a missing table
+# or column: UNKNOWN_TABLE, NO_SUCH_COLUMN_IN_TABLE).
+REJECTION_CODES = frozenset(
+    {6, 26, 27, 32, 33, 38, 41, 53, 69, 70, 72, 117, 131, 190, 321, 349, 395, 469, 691}
+)
+
+
+def rejected(exc: BaseException) -> bool:
+    """Whether ``exc``, raised by an insert, says that ClickHouse refuses the rows themselves: a server
+    error of :data:`REJECTION_CODES`, or a value clickhouse-connect cannot encode in its column's type
+    (a :class:`DataError` without a server code, e.g. a number out of a ``UInt32``'s range)."""
+    if isinstance(exc, WriteRejected):
+        return True
+    if isinstance(exc, DataError) and exc.code is None:
+        return True
+    return isinstance(exc, DatabaseError) and exc.code in REJECTION_CODES
 
 
 class SinkStopped(Exception):
     """The sink was stopped while a batch still could not be written: that batch is not written."""
+
+
+class WriteRejected(Exception):
+    """ClickHouse rejects an insert's rows (:func:`rejected`); the cause is ClickHouse's error."""
 
 
 @dataclass
@@ -81,11 +124,47 @@ def _tsv_escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
 
 
-def dedup_token(table: str, offsets: Mapping[int, tuple[int, int]]) -> str:
+def dedup_token(table: str, offsets: Mapping[int, tuple[int, int]], accounts: Sequence[str] = ()) -> str:
     """The deduplication token of ``table``'s insert for a batch covering ``offsets``
-    (partition → first and last offset): the same events give the same token."""
+    (partition → first and last offset): the same events give the same token. A part of the batch
+    (``accounts``, when some of its rows are rejected) has a token of its own, or ClickHouse would take
+    it for the batch already written and drop it."""
     text = table + "|" + ",".join(f"{p}:{a}-{b}" for p, (a, b) in sorted(offsets.items()))
+    if accounts:
+        text += "|" + ",".join(sorted(accounts))
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass
+class _AccountRows:
+    """One account's rows in a batch, by table (what bisecting a rejected batch moves around)."""
+
+    account_id: str
+    rows: dict[Table, list[list[object]]] = field(default_factory=dict)
+
+
+def _by_account(tables: Mapping[Table, TableRows]) -> list[_AccountRows]:
+    accounts: dict[str, _AccountRows] = {}
+    for table, data in tables.items():
+        if "account_id" not in data.columns:
+            continue
+        at = list(data.columns).index("account_id")
+        for row in data.rows:
+            account = str(row[at])
+            found = accounts.get(account) or accounts.setdefault(account, _AccountRows(account))
+            found.rows.setdefault(table, []).append(row)
+    return list(accounts.values())
+
+
+def _part(tables: Mapping[Table, TableRows], part: Sequence[_AccountRows]) -> dict[Table, TableRows]:
+    """``tables`` with only the rows of the accounts of ``part`` (and the rows of no account)."""
+    out: dict[Table, TableRows] = {}
+    for table, data in tables.items():
+        if "account_id" in data.columns:
+            out[table] = TableRows(data.columns, [row for a in part for row in a.rows.get(table, ())])
+        else:
+            out[table] = data
+    return out
 
 
 class ClickHouseSink:
@@ -99,16 +178,30 @@ class ClickHouseSink:
         max_backoff_s: float = 30.0,
         sleep: Callable[[float], object] | None = None,
         table_suffix: str = "",
+        health: Health | None = None,
     ) -> None:
-        """``sleep`` waits between retries (default: the back-off, cut short by :meth:`stop`)."""
+        """``sleep`` waits between retries (default: the back-off, cut short by :meth:`stop`);
+        ``health`` hears of failing writes (:attr:`Retrying.CLICKHOUSE_WRITES`)."""
         self._client_factory = client_factory
         self._client: Client | None = None
         self._db = db
         self._suffix = table_suffix
         self._max_backoff = max_backoff_s
         self._stopping = threading.Event()
-        self._sleep = sleep or self._stopping.wait
-        self.healthy = True
+        self._sleep = sleep
+        self.health = health or Health()
+        self._writes = Retry(
+            "ClickHouse write (the worker waits)",
+            self.health,
+            Retrying.CLICKHOUSE_WRITES,
+            "writes failing, retrying",
+            max_s=max_backoff_s,
+            transient=lambda exc: isinstance(exc, Exception) and not isinstance(exc, WriteRejected),
+            stop=self._stopping,
+            stopped=lambda exc: SinkStopped(f"stopped while ClickHouse fails ({exc})"),
+            on_failure=self._failed,
+            sleep=sleep,
+        )
 
     def stop(self) -> None:
         """Give up retrying: a write failing now, or waiting to retry, raises :class:`SinkStopped` at
@@ -119,24 +212,39 @@ class ClickHouseSink:
     def stopping(self) -> bool:
         return self._stopping.is_set()
 
-    def back_off(self, seconds: float, cause: Exception) -> None:
-        """Wait ``seconds`` before retrying what failed with ``cause`` (a write, or a read such as
-        :meth:`fetch_history`); raise :class:`SinkStopped` instead once the sink is stopped."""
-        if not self.stopping:
-            self._sleep(seconds)
-        if self.stopping:
-            raise SinkStopped(f"stopped while ClickHouse fails ({cause})") from cause
+    @property
+    def healthy(self) -> bool:
+        """Whether writes go through (no write is being retried)."""
+        return Retrying.CLICKHOUSE_WRITES not in self.health
+
+    def retry(self, name: str, key: Retrying, detail: str) -> Retry:
+        """A :class:`Retry` for other calls on ClickHouse (e.g. scoring, which reads old history), with
+        the sink's back-off, ended like the sink's by :meth:`stop` (raising :class:`SinkStopped`)."""
+        return Retry(
+            name,
+            self.health,
+            key,
+            detail,
+            max_s=self._max_backoff,
+            stop=self._stopping,
+            stopped=lambda exc: SinkStopped(f"stopped while ClickHouse fails ({exc})"),
+            on_failure=lambda exc: self._drop_client(),
+        )
+
+    def _failed(self, exc: BaseException) -> None:
+        WRITE_RETRIES.inc()
+        self._drop_client()
 
     def _get(self) -> Client:
         if self._client is None:
             self._client = self._client_factory()
         return self._client
 
-    def _write_once(
+    def _insert(
         self,
         tables: Mapping[Table, TableRows],
         offsets: Mapping[int, tuple[int, int]],
-        after: Sequence[Statement],
+        accounts: Sequence[str] = (),
     ) -> None:
         client = self._get()
         for table, data in tables.items():
@@ -148,14 +256,24 @@ class ClickHouseSink:
             # holding the rows: they would live, and be traversed by every young-generation collection,
             # until the cycle collector frees them. It gets a list of its own, emptied once written.
             rows = list(data.rows)
-            client.insert(
-                f"{self._db}.{target}",
-                rows,
-                column_names=list(data.columns),
-                settings={"insert_deduplication_token": dedup_token(target, offsets)},
-            )
-            rows.clear()
+            try:
+                client.insert(
+                    f"{self._db}.{target}",
+                    rows,
+                    column_names=list(data.columns),
+                    settings={"insert_deduplication_token": dedup_token(target, offsets, accounts)},
+                )
+            except Exception as exc:
+                if not rejected(exc):
+                    raise
+                self._drop_client()  # a client whose insert failed half-way is not reused
+                raise WriteRejected(f"{target}: {exc}") from exc
+            finally:
+                rows.clear()
             ROWS_WRITTEN.labels(table).inc(len(data.rows))
+
+    def _run(self, after: Sequence[Statement]) -> None:
+        client = self._get()
         for statement in after:
             statement.run(client)
 
@@ -164,30 +282,39 @@ class ClickHouseSink:
         tables: Mapping[Table, TableRows],
         offsets: Mapping[int, tuple[int, int]],
         after: Sequence[Statement] = (),
-    ) -> None:
+    ) -> dict[str, WriteRejected]:
         """Write every table's rows, then run ``after``; retry the whole batch until it succeeds, or
-        raise :class:`SinkStopped` once :meth:`stop` was called and an attempt failed.
+        raise :class:`SinkStopped` once :meth:`stop` was called and an attempt failed. Returns the
+        accounts whose rows ClickHouse rejects (module docstring), with why; their rows are not
+        written, the others' are.
 
         Inserts are idempotent (deduplication tokens, ReplacingMergeTree), so retrying the whole batch
         after a partial failure writes nothing twice that could change a figure.
         """
-        delay = 0.5
         with WRITE_SECONDS.time():
-            while True:
-                try:
-                    self._write_once(tables, offsets, after)
-                    if not self.healthy:
-                        log.info("ClickHouse answers again; writing resumed")
-                    self.healthy = True
-                    return
-                except Exception as exc:  # any failure: keep the batch, wait, try again
-                    WRITE_RETRIES.inc()
-                    if self.healthy:
-                        log.warning("ClickHouse write failed, retrying (the worker waits): %s", exc)
-                    self.healthy = False
-                    self._drop_client()
-                    self.back_off(delay, exc)
-                    delay = min(delay * 2, self._max_backoff)
+
+            def whole() -> None:
+                self._insert(tables, offsets)
+                self._run(after)
+
+            try:
+                self._writes.call(whole)
+                return {}
+            except WriteRejected as exc:
+                log.warning("ClickHouse rejects rows of a batch; finding whose: %s", exc)
+
+            def part(accounts: list[_AccountRows]) -> None:
+                ids = [a.account_id for a in accounts]
+                self._writes.call(lambda: self._insert(_part(tables, accounts), offsets, ids))
+
+            # Only rejections are bisected; anything else is waited out inside (or SinkStopped, raised).
+            _, failed = isolate_failures(
+                _by_account(tables), part, is_transient=lambda exc: not isinstance(exc, WriteRejected)
+            )
+            if after:
+                self._writes.call(lambda: self._run(after))
+            REJECTED.inc(len(failed))
+            return {account: exc for account, exc in failed.items() if isinstance(exc, WriteRejected)}
 
     def refresh(
         self, find: Statement, statements: Callable[[list[tuple[str, str]]], Sequence[Statement]]

@@ -1,13 +1,13 @@
 """The ClickHouse side of the alert stage: its writes (``alerts``, ``incidents``) and its reads
 (``silences``, active accounts per platform). The one impure module of this package.
 
-Writes never drop anything: :meth:`AlertStore.write` retries with back-off until ClickHouse takes the
-rows, and the caller publishes on Kafka and commits only after it returned. Only :meth:`AlertStore.stop`
-(the worker shutting down) ends the retries: the write then raises :class:`StoreStopped`, nothing
-published, and the worker leaves the candidates' offsets uncommitted. Each insert carries an
-``insert_deduplication_token`` derived from the table and the rows themselves, so a retry after a
-write that did succeed (a timeout on the answer) is deduplicated; a re-processing after a crash gives
-rows of the same ids, which the tables' ReplacingMergeTree keys collapse.
+Writes never drop anything: :meth:`AlertStore.write` retries with back-off (``services.common.retry``)
+until ClickHouse takes the rows, and the caller publishes on Kafka and commits only after it returned.
+Only :meth:`AlertStore.stop` (the worker shutting down) ends the retries: the write then raises
+:class:`StoreStopped`, nothing published, and the worker leaves the candidates' offsets uncommitted. Each
+insert carries an ``insert_deduplication_token`` derived from the table and the rows themselves, so a
+retry after a write that did succeed (a timeout on the answer) is deduplicated; a re-processing after a
+crash gives rows of the same ids, which the tables' ReplacingMergeTree keys collapse.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from prometheus_client import Counter
 
 from services.common.alert_tables import SILENCE_COLUMNS
 from services.common.names import Table
+from services.common.retry import Health, Retry, Retrying
 from services.scoring.alerts.noise import Silence
 from services.scoring.alerts.records import silence_from_row
 
@@ -50,23 +51,46 @@ class AlertStore:
         db: str,
         *,
         max_backoff_s: float = 30.0,
+        health: Health | None = None,
     ) -> None:
+        """``health`` hears of failing writes (:attr:`Retrying.ALERT_WRITES`)."""
         self._client_factory = client_factory
         self._client: Client | None = None
         self._db = db
         self._max_backoff = max_backoff_s
         self._stopping = threading.Event()
         self._refused: set[str] = set()  # silences already reported as unusable
-        self.healthy = True
+        self.health = health or Health()
 
     def stop(self) -> None:
         """Give up retrying (thread-safe): a write failing, or waiting to retry, raises
         :class:`StoreStopped`."""
         self._stopping.set()
 
-    def pause(self, seconds: float) -> bool:
-        """Wait ``seconds`` before a retry, cut short by :meth:`stop`; whether the store was stopped."""
-        return self._stopping.wait(seconds)
+    def retry(
+        self,
+        name: str,
+        key: Retrying,
+        detail: str,
+        on_failure: Callable[[BaseException], None] | None = None,
+    ) -> Retry:
+        """A :class:`Retry` with the store's back-off, ended by :meth:`stop` (raising
+        :class:`StoreStopped`): its writes use one, and so may the stage's reads."""
+        return Retry(
+            name,
+            self.health,
+            key,
+            detail,
+            max_s=self._max_backoff,
+            stop=self._stopping,
+            stopped=lambda exc: StoreStopped(f"stopped while ClickHouse fails ({exc})"),
+            on_failure=on_failure,
+        )
+
+    @property
+    def healthy(self) -> bool:
+        """Whether writes go through (no write is being retried)."""
+        return Retrying.ALERT_WRITES not in self.health
 
     @property
     def stopping(self) -> bool:
@@ -80,31 +104,28 @@ class AlertStore:
 
     def write(self, tables: Mapping[Table, tuple[Sequence[str], Sequence[Sequence[object]]]]) -> None:
         """Insert each table's ``(columns, rows)``; retry all of them until ClickHouse takes them."""
-        delay = 0.5
-        while True:
-            try:
-                client = self._get()
-                for table, (columns, rows) in tables.items():
-                    if rows:
-                        client.insert(
-                            f"{self._db}.{table}",
-                            [list(r) for r in rows],
-                            column_names=list(columns),
-                            settings={"insert_deduplication_token": content_token(table, columns, rows)},
-                        )
-                if not self.healthy:
-                    log.info("ClickHouse takes alerts again")
-                self.healthy = True
-                return
-            except Exception as exc:  # any failure: keep the rows, wait, try again
-                WRITE_RETRIES.inc()
-                if self.healthy:
-                    log.warning("Writing alerts to ClickHouse failed, retrying (the stage waits): %s", exc)
-                self.healthy = False
-                self.drop_client()
-                if self.pause(delay):
-                    raise StoreStopped(f"stopped while ClickHouse fails ({exc})") from exc
-                delay = min(delay * 2, self._max_backoff)
+
+        def insert() -> None:
+            client = self._get()
+            for table, (columns, rows) in tables.items():
+                if rows:
+                    client.insert(
+                        f"{self._db}.{table}",
+                        [list(r) for r in rows],
+                        column_names=list(columns),
+                        settings={"insert_deduplication_token": content_token(table, columns, rows)},
+                    )
+
+        def failed(exc: BaseException) -> None:  # any failure: keep the rows, wait, try again
+            WRITE_RETRIES.inc()
+            self.drop_client()
+
+        self.retry(
+            "Writing alerts to ClickHouse (the stage waits)",
+            Retrying.ALERT_WRITES,
+            "writes failing, retrying",
+            on_failure=failed,
+        ).call(insert)
 
     def silences(self, now_ms: int) -> list[Silence]:
         """The silences in force at ``now_ms`` or later (latest version of each). Rows noise control
