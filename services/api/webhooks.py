@@ -56,6 +56,7 @@ from services.api.webhook_signature import SIGNATURE_HEADER, signature_header
 from services.common.events import Alert
 from services.common.kafka import client_security, ensure_topics
 from services.common.names import AlertSeverity, Topic
+from services.common.retry import Retry
 from services.common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -374,25 +375,22 @@ class Dispatcher:
                 self._client.close()
 
     async def _start_consumer(self) -> AIOKafkaConsumer:
-        delay = 1.0
-        while True:
-            try:
-                await asyncio.to_thread(ensure_topics, self._settings, (Topic.ALERTS,))
-                consumer = AIOKafkaConsumer(
-                    self._settings.topic(Topic.ALERTS),
-                    bootstrap_servers=self._settings.kafka_bootstrap,
-                    group_id=self._settings.kafka_topic_prefix + WEBHOOK_CONSUMER_GROUP,
-                    client_id="barometre-api-webhooks",
-                    enable_auto_commit=False,
-                    auto_offset_reset="latest",
-                    **client_security(self._settings),
-                )
-                await consumer.start()
-                return consumer
-            except Exception as exc:
-                log.warning("webhooks: Kafka does not answer (retrying in %.0fs): %s", delay, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
+
+        async def start() -> AIOKafkaConsumer:
+            await asyncio.to_thread(ensure_topics, self._settings, (Topic.ALERTS,))
+            consumer = AIOKafkaConsumer(
+                self._settings.topic(Topic.ALERTS),
+                bootstrap_servers=self._settings.kafka_bootstrap,
+                group_id=self._settings.kafka_topic_prefix + WEBHOOK_CONSUMER_GROUP,
+                client_id="barometre-api-webhooks",
+                enable_auto_commit=False,
+                auto_offset_reset="latest",
+                **client_security(self._settings),
+            )
+            await consumer.start()
+            return consumer
+
+        return await Retry("webhooks: starting the Kafka consumer", first_s=1.0).acall(start)
 
     async def _consume(self) -> None:
         consumer = self._consumer = await self._start_consumer()

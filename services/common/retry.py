@@ -153,7 +153,13 @@ class Retry:
             before_sleep=self._before_sleep(last),
             reraise=True,
         )
-        result: T = await retrying(operation)  # tenacity types the awaited call loosely
+
+        async def attempt() -> T:
+            # tenacity awaits only what a coroutine *function* returns: a lambda returning an awaitable
+            # would be taken for a sync function, its coroutine for a result.
+            return await operation()
+
+        result: T = await retrying(attempt)
         self._succeeded(bool(last))
         return result
 

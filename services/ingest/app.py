@@ -26,6 +26,7 @@ from services.common.clickhouse import make_client
 from services.common.kafka import check_kafka, ensure_topics
 from services.common.limits import LimitConfig, limit_responses
 from services.common.names import SourceKind
+from services.common.retry import Retry
 from services.common.settings import Settings
 from services.common.tokens import Scope, TokenVerifier
 from services.ingest import openapi, validation
@@ -71,17 +72,11 @@ def create_app(
 
     async def prepare_kafka() -> None:
         # In the background, so the service starts (and /readyz explains) while Kafka is down.
-        delay = 1.0
-        while True:
-            try:
-                created = await asyncio.to_thread(ensure_topics, settings)
-                if created:
-                    log.info("created topics %s", ", ".join(created))
-                return
-            except Exception as exc:
-                log.warning("could not ensure Kafka topics (retrying in %.0fs): %s", delay, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
+        created = await Retry("Ensuring the Kafka topics", first_s=1.0).acall(
+            lambda: asyncio.to_thread(ensure_topics, settings)
+        )
+        if created:
+            log.info("created topics %s", ", ".join(created))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

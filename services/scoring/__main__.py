@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import time
 
 from services.common.settings import Settings, get_settings
 
@@ -63,7 +62,7 @@ def run_worker(settings: Settings) -> None:
     # First: the patches reach into faust's private parts, tested on exact releases only.
     require_tested_versions(settings.scoring_allow_untested_faust)
 
-    from faust import Worker
+    from faust import App, Worker
 
     from services.common.kafka import (
         DurabilityError,
@@ -73,6 +72,7 @@ def run_worker(settings: Settings) -> None:
         topic_partitions,
     )
     from services.common.names import Topic
+    from services.common.retry import Retry
     from services.scoring.app import create_app, ensure_changelog_topics
 
     loop = use_uvloop()  # before the app: it takes the current loop
@@ -81,26 +81,27 @@ def run_worker(settings: Settings) -> None:
     # included (waiting for Kafka if it is not up yet). The replication factor (min(3, brokers) unless
     # set) is resolved once, for our topics and Faust's own; a snapshots topic with one replica on a
     # cluster of several brokers stops the worker here (services.common.kafka.check_durability).
-    app = None
-    delay = 1.0
-    while True:
-        try:
-            if app is None:
-                settings = settings.model_copy(update={"kafka_replication": replication_factor(settings)})
-                ensure_topics(settings)
-                settings = with_topic_partitions(
-                    settings, topic_partitions(settings, Topic.ACCOUNT_SNAPSHOTS)
-                )
-                check_durability(settings)
-                app = create_app(settings)
-            ensure_changelog_topics(app, settings)
-            break
-        except DurabilityError as exc:
-            raise SystemExit(f"barometre scoring: refusing to start: {exc}") from None
-        except Exception as exc:
-            log.warning("Kafka topics not ready (retrying in %.0fs): %s", delay, exc)
-            time.sleep(delay)
-            delay = min(2 * delay, 30.0)
+    app: App | None = None
+
+    def prepare() -> App:
+        nonlocal app, settings
+        if app is None:
+            settings = settings.model_copy(update={"kafka_replication": replication_factor(settings)})
+            ensure_topics(settings)
+            settings = with_topic_partitions(settings, topic_partitions(settings, Topic.ACCOUNT_SNAPSHOTS))
+            check_durability(settings)
+            app = create_app(settings)
+        ensure_changelog_topics(app, settings)
+        return app
+
+    try:
+        app = Retry(
+            "Preparing the Kafka topics",
+            first_s=1.0,
+            transient=lambda exc: isinstance(exc, Exception) and not isinstance(exc, DurabilityError),
+        ).call(prepare)
+    except DurabilityError as exc:
+        raise SystemExit(f"barometre scoring: refusing to start: {exc}") from None
     tune_gc()
     worker = Worker(app, loop=loop, loglevel=settings.log_level.lower(), quiet=True, redirect_stdouts=False)
     # Faust configures logging itself; keep aiokafka's and Faust's chatter to warnings.

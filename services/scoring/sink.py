@@ -78,6 +78,20 @@ def rejected(exc: BaseException) -> bool:
     return isinstance(exc, DatabaseError) and exc.code in REJECTION_CODES
 
 
+def _reasons(exc: BaseException) -> str:
+    """``exc`` and its causes, first lines each (clickhouse-connect's encoding errors say which column
+    and type only in their causes)."""
+    seen: list[str] = []
+    cause: BaseException | None = exc
+    while cause is not None and len(seen) < 5:
+        lines = str(cause).strip().splitlines()
+        text = " ".join(lines[:2]) if lines else type(cause).__name__
+        if text not in seen:
+            seen.append(text)
+        cause = cause.__cause__
+    return "; ".join(seen)
+
+
 class SinkStopped(Exception):
     """The sink was stopped while a batch still could not be written: that batch is not written."""
 
@@ -267,7 +281,7 @@ class ClickHouseSink:
                 if not rejected(exc):
                     raise
                 self._drop_client()  # a client whose insert failed half-way is not reused
-                raise WriteRejected(f"{target}: {exc}") from exc
+                raise WriteRejected(f"{target}: {_reasons(exc)}") from exc
             finally:
                 rows.clear()
             ROWS_WRITTEN.labels(table).inc(len(data.rows))

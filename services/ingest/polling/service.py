@@ -38,6 +38,7 @@ from services.common import accounts, web
 from services.common.clickhouse import make_client
 from services.common.kafka import check_kafka, ensure_topics
 from services.common.names import AccountStatus, Platform
+from services.common.retry import Retry
 from services.common.settings import Settings, get_settings
 from services.ingest.poll import load_refs
 from services.ingest.polling import state
@@ -491,18 +492,16 @@ class PollerService:
 
     async def run(self) -> None:
         """Start (retrying until ClickHouse answers), then poll until cancelled."""
-        delay = 1.0
-        while True:
-            try:
-                await asyncio.to_thread(ensure_topics, self.settings)
-                await self.start()
-                break
-            except PollerConfigError:
-                raise
-            except Exception as exc:
-                log.warning("poller cannot start yet (retrying in %.0fs): %s", delay, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
+
+        async def start() -> None:
+            await asyncio.to_thread(ensure_topics, self.settings)
+            await self.start()
+
+        await Retry(
+            "Starting the poller",
+            first_s=1.0,
+            transient=lambda exc: isinstance(exc, Exception) and not isinstance(exc, PollerConfigError),
+        ).acall(start)
         log.info(
             "polling %s",
             ", ".join(
