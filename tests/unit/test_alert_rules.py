@@ -8,6 +8,7 @@
   on, so that a renamed metric or label cannot silently disable a rule;
 - every rule has a severity, a summary, a description and a runbook_url naming a subsection of the
   "Runbook" section of docs/OPERATIONS.md, and that section has no subsection without a rule;
+- the Grafana dashboards show every metric a rule watches, and the firing alerts;
 - prometheus.yml loads the rules and docker-compose.yml mounts them where it looks.
 """
 
@@ -266,6 +267,13 @@ def test_rules_name_only_metrics_the_services_define() -> None:
 def test_dashboards_name_only_metrics_the_services_define() -> None:
     problems = {expr: _problems(expr) for expr in _dashboard_expressions()}
     assert {expr: found for expr, found in problems.items() if found} == {}
+
+
+def test_dashboards_show_every_metric_a_rule_watches() -> None:
+    shown = set(METRIC_TOKEN.findall("\n".join(_dashboard_expressions())))
+    watched = {name for rule in _alerting_rules() for name in METRIC_TOKEN.findall(rule["expr"])}
+    assert watched - shown == set(), "metrics of alerting rules without a dashboard panel"
+    assert "ALERTS" in "\n".join(_dashboard_expressions()), "no panel of the firing alerts"
 
 
 # ---------------------------------------------------------------------------------------------------------
