@@ -34,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import faust
@@ -47,7 +47,7 @@ from services.common.alert_tables import ALERT_COLUMNS, INCIDENT_COLUMNS
 from services.common.clickhouse import make_client
 from services.common.events import AccountSnapshot
 from services.common.kafka import create_topics, faust_credentials, replication_factor
-from services.common.names import DeadLetterCode, Table, Topic
+from services.common.names import Table, Topic
 from services.common.retry import Health, Retry, Retrying
 from services.common.settings import Settings
 from services.scoring import faust_patches  # noqa: F401  # fixes faust's offset commits, on import
@@ -71,13 +71,11 @@ from services.scoring.alerts.store import AlertStore, StoreStopped
 from services.scoring.changelog import store_states
 from services.scoring.dead_letters import (
     Rejection,
-    classify,
     dead_letter_bytes,
-    describe_processing_error,
-    describe_rejection,
     isolate_failures,
 )
 from services.scoring.maths.points import from_ms
+from services.scoring.pipeline import Batch, snapshot_steps
 from services.scoring.processor import BatchOutput, Processor, detector_params, silent_accounts, wall_ms
 from services.scoring.sink import ClickHouseSink, SinkStopped, WriteRejected
 
@@ -280,9 +278,9 @@ def create_app(settings: Settings) -> faust.App:
     )
 
     async def process(
-        good: Sequence[AccountSnapshot], received: dict[str, int]
+        good: Sequence[AccountSnapshot], received: Mapping[str, int]
     ) -> tuple[BatchOutput | None, dict[str, Exception]]:
-        """Score ``good``, dead-lettering the accounts the processor fails on (isolate_failures);
+        """Score ``good``, isolating the accounts the processor fails on (isolate_failures);
         a ClickHouse or network error while scoring (reading old history) is waited out instead."""
         # A dependency's failure (isolate_failures raises only those) is waited out; SinkStopped when
         # shutting down meanwhile.
@@ -292,99 +290,50 @@ def create_app(settings: Settings) -> faust.App:
             )
         )
 
-    async def handle_batch(events: Sequence[Any]) -> None:
+    def watch_clock(batch: Batch) -> None:
         nonlocal silence_checked
-        offsets: dict[int, tuple[int, int]] = {}
-        good: list[AccountSnapshot] = []
-        records_of: dict[str, list[Any]] = {}  # account_id -> its records in this batch (one partition)
-        received: dict[str, int] = {}  # event_id -> its record's timestamp (ms): when it was received
-        letters: list[tuple[bytes | None, bytes]] = []
-        for event in events:
-            msg = event.message
-            first, last = offsets.get(msg.partition, (msg.offset, msg.offset))
-            offsets[msg.partition] = (min(first, msg.offset), max(last, msg.offset))
-            try:
-                verdict = classify(msg.key, msg.value)
-            except Exception as exc:  # classify expects bad input, not to fail: our fault, not the record's
-                verdict = Rejection(DeadLetterCode.PROCESSING_ERROR, describe_processing_error(None, exc))
-            if isinstance(verdict, Rejection):
-                letters.append(letter(msg, verdict))
-                continue
-            good.append(verdict)
-            records_of.setdefault(verdict.account_id, []).append(msg)
-            received[verdict.event_id] = int(msg.timestamp * 1000)
-        if received:
-            clock.advance(max(received.values()))
-            if clock.received - silence_checked >= SILENCE_CHECK_EVENT_MS and not silence_lock.locked():
-                # Catching up on a backlog, the clock runs faster than the timer: check as it goes.
-                silence_checked = clock.received
-                task = asyncio.ensure_future(look_for_silent_accounts())
-                background.add(task)
-                task.add_done_callback(background.discard)
-        out, failed = await process(good, received) if good else (None, {})
-        for account_id, error in failed.items():
-            log.error(
-                "Scoring account %s failed; its events go to the dead-letter topic",
-                account_id,
-                exc_info=error,
-            )
-            rejection = Rejection(
-                DeadLetterCode.PROCESSING_ERROR, describe_processing_error(account_id, error)
-            )
-            letters.extend(letter(msg, rejection) for msg in records_of[account_id])
-        if letters:
-            await send_acked(dead_letters, letters, "Dead letters")
-            EVENTS.labels("dead_letter").inc(len(letters))
-        if out is not None:
-            fed.update(out.states)
+        if not batch.received:
+            return
+        clock.advance(max(batch.received.values()))
+        if clock.received - silence_checked >= SILENCE_CHECK_EVENT_MS and not silence_lock.locked():
+            # Catching up on a backlog, the clock runs faster than the timer: check as it goes.
+            silence_checked = clock.received
+            task = asyncio.ensure_future(look_for_silent_accounts())
+            background.add(task)
+            task.add_done_callback(background.discard)
+
+    def watch_fed(batch: Batch) -> None:
+        if batch.out is not None:
+            fed.update(batch.out.states)
+
+    async def send_letters(records: list[tuple[bytes | None, bytes]]) -> None:
+        await send_acked(dead_letters, records, "Dead letters")
+        EVENTS.labels("dead_letter").inc(len(records))
+
+    async def write(out: BatchOutput, offsets: Mapping[int, tuple[int, int]]) -> dict[str, WriteRejected]:
         # Written before the next batch is scored. Writing batch N while N+1 was scored (states of
         # unwritten batches in an overlay) was tried: no measurable gain on this machine, and a full test
         # run once lost a row across a shutdown during a ClickHouse outage.
-        # Each state on its snapshots' partition (their record key is the state's key: classify checks it).
-        partition_of = {msgs[0].key: msgs[0].partition for msgs in records_of.values()}
+        return await asyncio.to_thread(sink.write, out.tables, offsets, out.after)
 
-        async def reject(rejected: dict[str, WriteRejected]) -> None:
-            # Rows ClickHouse refuses (the sink found whose): their events go where the processor's
-            # failures go, acknowledged before anything of the batch is committed.
-            for account_id, error in rejected.items():
-                log.error("ClickHouse rejects the rows of account %s; its events go to the dead-letter "
-                          "topic: %s", account_id, error)  # fmt: skip
-            out_letters = [
-                letter(msg, Rejection(DeadLetterCode.WRITE_REJECTED, describe_rejection(account_id, error)))
-                for account_id, error in rejected.items()
-                for msg in records_of[account_id]
-            ]
-            await send_acked(dead_letters, out_letters, "Dead letters")
-            EVENTS.labels("dead_letter").inc(len(out_letters))
-            failed.update(rejected)
+    async def store(changes: dict[int, list[tuple[bytes, bytes]]]) -> None:
+        await store_states(states, changes, health=health)
 
-        await store(out, offsets, partition_of, reject)
-        EVENTS.labels("processed").inc(len(good) - sum(len(records_of[a]) for a in failed))
+    pipeline = snapshot_steps(
+        score=process,
+        write=write,
+        send_letters=send_letters,
+        envelope=letter,
+        send_candidates=send_candidates,
+        store_states=store,
+        classified=watch_clock,
+        processed=watch_fed,
+    )
 
-    async def store(
-        out: BatchOutput | None,
-        offsets: dict[int, tuple[int, int]],
-        partition_of: dict[bytes, int],
-        reject: Callable[[dict[str, WriteRejected]], Awaitable[None]],
-    ) -> None:
-        """Write a batch's rows, ``reject`` the accounts whose rows ClickHouse refuses, send the alert
-        candidates, then store the states; take_events acknowledges the batch's events (so Faust may
-        commit them) only once this returned (``handle``)."""
-        if out is not None:
-            rejected = await asyncio.to_thread(sink.write, out.tables, offsets, out.after)
-            if rejected:
-                await reject(rejected)
-                keys = {account_id.encode() for account_id in rejected}
-                out.states = {key: value for key, value in out.states.items() if key not in keys}
-                out.candidates = [c for c in out.candidates if c.account_id not in rejected]
-            if out.candidates:
-                # Before the states: once a state holds a point, that point raises nothing again.
-                await send_candidates(out.candidates)
-            changes: dict[int, list[tuple[bytes, bytes]]] = {}
-            for key, value in out.states.items():
-                changes.setdefault(partition_of[key], []).append((key, value))
-            await store_states(states, changes, health=health)
+    async def handle_batch(events: Sequence[Any]) -> None:
+        batch = await pipeline.run([event.message for event in events])
         LAST_BATCH.set(time.time())
+        EVENTS.labels("processed").inc(batch.processed)
 
     batches = Retry(
         "Handling a batch",
