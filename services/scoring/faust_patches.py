@@ -71,6 +71,22 @@ killed):
    is read again at the next rebalance or restart, instead of being lost. With no offset committed at
    all (a new group), faust's own rule applies.
 
+With commits held to that rule, the same scenario then stalled instead (one run in twelve): a partition's
+commits waited for ever on a record no worker would deliver again. Two more faults:
+
+7. **Records of a fetch handed out after a seek.** ``getmany`` hands out the records of one fetch one
+   by one, awaiting in between; when the recovery's ``perform_seek`` rewinds a partition meanwhile,
+   the rest of the old fetch is still handed out, moving ``_read_offset`` past the records fetched
+   again from the committed offset, which ``_drain_messages`` then drops as already read ("DROPPED
+   MESSAGE ROFF"). Those of the dropped records the old fetch did not hand out are never processed:
+   plain faust commits past them (the lost event), the rule of fault 6 waits for them for ever. The
+   fix: ``perform_seek`` counts the seeks of each partition, and ``getmany`` skips what is left of a
+   fetch for a partition sought since it was fetched (those records are fetched again).
+8. **A refused commit taken as done.** ``_commit_offsets`` records the offsets as committed even when
+   the group refused them (a rebalance, "already rebalanced"): the records they cover are then
+   acknowledged again only above that offset (``ack`` ignores older ones) although Kafka still has the
+   older one. The fix: after a refused commit, the committed offsets are what they were.
+
 One more patch is for speed, not a fault:
 
 5. **A task per record.** ``_drain_messages`` hands each fetched record to the conductor with
@@ -94,7 +110,10 @@ of ``tests/unit/scoring/test_faust_patches.py`` showing that plain faust still h
    ``test_plain_faust_lets_them_be_fetched_at_once``;
 5. ``wait_first`` — none, a cost rather than a fault — ``test_plain_faust_makes_four_tasks_a_record``;
 6. ``_new_offset``, ``on_partitions_assigned``, ``perform_seek`` — #606 (open) and #312 —
-   ``test_plain_faust_commits_past_it``, ``test_plain_faust_commits_the_batch_past_the_cleared_records``.
+   ``test_plain_faust_commits_past_it``, ``test_plain_faust_commits_the_batch_past_the_cleared_records``;
+7. ``getmany``, ``perform_seek`` — #221 (prefetched records after a rebalance) —
+   ``test_plain_faust_hands_them_out_and_then_drops_the_records_read_again``;
+8. ``_commit_offsets`` — none found — ``test_plain_faust_takes_a_refused_commit_as_done``.
 
 The patches are applied once, on import (``services.scoring.app`` imports this module), for the
 faust versions whose consumer code they were written against; on another version nothing is patched
@@ -115,7 +134,7 @@ import functools
 import importlib.metadata
 import logging
 import time
-from collections.abc import Awaitable, Callable, Generator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable
 from typing import Any
 
 import faust
@@ -129,6 +148,7 @@ log = logging.getLogger(__name__)
 PATCHED_VERSIONS = ("0.15.",)
 _READ_BEFORE_SEEK = "_barometre_read_before_seek"  # per consumer: TP -> last offset delivered
 _AWAITING_SEEK = "_barometre_awaiting_seek"  # per consumer: TPs assigned, not yet sought
+_SEEKS = "_barometre_seeks"  # per consumer: TP -> how many seeks
 _HOLES = "_barometre_holes"  # per consumer: TP -> (offset not acknowledged, since, warned)
 HOLE_WARNING_S = 60.0  # a record holding commits back this long is logged
 
@@ -189,6 +209,14 @@ def _awaiting_seek(consumer: Consumer) -> set[Any]:
     return tps
 
 
+def _seeks(consumer: Consumer) -> dict[Any, int]:
+    """Per partition: how many times ``perform_seek`` rewound it (fault 7)."""
+    seeks: dict[Any, int] | None = consumer.__dict__.get(_SEEKS)
+    if seeks is None:
+        seeks = consumer.__dict__[_SEEKS] = {}
+    return seeks
+
+
 def _holes(consumer: Consumer) -> dict[Any, tuple[int, float, bool]]:
     """Per partition: the offset holding commits back, since when, and whether that was logged."""
     holes: dict[Any, tuple[int, float, bool]] | None = consumer.__dict__.get(_HOLES)
@@ -215,9 +243,11 @@ def _patch_perform_seek(original: Callable[[Consumer], Awaitable[None]]) -> Call
         for tp, offset in read_offset.items():
             if offset is not None:
                 marks[tp] = max(offset, marks.get(tp, offset))
+        seeks = _seeks(self)
         for tp, offset in committed_offsets.items():
             tp = ensure_TP(tp)
             _awaiting_seek(self).discard(tp)
+            seeks[tp] = seeks.get(tp, 0) + 1
             if offset is None or offset < 0:  # nothing committed yet: faust's own rules (fault 6)
                 read_offset[tp] = None
                 continue
@@ -355,6 +385,46 @@ def _hold(consumer: Consumer, tp: Any, offset: int) -> None:
     holes[tp] = (seen_offset, since, warned)
 
 
+def _patch_getmany(original: Callable[..., AsyncIterator[tuple[Any, Any]]]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    async def getmany(self: Consumer, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
+        # Records of one fetch, handed out one by one with awaits in between: a partition sought back
+        # meanwhile (the recovery's perform_seek) is fetched again from its committed offset, so what
+        # is left of the old fetch is not delivered (fault 7). The fetch returns right before the first
+        # record is handed out, with no await in between: the count is taken then.
+        seeks = _seeks(self)
+        fetched: dict[Any, int] | None = None
+        async for tp, message in original(self, timeout):
+            if fetched is None:
+                fetched = dict(seeks)
+            if seeks.get(tp, 0) != fetched.get(tp, 0):
+                continue
+            yield tp, message
+
+    return getmany
+
+
+def _patch_commit_offsets(original: Callable[..., Awaitable[bool]]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    async def _commit_offsets(self: Consumer, offsets: Any, start_new_transaction: bool = True) -> bool:
+        # faust records a commit's offsets as committed even when the group refused it (a rebalance:
+        # "already rebalanced"); the next seek then finds the older offset in Kafka while the records
+        # since were taken out of the acknowledged list: kept as they were, the offsets wait for the
+        # rebalance's seek, which delivers those records again (fault 8).
+        committed = self._committed_offset
+        before = {tp: committed.get(tp) for tp in offsets}
+        did_commit = await original(self, offsets, start_new_transaction=start_new_transaction)
+        if not did_commit:
+            for tp, offset in before.items():
+                if offset is None:
+                    committed.pop(tp, None)
+                else:
+                    committed[tp] = offset
+        return did_commit
+
+    return _commit_offsets
+
+
 def _patch_flow_resume(original: Callable[[FlowControlEvent], None]) -> Callable[..., Any]:
     @functools.wraps(original)
     def resume(self: FlowControlEvent) -> None:
@@ -460,6 +530,8 @@ def apply() -> bool:
         Consumer.on_partitions_assigned
     )
     Consumer._new_offset = _patch_new_offset(Consumer._new_offset)  # type: ignore[method-assign]
+    Consumer.getmany = _patch_getmany(Consumer.getmany)  # type: ignore[method-assign]
+    Consumer._commit_offsets = _patch_commit_offsets(Consumer._commit_offsets)  # type: ignore[method-assign]
     Consumer._set_active_tps = _patch_set_active_tps(Consumer._set_active_tps)  # type: ignore[method-assign]
     Consumer.wait_first = _patch_wait_first(Consumer.wait_first)  # type: ignore[method-assign]
     FlowControlEvent.resume = _patch_flow_resume(FlowControlEvent.resume)  # type: ignore[method-assign]

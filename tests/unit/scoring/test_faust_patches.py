@@ -66,6 +66,8 @@ def unpatched(consumer: Consumer) -> Consumer:
         "_new_offset",
         "_set_active_tps",
         "wait_first",
+        "getmany",
+        "_commit_offsets",
     ):
         original = getattr(Consumer, name).__wrapped__
         setattr(consumer, name, types.MethodType(original, consumer))
@@ -249,6 +251,80 @@ def test_a_long_hold_is_logged_once(
         assert consumer._new_offset(PART) is None
     held = [r for r in caplog.records if "has not been acknowledged" in r.getMessage()]
     assert len(held) == 1 and "offset 100 of" in held[0].getMessage()
+
+
+OTHER = TP(TOPIC, 1)
+
+
+def fetched_around_a_seek(consumer: Consumer) -> list[tuple[int, int]]:
+    """The (partition, offset) of each record ``getmany`` hands out from one fetch of 100-109 on
+    partition 0 and 200-204 on partition 1, partition 0 being sought back to its committed offset (the
+    recovery's ``perform_seek``) after the third record."""
+    records = {
+        PART: [types.SimpleNamespace(topic=TOPIC, partition=0, offset=o) for o in range(100, 110)],
+        OTHER: [types.SimpleNamespace(topic=TOPIC, partition=1, offset=o) for o in range(200, 205)],
+    }
+
+    async def wait_next_records(timeout: float) -> tuple[Any, Any]:
+        return records, None
+
+    async def run() -> list[tuple[int, int]]:
+        consumer._wait_next_records = wait_next_records  # type: ignore[method-assign]
+        consumer._to_message = lambda tp, record: record  # type: ignore[method-assign]
+        consumer.highwater = lambda tp: 1000  # type: ignore[method-assign]
+        consumer.flow_active = True
+        handed: list[tuple[int, int]] = []
+        async for tp, record in consumer.getmany(timeout=1.0):
+            handed.append((tp.partition, record.offset))
+            if handed == [(0, 100), (1, 200), (0, 101)]:
+
+                async def only_part() -> Mapping[TP, int]:
+                    return {PART: COMMITTED}
+
+                consumer.seek_to_committed = only_part  # type: ignore[method-assign]
+                await consumer.perform_seek()
+        return handed
+
+    return asyncio.run(run())
+
+
+def test_records_of_a_fetch_are_not_handed_out_after_their_partition_was_sought_back(
+    consumer: Consumer,
+) -> None:
+    handed = fetched_around_a_seek(consumer)
+    assert [o for p, o in handed if p == 0] == [100, 101]  # 102-109 are read again from 100
+    assert [o for p, o in handed if p == 1] == list(range(200, 205))
+
+
+def test_plain_faust_hands_them_out_and_then_drops_the_records_read_again(consumer: Consumer) -> None:
+    handed = fetched_around_a_seek(unpatched(consumer))
+    assert [o for p, o in handed if p == 0] == list(range(100, 110))
+    # _drain_messages then sets the read offset to 109: the records fetched again from 100 are older,
+    # and dropped ("DROPPED MESSAGE ROFF"); only those 102-109 handed out here are ever processed.
+
+
+def commit_refused(consumer: Consumer) -> int | None:
+    """The committed offset faust keeps after the group refuses a commit of 120 (a rebalance)."""
+
+    async def refused(offsets: Mapping[TP, int]) -> bool:
+        return False
+
+    async def run() -> int | None:
+        await consumer.perform_seek()
+        consumer._commit = refused  # type: ignore[method-assign]
+        consumer.assignment = lambda: {PART}  # type: ignore[method-assign]
+        await consumer._commit_offsets({PART: 120})
+        return consumer._committed_offset[PART]
+
+    return asyncio.run(run())
+
+
+def test_a_refused_commit_leaves_the_committed_offset_as_it_was(consumer: Consumer) -> None:
+    assert commit_refused(consumer) == COMMITTED
+
+
+def test_plain_faust_takes_a_refused_commit_as_done(consumer: Consumer) -> None:
+    assert commit_refused(unpatched(consumer)) == 120
 
 
 def test_duplicates_from_elsewhere_do_not_stall_commits(consumer: Consumer) -> None:
