@@ -30,11 +30,14 @@ Design
 
   Access to one connection is serialised by its session lock; nothing else is shared between requests.
 * **Inserts** ``INSERT INTO t [(cols)] [SETTINGS ...] FORMAT <fmt>`` followed by data (in the body, or after
-  the statement when the whole thing is in the body) are split where ClickHouse's parser splits them and the
-  raw bytes go to chDB's streaming insert (``send_insert`` + ``insert_append``), so any input format the
-  engine knows (Native, RowBinary*, JSONEachRow, CSV*, TSV*, Parquet, ...) is parsed by the engine itself,
-  with no temporary file and no re-encoding. ``INSERT ... VALUES`` and ``INSERT ... SELECT`` are plain
-  queries.
+  the statement when the whole thing is in the body) are split where ClickHouse's parser splits them and run
+  as one query, ``INSERT INTO t [(cols)] FROM INFILE '/dev/fd/N' [SETTINGS ...] FORMAT <fmt>``, reading the
+  raw bytes from a pipe: any input format the engine knows (Native, RowBinary*, JSONEachRow, CSV*, TSV*,
+  Parquet, ...) is parsed by the engine itself, with no temporary file and no re-encoding, and a block the
+  table refuses (CHECK constraint, MATERIALIZED/DEFAULT expression or materialized view that throws) gets
+  the engine's error and is not stored. (chDB's streaming insert, ``send_insert``/``insert_append``/
+  ``insert_done``, is not used: in chDB 4.4 it reports success for such a block and stores none of it.)
+  ``INSERT ... VALUES`` and ``INSERT ... SELECT`` are plain queries.
 * **Request bodies** may be compressed with ``Content-Encoding`` gzip, deflate, br (if ``brotli`` is
   installed), xz, zstd, lz4 (concatenated frames, as clickhouse-connect sends them), bz2, and additionally
   framed with ClickHouse's native block compression (``decompress=1``; checksums are not verified).
@@ -53,7 +56,7 @@ Not emulated: progress headers (``send_progress_in_http_headers`` is accepted an
 results while the query runs (results are buffered, like ``wait_end_of_query=1``), ``client_protocol_version``
 (ignored, so clickhouse-connect reads Native blocks without block info), roles, quotas and users other than
 the one configured. Query parameters are bound by the engine itself (``{name:Type}``), except inside the
-statement part of an ``INSERT ... FORMAT`` with inline data, where the engine's streaming insert takes none.
+statement part of an ``INSERT ... FORMAT`` with inline data, which is not given any.
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ import bz2
 import contextlib
 import email.parser
 import email.policy
+import fcntl
 import importlib
 import itertools
 import json
@@ -391,6 +395,7 @@ class Statement:
     output_format: str | None = None  # FORMAT clause of a statement that returns a result
     insert_format: str | None = None  # FORMAT of an INSERT whose data follows the statement
     head_end: int = 0  # end of the INSERT statement text, FORMAT clause excluded
+    settings_at: int | None = None  # where the INSERT's own SETTINGS clause begins, if it has one
     data_start: int = 0  # where the INSERT's data begins
     second_statement_at: int | None = None
     into_outfile: bool = False  # SELECT ... INTO OUTFILE: refused over HTTP, as by ClickHouse
@@ -482,6 +487,8 @@ def _analyze_insert(sql: bytes, toks: Iterator[_Token], st: Statement) -> str:
             name_done = True
         if tok.depth != 0 or tok.kind != "word":
             continue
+        if upper == b"SETTINGS" and st.settings_at is None:
+            st.settings_at = tok.start
         if upper == b"FORMAT":
             fmt = next(toks, None)
             if fmt is None or fmt.kind not in ("word", "ident"):
@@ -939,21 +946,43 @@ class Engine:
             elapsed_ns=time.perf_counter_ns() - t0,
         )
 
-    def run_insert(self, conn: Any, head: str, fmt: str, data: bytes) -> QueryOutcome:
-        """Stream ``data`` (encoded in ``fmt``) into the INSERT statement ``head`` (without FORMAT)."""
+    def run_insert(
+        self, conn: Any, target: str, fmt: str, data: bytes, settings_clause: str = ""
+    ) -> QueryOutcome:
+        """Insert ``data`` (encoded in ``fmt``) into ``target`` (``INSERT INTO t [(cols)]``) as one query.
+
+        The engine reads the data from a pipe (``INSERT ... FROM INFILE '/dev/fd/N'``) that a thread fills,
+        so its input format parses the raw bytes, with no temporary file and no re-encoding. Not chDB's
+        streaming insert (``send_insert``/``insert_append``/``insert_done``): that one reports success, and
+        stores nothing, when the table refuses the block (a CHECK constraint, a MATERIALIZED or DEFAULT
+        expression, a materialized view that throws), where a query reports the engine's error. (Nor
+        ``query()`` with the data inline: it stops at the first NUL byte of binary data.)
+        """
         t0 = time.perf_counter_ns()
+        read_fd, write_fd = os.pipe()
+        stop = threading.Event()
+        feeder: threading.Thread | None = None
+        if len(data) <= _pipe_capacity(write_fd):
+            _feed_pipe(write_fd, data, stop)  # it all fits in the pipe: no thread needed
+        else:
+            feeder = threading.Thread(
+                target=_feed_pipe, args=(write_fd, data, stop), name="insert-feed", daemon=True
+            )
+            feeder.start()
+        sql = (
+            f"{target.rstrip()} FROM INFILE {quote_literal(f'/dev/fd/{read_fd}')} COMPRESSION 'none' "
+            f"{settings_clause.strip()} FORMAT {quote_identifier(fmt)}"
+        )
         try:
-            handle = conn.send_insert(head, fmt)
+            res = conn.query(sql, "TabSeparated")
         except Exception as exc:
             raise engine_error(exc) from exc
-        try:
-            if data:
-                conn.insert_append(handle, data)
-            res = conn.insert_done(handle)
-        except Exception as exc:
-            with contextlib.suppress(Exception):
-                conn.insert_cancel(handle)
-            raise engine_error(exc) from exc
+        finally:
+            stop.set()
+            if feeder is None:
+                os.close(read_fd)
+            else:
+                _drain_pipe(read_fd, feeder)
         rows, nbytes = res.rows_written(), res.bytes_written()
         return QueryOutcome(
             read_rows=rows,
@@ -962,6 +991,50 @@ class Engine:
             written_bytes=nbytes,
             elapsed_ns=time.perf_counter_ns() - t0,
         )
+
+
+_PIPE_CHUNK = 1 << 20
+
+
+def _pipe_capacity(fd: int) -> int:
+    """Grow the pipe to 1 MiB where the OS allows it (Linux; fewer, larger writes) and return its capacity,
+    0 if unknown."""
+    if not hasattr(fcntl, "F_SETPIPE_SZ"):
+        return 0
+    try:
+        return int(fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, _PIPE_CHUNK))
+    except OSError:  # above the user's pipe quota: the default size
+        return int(fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ))
+
+
+def _feed_pipe(fd: int, data: bytes, stop: threading.Event) -> None:
+    """Write ``data`` to the pipe ``fd`` until done, the reader is gone, or ``stop``; then close it."""
+    view = memoryview(data)
+    try:
+        while view and not stop.is_set():
+            view = view[os.write(fd, view[:_PIPE_CHUNK]) :]
+    except BrokenPipeError:
+        pass  # the engine stopped reading (it refused the data): the query reports why
+    finally:
+        os.close(fd)
+
+
+def _drain_pipe(read_fd: int, feeder: threading.Thread) -> None:
+    """Once the query is over, empty the pipe until its feeder has stopped, then close our end.
+
+    The feeder may be blocked writing data the engine will never read (the query failed, or the engine
+    stopped early); reading what is left unblocks it, and it stops at its next chunk."""
+    os.set_blocking(read_fd, False)
+    try:
+        while feeder.is_alive():
+            try:
+                if not os.read(read_fd, _PIPE_CHUNK):
+                    break  # end of file: the feeder closed its end
+            except BlockingIOError:
+                feeder.join(0.001)
+        feeder.join()
+    finally:
+        os.close(read_fd)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -1342,8 +1415,13 @@ class Handler:
         self, conn: Any, st: Statement, sql: bytes, query_params: dict[str, str], default_format: str
     ) -> QueryOutcome:
         if st.insert_format is not None:
-            head = sql[: st.head_end].decode("utf-8", "replace")
-            return self.engine.run_insert(conn, head, st.insert_format, sql[st.data_start :])
+            # FROM INFILE goes between the target and the statement's own SETTINGS clause.
+            split = st.head_end if st.settings_at is None else st.settings_at
+            target = sql[:split].decode("utf-8", "replace")
+            settings_clause = sql[split : st.head_end].decode("utf-8", "replace")
+            return self.engine.run_insert(
+                conn, target, st.insert_format, sql[st.data_start :], settings_clause
+            )
         try:
             text = sql.decode("utf-8")
         except UnicodeDecodeError as exc:

@@ -445,3 +445,86 @@ def test_readonly_in_a_session_applies_to_that_request_only(clickhouse_url: str,
     ).stdout
     assert split_response(get)[1]["x-clickhouse-exception-code"] == "164"
     assert split_response(curl(f"{clickhouse_url}/?session_id={sid}", "--data-binary", ddl).stdout)[0] == 200
+
+
+# ----------------------------------------------------------------------------------------------------
+# Inserts the table refuses (#13): an error with ClickHouse's code, and the refused block is not stored
+# ----------------------------------------------------------------------------------------------------
+
+
+def test_insert_violating_a_check_constraint_is_refused_and_stores_nothing(
+    ch_client: Any, ch_database: str
+) -> None:
+    t = f"{ch_database}.checked"
+    ch_client.command(
+        f"CREATE TABLE {t} (a UInt32, CONSTRAINT small CHECK a < 10) ENGINE = MergeTree ORDER BY a"
+    )
+    with pytest.raises(DatabaseError) as info:
+        ch_client.insert(t, [[1], [20]], column_names=["a"])  # Native, compressed: what services send
+    assert info.value.code == 469
+    assert "VIOLATED_CONSTRAINT" in str(info.value) and "small" in str(info.value)
+    assert ch_client.query(f"SELECT count() FROM {t}").result_rows == [(0,)]  # the block is atomic
+    ch_client.insert(t, [[1], [2]], column_names=["a"])  # the table still takes good blocks
+    assert ch_client.query(f"SELECT a FROM {t} ORDER BY a").result_rows == [(1,), (2,)]
+
+
+def test_insert_failing_a_materialized_expression_or_a_view_is_refused(
+    ch_client: Any, ch_database: str
+) -> None:
+    d = ch_database
+    ch_client.command(
+        f"CREATE TABLE {d}.mat (a UInt32, ok UInt8 MATERIALIZED throwIf(a > 10, 'a too big')) "
+        "ENGINE = MergeTree ORDER BY a"
+    )
+    with pytest.raises(DatabaseError) as info:
+        ch_client.insert(f"{d}.mat", [[1], [20]], column_names=["a"])
+    assert info.value.code == 395 and "a too big" in str(info.value)
+    assert ch_client.query(f"SELECT count() FROM {d}.mat").result_rows == [(0,)]
+    ch_client.command(f"CREATE TABLE {d}.src (a UInt32) ENGINE = MergeTree ORDER BY a")
+    ch_client.command(f"CREATE TABLE {d}.dst (a UInt32) ENGINE = MergeTree ORDER BY a")
+    ch_client.command(
+        f"CREATE MATERIALIZED VIEW {d}.mv TO {d}.dst AS SELECT a + throwIf(a > 10, 'view refuses') AS a "
+        f"FROM {d}.src"
+    )
+    with pytest.raises(DatabaseError) as info:
+        ch_client.insert(f"{d}.src", [[1], [20]], column_names=["a"])
+    assert info.value.code == 395 and "view refuses" in str(info.value)
+    assert ch_client.query(f"SELECT count() FROM {d}.dst").result_rows == [(0,)]
+
+
+def test_curl_insert_refused_by_a_constraint_gets_code_header_and_body(
+    clickhouse_url: str, ch_database: str
+) -> None:
+    t = f"{ch_database}.checked"
+    post = [f"{clickhouse_url}/", "--data-binary", "@-"]
+    curl(
+        *post,
+        data=f"CREATE TABLE {t} (a UInt32, CONSTRAINT small CHECK a < 10) ENGINE = MergeTree ORDER BY a".encode(),
+    )
+    # A body larger than a pipe holds, refused near its end, and SETTINGS in the statement.
+    data = b"1\n" * 1_500_000 + b"20\n"
+    status, headers, body = split_response(
+        curl(
+            f"{clickhouse_url}/?query=INSERT%20INTO%20{t}%20SETTINGS%20max_insert_block_size%3D1000000%20FORMAT%20CSV",
+            "-H", "Expect:", "--data-binary", "@-", data=data,
+        ).stdout
+    )  # fmt: skip
+    assert (status, headers["x-clickhouse-exception-code"]) == (500, "469")
+    assert body.startswith(b"Code: 469. DB::Exception: Constraint `small`")
+    assert b"(VIOLATED_CONSTRAINT) (version 26." in body
+    status, _, _ = split_response(
+        curl(
+            *post, data=f"INSERT INTO {t} SETTINGS max_insert_block_size=10 FORMAT CSV\n3\n4\n".encode()
+        ).stdout
+    )
+    assert status == 200
+    body = split_response(curl(f"{clickhouse_url}/?query=SELECT%20count()%20FROM%20{t}").stdout)[2]
+    assert body == b"2\n"
+    # A large body for a table that does not exist: the engine never reads it; the answer still comes.
+    status, headers, _ = split_response(
+        curl(
+            f"{clickhouse_url}/?query=INSERT%20INTO%20{ch_database}.nope%20FORMAT%20CSV",
+            "-H", "Expect:", "--data-binary", "@-", data=data,
+        ).stdout
+    )  # fmt: skip
+    assert (status, headers["x-clickhouse-exception-code"]) == (404, "60")
