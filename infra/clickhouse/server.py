@@ -120,6 +120,7 @@ INVALID_SESSION_TIMEOUT = 374
 HTTP_LENGTH_REQUIRED = 381
 AUTHENTICATION_FAILED = 516
 ABORTED = 236
+UNKNOWN_TYPE_OF_QUERY = 78
 
 _ERROR_NAMES = {
     POCO_EXCEPTION: "POCO_EXCEPTION",
@@ -399,6 +400,7 @@ class Statement:
     data_start: int = 0  # where the INSERT's data begins
     second_statement_at: int | None = None
     into_outfile: bool = False  # SELECT ... INTO OUTFILE: refused over HTTP, as by ClickHouse
+    from_infile: bool = False  # INSERT ... FROM INFILE: refused over HTTP, as by ClickHouse
 
 
 _RESULT_KINDS = frozenset(
@@ -464,8 +466,10 @@ def _analyze_insert(sql: bytes, toks: Iterator[_Token], st: Statement) -> str:
     name_done = False
     expect_name = True
     function_depth: int | None = None
+    prev_upper = b""
     for tok in toks:
         upper = tok.text.upper() if tok.kind == "word" else b""
+        prev_upper, before = upper, prev_upper
         if expect_name:
             if upper in (b"INTO", b"TABLE"):
                 continue
@@ -489,6 +493,8 @@ def _analyze_insert(sql: bytes, toks: Iterator[_Token], st: Statement) -> str:
             continue
         if upper == b"SETTINGS" and st.settings_at is None:
             st.settings_at = tok.start
+        if upper == b"INFILE" and before == b"FROM":
+            st.from_infile = True
         if upper == b"FORMAT":
             fmt = next(toks, None)
             if fmt is None or fmt.kind not in ("word", "ident"):
@@ -1281,6 +1287,13 @@ class Handler:
         if st.into_outfile:
             # The engine would write the file on the server's disk; ClickHouse's HTTP handler refuses it.
             raise ClickHouseError(NOT_IMPLEMENTED, "INTO OUTFILE is not allowed")
+        if st.from_infile:
+            # The engine would read a file on the server's disk (and inserts use FROM INFILE themselves).
+            raise ClickHouseError(
+                UNKNOWN_TYPE_OF_QUERY,
+                "Query has infile and was send directly to server",
+                "UNKNOWN_TYPE_OF_QUERY",
+            )
 
         session_id = _param(params, "session_id")
         if session_id:

@@ -528,3 +528,17 @@ def test_curl_insert_refused_by_a_constraint_gets_code_header_and_body(
         ).stdout
     )  # fmt: skip
     assert (status, headers["x-clickhouse-exception-code"]) == (404, "60")
+
+
+def test_curl_insert_from_infile_is_refused(clickhouse_url: str, ch_database: str) -> None:
+    """The engine would read a file on the server's disk: ClickHouse's HTTP interface refuses it."""
+    t = f"{ch_database}.lines"
+    curl(f"{clickhouse_url}/", "--data-binary", f"CREATE TABLE {t} (s String) ENGINE = MergeTree ORDER BY s")
+    for sql in (
+        f"INSERT INTO {t} FROM INFILE '/etc/hostname' FORMAT LineAsString",
+        f"INSERT INTO {t} FROM INFILE '/etc/hostname' COMPRESSION 'none'",
+    ):
+        status, headers, body = split_response(curl(f"{clickhouse_url}/", "--data-binary", sql).stdout)
+        assert (status, headers["x-clickhouse-exception-code"]) == (404, "78"), body
+    body = split_response(curl(f"{clickhouse_url}/?query=SELECT%20count()%20FROM%20{t}").stdout)[2]
+    assert body == b"0\n"
