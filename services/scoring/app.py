@@ -43,30 +43,19 @@ from kafka.admin import NewTopic
 from kafka.partitioner.default import murmur2
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_latest
 
-from services.common.alert_tables import ALERT_COLUMNS, INCIDENT_COLUMNS
 from services.common.clickhouse import make_client
 from services.common.events import AccountSnapshot
 from services.common.kafka import create_topics, faust_credentials, replication_factor
-from services.common.names import Table, Topic
+from services.common.names import Topic
 from services.common.retry import Health, Retry, Retrying
 from services.common.settings import Settings
 from services.scoring import faust_patches  # noqa: F401  # fixes faust's offset commits, on import
 from services.scoring.alerts.codec import (
-    CandidateFormatError,
     candidate_key,
-    decode_candidate,
-    dump_control,
     encode_candidate,
-    load_control,
 )
-from services.scoring.alerts.noise import Candidate, NoiseControl, NoiseParams, Silence, Step, Verdict
-from services.scoring.alerts.records import (
-    alert_records,
-    alert_rows,
-    incident_records,
-    incident_rows,
-    opened,
-)
+from services.scoring.alerts.noise import Candidate, NoiseParams
+from services.scoring.alerts.stage import AlertStage
 from services.scoring.alerts.store import AlertStore, StoreStopped
 from services.scoring.changelog import store_states
 from services.scoring.dead_letters import (
@@ -74,7 +63,6 @@ from services.scoring.dead_letters import (
     dead_letter_bytes,
     isolate_failures,
 )
-from services.scoring.maths.points import from_ms
 from services.scoring.pipeline import Batch, snapshot_steps
 from services.scoring.processor import BatchOutput, Processor, detector_params, silent_accounts, wall_ms
 from services.scoring.sink import ClickHouseSink, SinkStopped, WriteRejected
@@ -103,23 +91,6 @@ LAG = Gauge(
 LAST_BATCH = Gauge("barometre_scoring_last_batch_timestamp_seconds", "When the last batch was written.")
 DETECTIONS = Counter(
     "barometre_alert_detections_total", "Detections sent to noise control, by alert type.", ["type"]
-)
-OUTCOMES = Counter(
-    "barometre_alert_outcomes_total",
-    "Noise control's final verdicts on detections (emit, duplicate, ongoing, cooldown, silenced, "
-    "inhibited), by verdict.",
-    ["verdict"],
-)
-PUBLISHED = Counter(
-    "barometre_alerts_published_total",
-    "Alerts published on alerts.v1, by type and severity.",
-    ["type", "severity"],
-)
-INCIDENTS_OPENED = Counter(
-    "barometre_alert_incidents_opened_total", "Platform-wide incidents opened, by alert type.", ["type"]
-)
-UNREADABLE = Counter(
-    "barometre_alert_candidates_unreadable_total", "Records of the candidates topic skipped as unreadable."
 )
 
 RELEASE_S = 1.0  # held detections are released this often (NoiseControl.flush)
@@ -206,7 +177,6 @@ def create_app(settings: Settings) -> faust.App:
     sink = ClickHouseSink(lambda: make_client(settings), settings.clickhouse_database, health=health)
     detector = detector_params(settings)
     processor = Processor(settings, fetch_history=sink.fetch_history, alerts=detector)
-    noise_params = NoiseParams(group_wait_ms=round(settings.alert_group_wait_s * 1000))
     # Two clients without sessions: the stage writes while timers read, possibly at the same time.
     writer = AlertStore(
         lambda: make_client(settings, autogenerate_session_id=False),
@@ -391,104 +361,25 @@ def create_app(settings: Settings) -> faust.App:
 
     # --- The alert stage (module docstring): one NoiseControl per platform.
 
-    stage_lock = asyncio.Lock()  # the agent and the timers take turns on the controls
-    cache: dict[str, tuple[bytes, NoiseControl]] = {}  # platform -> (its stored bytes, the control)
-    silences: list[Silence] | None = None  # None until read once
-    active: dict[str, int] = {}
+    stage = AlertStage(
+        table=noise_states,
+        params=NoiseParams(group_wait_ms=round(settings.alert_group_wait_s * 1000)),
+        writer=writer,
+        reader=reader,
+        send_alerts=lambda records: send_acked(alerts_topic, records, "Alerts"),
+        send_incidents=lambda records: send_acked(incidents_topic, records, "Incidents"),
+        watched_since=processor.watched_since,
+        staleness_days=settings.staleness_days,
+        health=health,
+    )
 
     def stage_ready() -> bool:
         return not app.rebalancing and not getattr(app, "in_recovery", False)
 
-    def take(platform: str) -> tuple[NoiseControl, bytes | None]:
-        """The control of ``platform`` (out of the cache until :func:`keep` or :func:`save`: a step that
-        fails half-way must start again from the stored state, not from a half-changed object)."""
-        stored = noise_states.get(platform.encode())
-        cached = cache.pop(platform, None)
-        if cached is not None and stored is not None and (cached[0] is stored or cached[0] == stored):
-            control = cached[1]
-        elif stored:
-            try:
-                control = load_control(stored, noise_params)
-            except ValueError:
-                log.exception("The noise-control state of %s is unreadable; starting afresh", platform)
-                control = NoiseControl(noise_params)
-        else:
-            control = NoiseControl(noise_params)
-        control.set_silences(silences or ())
-        control.set_active_accounts(active)
-        return control, stored
-
-    def keep(platform: str, stored: bytes | None, control: NoiseControl) -> None:
-        if stored is not None:
-            cache[platform] = (stored, control)
-
-    def save(platform: str, control: NoiseControl) -> None:
-        data = dump_control(control)
-        noise_states[platform.encode()] = data
-        cache[platform] = (data, control)
-
-    async def deliver(step: Step, now: int) -> None:
-        """Rows to ClickHouse, then records to Kafka, acknowledged: only then may the state move on."""
-        rows = alert_rows(step, now, time.time_ns())
-        incidents = incident_rows(step)
-        if rows or incidents:
-            tables = {Table.ALERTS: (ALERT_COLUMNS, rows), Table.INCIDENTS: (INCIDENT_COLUMNS, incidents)}
-            await asyncio.to_thread(writer.write, tables)
-        published = alert_records(step, from_ms(now))
-        if published:
-            await send_acked(alerts_topic, published, "Alerts")
-        if step.incidents:
-            await send_acked(incidents_topic, incident_records(step), "Incidents")
-        for outcome in step.outcomes:
-            if outcome.verdict is not Verdict.PENDING:
-                OUTCOMES.labels(outcome.verdict.value).inc()
-        for candidate in step.alerts:
-            PUBLISHED.labels(candidate.type.value, candidate.detection.severity.value).inc()
-        for incident in opened(step):
-            INCIDENTS_OPENED.labels(incident.type.value).inc()
-
-    async def read_silences() -> None:
-        nonlocal silences
-        silences = await asyncio.to_thread(reader.silences, wall_ms())
-
-    async def read_active_accounts() -> None:
-        active.update(await asyncio.to_thread(reader.active_accounts, settings.staleness_days))
-        # Since when each platform is watched, for account_new (the processor learns it from the states
-        # it reads too; this covers a restart, when the first new account may come before any other).
-        processor.watched_since(await asyncio.to_thread(reader.watched_since))
-
-    async def read_until_done(read: Callable[[], Awaitable[None]], what: str) -> None:
-        # ClickHouse away: the stage waits rather than decide blind (StoreStopped on a shutdown).
-        await writer.retry(
-            f"Reading {what} (the alert stage waits)",
-            Retrying.ALERT_READS,
-            f"reading {what} failing, retrying",
-            on_failure=lambda exc: reader.drop_client(),
-        ).acall(read)
-
     async def handle_candidates(events: Sequence[Any]) -> None:
-        found: dict[str, list[Candidate]] = {}
-        for event in events:
-            msg = event.message
-            try:
-                candidate = decode_candidate(msg.value)
-            except CandidateFormatError as exc:
-                # Only this worker writes the topic: an unreadable record is a bug (or a foreign
-                # writer); it cannot become an alert, and holding the stage for it helps nobody.
-                log.error("Skipping %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, exc)
-                UNREADABLE.inc()
-                continue
-            found.setdefault(candidate.platform, []).append(candidate)
-        async with stage_lock:
-            if silences is None:  # never decide without knowing the silences and the platforms' sizes
-                await read_until_done(read_silences, "silences")
-                await read_until_done(read_active_accounts, "active accounts")
-            now = wall_ms()
-            for platform, candidates in found.items():
-                control, _ = take(platform)
-                step = control.process(now, candidates)
-                await deliver(step, now)
-                save(platform, control)
+        await stage.handle(
+            (f"{e.message.topic}[{e.message.partition}]@{e.message.offset}", e.message.value) for e in events
+        )
 
     @app.agent(candidates_topic)
     async def alert_stage(stream: Any) -> None:
@@ -505,49 +396,26 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.timer(interval=RELEASE_S)  # type: ignore[untyped-decorator]  # mode's timer decorator is untyped
     async def release_held() -> None:
-        if not stage_ready() or silences is None:
+        if not stage_ready():
             return
-        async with stage_lock:
-            now = wall_ms()
-            changed = False
-            try:
-                for key in local_keys(noise_states, candidates_topic):
-                    platform = key.decode()
-                    control, stored = take(platform)
-                    held = control.pending
-                    step = control.flush(now)
-                    if step.outcomes or step.incidents or control.pending != held:
-                        await deliver(step, now)
-                        save(platform, control)
-                        changed = True
-                    else:
-                        keep(platform, stored, control)
-                if changed:
-                    await app.producer.flush()  # the new states on their changelog before going on
-            except StoreStopped as exc:  # shutting down while ClickHouse fails: they stay held, stored
-                log.warning("Stopping with held alert detections undelivered: %s", exc)
-            except Exception:
-                # A bug of ours, not a dependency (those are waited out): the held detections stay in the
-                # stored state, and the next tick tries again; a crashed timer would stop the worker.
-                log.exception("Releasing held alert detections failed; retrying at the next tick")
+        try:
+            platforms = [key.decode() for key in local_keys(noise_states, candidates_topic)]
+            if await stage.release(platforms):
+                await app.producer.flush()  # the new states on their changelog before going on
+        except StoreStopped as exc:  # shutting down while ClickHouse fails: they stay held, stored
+            log.warning("Stopping with held alert detections undelivered: %s", exc)
+        except Exception:
+            # A bug of ours, not a dependency (those are waited out): the held detections stay in the
+            # stored state, and the next tick tries again; a crashed timer would stop the worker.
+            log.exception("Releasing held alert detections failed; retrying at the next tick")
 
     @app.timer(interval=SILENCES_S)  # type: ignore[untyped-decorator]  # mode's timer decorator is untyped
     async def reload_silences() -> None:
-        await read_quietly(read_silences, "silences")
+        await stage.reload(stage.read_silences, "silences")
 
     @app.timer(interval=ACTIVE_ACCOUNTS_S)  # type: ignore[untyped-decorator]  # mode's timer decorator is untyped
     async def reload_active_accounts() -> None:
-        await read_quietly(read_active_accounts, "active accounts")
-
-    async def read_quietly(read: Callable[[], Awaitable[None]], what: str) -> None:
-        try:
-            await read()
-            health.recovered(Retrying.ALERT_READS)
-        except Exception as exc:  # keep the last known ones; the next tick tries again
-            if Retrying.ALERT_READS not in health:
-                log.warning("Reading %s failed (the last known are kept): %s", what, exc)
-            health.failing(Retrying.ALERT_READS, f"reading {what} failing, retrying")
-            reader.drop_client()
+        await stage.reload(stage.read_active_accounts, "active accounts")
 
     async def look_for_silent_accounts() -> None:
         if not stage_ready() or silence_lock.locked():
