@@ -30,7 +30,7 @@ import hashlib
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, ClassVar, Literal, Self
+from typing import Annotated, ClassVar, Literal, Self, get_args
 
 from pydantic import (
     BaseModel,
@@ -324,7 +324,9 @@ Timestamp = Annotated[
     BeforeValidator(_timestamp),
     PlainSerializer(format_timestamp, return_type=str, when_used="json"),
 ]
-Count = Annotated[int, BeforeValidator(_json_integer), Field(ge=0, le=MAX_COUNT)]
+# One object, so that the counts of a model can be told by it (snapshot_count_fields).
+_COUNT_CHECK = BeforeValidator(_json_integer)
+Count = Annotated[int, _COUNT_CHECK, Field(ge=0, le=MAX_COUNT)]
 Number = Annotated[float, BeforeValidator(_json_number)]
 Text = Annotated[str, Strict()]
 EntityId = Annotated[str, BeforeValidator(_entity_id)]
@@ -391,6 +393,48 @@ class AccountSnapshot(ContractModel):
         if now is not None:
             check_not_future(self, now)
         return self
+
+
+# --- The fields of AccountSnapshot, declared once (the model above) and derived from it here.
+# Every other place that names them takes them from these: ingest's fast path (which fields, their
+# order, which counts may be absent), the scoring worker's ``snapshots`` columns, the simulator's event
+# text; the JSON Schema is checked against the model by tests/unit/test_contract.py. A field added to
+# the model and not taught to one of those places fails its import or tests/unit/test_snapshot_fields.py.
+
+
+def _has_count_check(annotation: object) -> bool:
+    """Whether ``annotation`` is :data:`Count`, possibly inside ``Optional`` or another ``Annotated``."""
+    return any(arg is _COUNT_CHECK or _has_count_check(arg) for arg in get_args(annotation))
+
+
+def published_fields(model: type[BaseModel]) -> tuple[str, ...]:
+    """The names of ``model``'s fields as published (aliases), in the order of its JSON."""
+    return tuple(info.alias or name for name, info in model.model_fields.items())
+
+
+def count_fields(model: type[BaseModel]) -> tuple[str, ...]:
+    """The published names of ``model``'s :data:`Count` fields, in order."""
+    return tuple(
+        info.alias or name
+        for name, info in model.model_fields.items()
+        if any(m is _COUNT_CHECK for m in info.metadata) or _has_count_check(info.annotation)
+    )
+
+
+def omissible_fields(model: type[BaseModel]) -> tuple[str, ...]:
+    """The published names of the fields that may be absent from the JSON (optional, default None)."""
+    return tuple(
+        info.alias or name
+        for name, info in model.model_fields.items()
+        if not info.is_required() and info.default is None
+    )
+
+
+SNAPSHOT_FIELDS = published_fields(AccountSnapshot)
+SNAPSHOT_COUNTS = count_fields(AccountSnapshot)
+SNAPSHOT_OMISSIBLE = omissible_fields(AccountSnapshot)
+# Published name -> the model's attribute ("schema" -> "schema_version"; every other is its own).
+SNAPSHOT_ATTRIBUTES = {info.alias or name: name for name, info in AccountSnapshot.model_fields.items()}
 
 
 class FutureSnapshotError(ValueError):

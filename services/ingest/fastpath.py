@@ -24,6 +24,9 @@ from services.common.events import (
     EVENT_ID_PATTERN,
     MAX_COUNT,
     MAX_HANDLE_LENGTH,
+    SNAPSHOT_COUNTS,
+    SNAPSHOT_FIELDS,
+    SNAPSHOT_OMISSIBLE,
     SOURCE_PATTERN,
     check_entity_id,
     derive_event_id_from_text,
@@ -38,18 +41,12 @@ from services.common.names import (
     Platform,
 )
 
-# The fields of AccountSnapshot v1 in the model's order, which is the order of the published JSON.
-# A unit test checks this against the model: a new field must be taught here before it is accepted.
-COUNTS = (
-    "followers",
-    "following",
-    "posts_total",
-    "posts_30d",
-    "interactions_30d",
-    "replies_30d",
-    "automated_posts_30d",
-)
-FIELDS = (
+# The fields of AccountSnapshot v1, their order (that of the published JSON) and which may be absent,
+# all from the model. The counts are checked in one loop; every other field by hand, below: a field the
+# model gains that is neither a count nor in _CHECKED_BY_HAND stops this module from loading.
+FIELDS = SNAPSHOT_FIELDS
+COUNTS = SNAPSHOT_COUNTS
+_CHECKED_BY_HAND = (
     "schema",
     "event_id",
     "account_id",
@@ -57,12 +54,21 @@ FIELDS = (
     "entity_id",
     "handle",
     "observed_at",
-    *COUNTS,
     "status",
     "source",
 )
+if set(FIELDS) != {*_CHECKED_BY_HAND, *COUNTS} or len(FIELDS) != len(_CHECKED_BY_HAND) + len(COUNTS):
+    raise ImportError(
+        "services/ingest/fastpath.py does not check every field of AccountSnapshot: "
+        f"teach it {sorted(set(FIELDS) - {*_CHECKED_BY_HAND, *COUNTS})}, "
+        f"forget {sorted({*_CHECKED_BY_HAND} - set(FIELDS))}"
+    )
 _KNOWN = frozenset(FIELDS)
-_OPTIONAL_COUNTS = COUNTS[1:]
+# (name, may be absent) of each count, in the model's order.
+_COUNTS = tuple((name, name in SNAPSHOT_OMISSIBLE) for name in COUNTS)
+# The published dict in the model's order, every value still to be set: each call copies it (a C copy
+# keeps the order) and sets or deletes each key, so the order is the model's whatever the code's.
+_ALL_ABSENT = dict.fromkeys(FIELDS, None)
 _PLATFORMS: dict[str, str] = {p.value: p.value for p in Platform} | {
     alias: p.value for alias, p in PLATFORM_ALIASES.items()
 }
@@ -152,11 +158,6 @@ def snapshot_fields(item: Mapping[str, object], now: datetime) -> dict[str, obje
     if instant is None or instant[0] > now + DEFAULT_FUTURE_TOLERANCE:
         return None
     observed_text = instant[1]
-    # Counts: JSON integers only (type, not isinstance: a bool is an int to Python, not to JSON); a
-    # float, which the contract allows when its fraction is zero, goes to the model.
-    followers = item.get("followers")
-    if type(followers) is not int or not 0 <= followers <= MAX_COUNT:
-        return None
     event_id = item.get("event_id", _ABSENT)
     if event_id is _ABSENT:
         event_id = derive_event_id_from_text(account_id, observed_text)
@@ -171,26 +172,30 @@ def snapshot_fields(item: Mapping[str, object], now: datetime) -> dict[str, obje
     if type(status) is not str or status not in _STATUSES:
         return None
 
-    fields: dict[str, object] = {
-        "schema": ACCOUNT_SNAPSHOT_SCHEMA,
-        "event_id": event_id,
-        "account_id": account_id,
-        "platform": platform,
-        "entity_id": entity_id,
-    }
+    fields = _ALL_ABSENT.copy()
+    fields["schema"] = ACCOUNT_SNAPSHOT_SCHEMA
+    fields["event_id"] = event_id
+    fields["account_id"] = account_id
+    fields["platform"] = platform
+    fields["entity_id"] = entity_id
     handle = item.get("handle", _ABSENT)
-    if handle is not _ABSENT:
-        if type(handle) is not str or not 1 <= len(handle) <= MAX_HANDLE_LENGTH:
-            return None
+    if handle is _ABSENT:
+        del fields["handle"]
+    elif type(handle) is not str or not 1 <= len(handle) <= MAX_HANDLE_LENGTH:
+        return None
+    else:
         fields["handle"] = handle
     fields["observed_at"] = observed_text
-    fields["followers"] = followers
-    for name in _OPTIONAL_COUNTS:
+    # Counts: JSON integers only (type, not isinstance: a bool is an int to Python, not to JSON); a
+    # float, which the contract allows when its fraction is zero, goes to the model.
+    for name, omissible in _COUNTS:
         value = item.get(name, _ABSENT)
-        if value is not _ABSENT:
-            if type(value) is not int or not 0 <= value <= MAX_COUNT:
-                return None
+        if type(value) is int and 0 <= value <= MAX_COUNT:
             fields[name] = value
+        elif value is _ABSENT and omissible:
+            del fields[name]
+        else:
+            return None
     fields["status"] = status
     fields["source"] = source
     return fields
