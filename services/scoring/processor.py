@@ -20,13 +20,15 @@ passes none: a replay detects nothing.
 
 from __future__ import annotations
 
+import operator
 import struct
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from services.common.events import AccountSnapshot
+from services.common.events import SNAPSHOT_ATTRIBUTES, SNAPSHOT_FIELDS, AccountSnapshot
 from services.common.names import AccountStatus, Platform, Table, Window
 from services.common.settings import Settings
 from services.scoring.alerts.detection import DetectorParams, detect_point, detect_silence
@@ -54,23 +56,10 @@ Intervals = tuple[tuple[int, int], ...]
 # Rows carry instants (DateTime64(3) columns) as epoch milliseconds and days (Date columns) as days since
 # the epoch: what ClickHouse stores, and clickhouse-connect writes integers as they are. Converting to
 # datetime objects and back was a visible share of the worker's time.
-SNAPSHOT_COLUMNS = (
-    "event_id",
-    "account_id",
-    "platform",
-    "entity_id",
-    "handle",
-    "observed_at",
-    "followers",
-    "following",
-    "posts_total",
-    "posts_30d",
-    "interactions_30d",
-    "replies_30d",
-    "automated_posts_30d",
-    "status",
-    "source",
-)
+# The snapshots table holds every field of the event, named as published, in its order, but for the
+# event's type tag ("schema": one topic holds one type); it has no column that is not a field.
+NOT_STORED_SNAPSHOT_FIELDS = ("schema",)
+SNAPSHOT_COLUMNS = tuple(name for name in SNAPSHOT_FIELDS if name not in NOT_STORED_SNAPSHOT_FIELDS)
 DAILY_COLUMNS = (
     "account_id",
     "day",
@@ -574,24 +563,26 @@ def _ms_of(s: AccountSnapshot) -> int:
     return to_ms(s.observed_at)
 
 
+# A snapshot row is the model's attributes in column order, with these columns converted: enums as their
+# text, the instant in epoch ms, an absent owner or source as "" (the columns are not Nullable).
+_SNAPSHOT_VALUES = operator.attrgetter(*(SNAPSHOT_ATTRIBUTES[name] for name in SNAPSHOT_COLUMNS))
+_SNAPSHOT_CONVERSIONS: dict[str, Callable[[Any], object]] = {
+    "platform": _PLATFORM_TEXT.__getitem__,
+    "entity_id": lambda value: value or "",
+    "observed_at": to_ms,
+    "status": _STATUS_TEXT.__getitem__,
+    "source": lambda value: value or "",
+}
+_SNAPSHOT_CONVERTED = tuple(
+    (SNAPSHOT_COLUMNS.index(name), convert) for name, convert in _SNAPSHOT_CONVERSIONS.items()
+)
+
+
 def _snapshot_row(s: AccountSnapshot) -> list[object]:
-    return [
-        s.event_id,
-        s.account_id,
-        _PLATFORM_TEXT[s.platform],
-        s.entity_id or "",
-        s.handle,
-        to_ms(s.observed_at),
-        s.followers,
-        s.following,
-        s.posts_total,
-        s.posts_30d,
-        s.interactions_30d,
-        s.replies_30d,
-        s.automated_posts_30d,
-        _STATUS_TEXT[s.status],
-        s.source or "",
-    ]
+    row: list[object] = list(_SNAPSHOT_VALUES(s))
+    for i, convert in _SNAPSHOT_CONVERTED:
+        row[i] = convert(row[i])
+    return row
 
 
 def _presence_row(account_id: str, platform: str, state: AccountState, version: int) -> list[object]:
