@@ -41,6 +41,7 @@ import csv
 import dataclasses
 import hashlib
 import io
+import json
 import math
 import operator
 import re
@@ -50,12 +51,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
-from typing import Any, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 
-from services.common.events import AccountSnapshot, format_timestamp
+from services.common.events import SNAPSHOT_FIELDS, AccountSnapshot, format_timestamp
 from services.common.names import (
     ACCOUNT_SNAPSHOT_SCHEMA,
     EVENT_ID_NAMESPACE,
@@ -536,10 +538,110 @@ def _per_platform(models: list[PlatformModel], attribute: str) -> F64:
 # --- Output: one tick of snapshots in the formats the consumers want.
 
 # The JSON text of an AccountSnapshot exactly as pydantic writes it (field order, no spaces, optional
-# fields left out), so the producer can skip building 300,000 models a tick. A unit test holds the two
-# byte for byte; ids, handles and entity ids are plain ASCII (checked at construction), so no escaping.
-_JSON_HEAD = '{"schema":"' + ACCOUNT_SNAPSHOT_SCHEMA + '","event_id":"'
-_JSON_SOURCE = ',"source":"' + _SOURCE + '"}'
+# fields left out), so the producer can skip building 300,000 models a tick. It is generated from the
+# model's fields (SNAPSHOT_FIELDS, in their order) and, for each, what the simulator writes (_WRITES):
+# a field of the model missing from _WRITES stops this module from loading. A unit test holds the text
+# and the model byte for byte; ids, handles and entity ids are plain ASCII (checked at construction), so
+# nothing needs escaping.
+
+
+@dataclass(frozen=True)
+class _Write:
+    """How the simulator writes one field: ``how`` is ``text`` (a JSON string), ``number`` (a JSON
+    integer) or ``member`` (``what`` holds the whole '',"name":value'' or "" when the account has no
+    such figure), each from ``what``, a Python expression over a row's variables (_ROW); or
+    ``constant``, the JSON of the value ``what``. ``when_gone``: whether a deleted or suspended account
+    reports it (the figures are meaningless then: a poller that finds an account gone can read none)."""
+
+    how: Literal["text", "number", "member", "constant"]
+    what: str
+    when_gone: bool = True
+
+
+_WRITES = {
+    "schema": _Write("constant", ACCOUNT_SNAPSHOT_SCHEMA),
+    "event_id": _Write("text", "event_id"),
+    "account_id": _Write("text", "account_id"),
+    "platform": _Write("text", "platform"),
+    "entity_id": _Write("text", "entity_id"),
+    "handle": _Write("text", "account_id[len(platform) + 1 :]"),  # ids are handles (see Simulator)
+    "observed_at": _Write("text", "observed_at"),
+    "followers": _Write("number", "followers"),
+    "following": _Write("member", "following", when_gone=False),
+    "posts_total": _Write("number", "posts_total", when_gone=False),
+    "posts_30d": _Write("number", "posts_30d", when_gone=False),
+    "interactions_30d": _Write("number", "interactions_30d", when_gone=False),
+    "replies_30d": _Write("number", "replies_30d", when_gone=False),
+    "automated_posts_30d": _Write("number", "automated_posts_30d", when_gone=False),
+    "status": _Write("text", "status"),
+    "source": _Write("constant", _SOURCE),
+}
+# The variables of a row, in the order of the columns Batch._event_bytes passes; observed_at is the
+# batch's, and status too for the active rows.
+_ROW = (
+    "event_id",
+    "account_id",
+    "platform",
+    "entity_id",
+    "following",
+    "followers",
+    "posts_total",
+    "posts_30d",
+    "interactions_30d",
+    "replies_30d",
+    "automated_posts_30d",
+)
+_EventWriter = Callable[[str, str, Iterable[list[Any]]], list[bytes]]
+
+
+def _event_writer(*, gone: bool) -> _EventWriter:
+    """``write(observed_at, status, columns)``: the event text of each row of ``columns`` (one list per
+    variable of _ROW; ``status`` is a column too when ``gone``), as one f-string per row, generated
+    from _WRITES in the model's field order: as fast as writing that f-string by hand."""
+    missing = [name for name in SNAPSHOT_FIELDS if name not in _WRITES]
+    if missing or len(_WRITES) != len(SNAPSHOT_FIELDS):
+        raise ImportError(
+            "the simulator does not say how it writes every field of AccountSnapshot: "
+            f"missing {missing}, unknown {sorted(set(_WRITES) - set(SNAPSHOT_FIELDS))}"
+        )
+    members = []
+    for name in SNAPSHOT_FIELDS:
+        write = _WRITES[name]
+        if gone and not write.when_gone:
+            continue
+        key = ',"' + name + '":'
+        if write.how == "constant":
+            members.append(key + json.dumps(write.what).replace("{", "{{").replace("}", "}}"))
+        elif write.how == "text":
+            members.append(key + '"{' + write.what + '}"')
+        elif write.how == "number":
+            members.append(key + "{" + write.what + "}")
+        else:  # member: its own comma and key, or nothing
+            members.append("{" + write.what + "}")
+    text = "".join(members)
+    if not text.startswith(","):
+        raise ImportError("the first field of AccountSnapshot cannot be left out")
+    variables = (*_ROW, "status") if gone else _ROW
+    source = (
+        "def write(observed_at, status, columns):\n"
+        f"    return [f{'{{' + text[1:] + '}}'!r}.encode() "
+        f"for {', '.join(variables)} in zip(*columns, strict=True)]\n"
+    )
+    namespace: dict[str, Any] = {}
+    # The source is built from this module's constants only (field names, expressions, constants).
+    exec(source, namespace)  # noqa: S102
+    writer: _EventWriter = namespace["write"]
+    return writer
+
+
+_WRITE_ACTIVE = _event_writer(gone=False)
+_WRITE_GONE = _event_writer(gone=True)
+
+
+def _member_json(name: str, values: list[int]) -> list[str]:
+    """',"name":value' for each value, "" where it is negative (the account has no such figure)."""
+    key = ',"' + name + '":'
+    return [f"{key}{value}" if value >= 0 else "" for value in values]
 
 
 class Batch:
@@ -596,78 +698,32 @@ class Batch:
         platforms = _gather(sim._platform_names, index)
         entities = _gather(sim._account_entity_ids, index)
         following = _gather(sim._following_json, index)
-        ts, head, source = self.observed_at, _JSON_HEAD, _JSON_SOURCE
-        # One f-string per row, written for the common (active) case; gone accounts are redone below.
-        out = [
-            f'{head}{eid}","account_id":"{aid}","platform":"{pl}","entity_id":"{en}","handle":"'
-            f'{aid[len(pl) + 1 :]}","observed_at":"{ts}","followers":{f}{fo},"posts_total":{pt},'
-            f'"posts_30d":{p30},"interactions_30d":{i30},"replies_30d":{r30},"automated_posts_30d":{a30},'
-            f'"status":"active"{source}'.encode()
-            for eid, aid, pl, en, fo, f, pt, p30, i30, r30, a30 in zip(
-                _event_ids(ids, ts),
-                ids,
-                platforms,
-                entities,
-                following,
-                self.followers[lo:hi].tolist(),
-                self.posts_total[lo:hi].tolist(),
-                self.posts_30d[lo:hi].tolist(),
-                self.interactions_30d[lo:hi].tolist(),
-                self.replies_30d[lo:hi].tolist(),
-                self.automated_posts_30d[lo:hi].tolist(),
-                strict=True,
-            )
-        ]
-        for j in np.flatnonzero(self.status[lo:hi]).tolist():
-            cut = out[j].index(b',"following"' if following[j] else b',"posts_total"')
-            status = _STATUS_TEXT[self.status[lo + j]]
-            out[j] = out[j][:cut] + f',"status":"{status}"{source}'.encode()
-        return ids, out
-
-    def dicts(self) -> list[dict[str, Any]]:
-        """Each row as the JSON object of its event (what ``json.loads`` of :meth:`event_bytes` gives)."""
-        sim = self._sim
-        ids = self.account_ids()
-        platforms = _gather(sim._platform_names, self.index)
-        entities = _gather(sim._account_entity_ids, self.index)
-        out: list[dict[str, Any]] = []
-        for eid, aid, pl, en, fo, f, pt, p30, i30, r30, a30, st in zip(
+        columns = [
             _event_ids(ids, self.observed_at),
             ids,
             platforms,
             entities,
-            sim._following[self.index].tolist(),
-            self.followers.tolist(),
-            self.posts_total.tolist(),
-            self.posts_30d.tolist(),
-            self.interactions_30d.tolist(),
-            self.replies_30d.tolist(),
-            self.automated_posts_30d.tolist(),
-            self.status.tolist(),
-            strict=True,
-        ):
-            row: dict[str, Any] = {
-                "schema": ACCOUNT_SNAPSHOT_SCHEMA,
-                "event_id": eid,
-                "account_id": aid,
-                "platform": pl,
-                "entity_id": en,
-                "handle": aid[len(pl) + 1 :],
-                "observed_at": self.observed_at,
-                "followers": f,
-            }
-            if st == _STATUS_ACTIVE:
-                if fo >= 0:
-                    row["following"] = fo
-                row["posts_total"] = pt
-                row["posts_30d"] = p30
-                row["interactions_30d"] = i30
-                row["replies_30d"] = r30
-                row["automated_posts_30d"] = a30
-            row["status"] = _STATUS_TEXT[st]
-            row["source"] = _SOURCE
-            out.append(row)
-        return out
+            following,
+            self.followers[lo:hi].tolist(),
+            self.posts_total[lo:hi].tolist(),
+            self.posts_30d[lo:hi].tolist(),
+            self.interactions_30d[lo:hi].tolist(),
+            self.replies_30d[lo:hi].tolist(),
+            self.automated_posts_30d[lo:hi].tolist(),
+        ]
+        # Written for the common (active) case; gone accounts are redone below.
+        out = _WRITE_ACTIVE(self.observed_at, _STATUS_TEXT[_STATUS_ACTIVE], columns)
+        gone = np.flatnonzero(self.status[lo:hi]).tolist()
+        if gone:
+            picked = [_gather_list(column, gone) for column in columns]
+            statuses = [_STATUS_TEXT[s] for s in self.status[lo:hi][gone].tolist()]
+            for j, value in zip(gone, _WRITE_GONE(self.observed_at, "", [*picked, statuses]), strict=True):
+                out[j] = value
+        return ids, out
+
+    def dicts(self) -> list[dict[str, Any]]:
+        """Each row as the JSON object of its event (what ``json.loads`` of :meth:`event_bytes` gives)."""
+        return [orjson.loads(value) for value in self.event_bytes()]
 
     def models(self) -> list[AccountSnapshot]:
         """Each row as a validated pydantic model: the slow, obviously correct path."""
@@ -675,6 +731,11 @@ class Batch:
 
 
 _T = TypeVar("_T")
+
+
+def _gather_list(items: list[_T], index: list[int]) -> list[_T]:
+    """``[items[i] for i in index]`` for a short list of indices."""
+    return [items[i] for i in index]
 
 
 def _gather(items: list[_T], index: I64) -> list[_T]:
@@ -900,7 +961,7 @@ class Simulator:
         self._account_ids = account_ids
         self._platform_names = [platform_names[i] for i in plat.tolist()]
         self._account_entity_ids = [self._entity_ids[i] for i in ent.tolist()]
-        self._following_json = [f',"following":{f}' if f >= 0 else "" for f in self._following.tolist()]
+        self._following_json = _member_json("following", self._following.tolist())
         assert n == len(account_ids)
 
     @property
