@@ -59,7 +59,14 @@ Intervals = tuple[tuple[int, int], ...]
 # The snapshots table holds every field of the event, named as published, in its order, but for the
 # event's type tag ("schema": one topic holds one type); it has no column that is not a field.
 NOT_STORED_SNAPSHOT_FIELDS = ("schema",)
-SNAPSHOT_COLUMNS = tuple(name for name in SNAPSHOT_FIELDS if name not in NOT_STORED_SNAPSHOT_FIELDS)
+
+
+def snapshot_columns(fields: Sequence[str]) -> tuple[str, ...]:
+    """The columns of the snapshots table for the event's ``fields``."""
+    return tuple(name for name in fields if name not in NOT_STORED_SNAPSHOT_FIELDS)
+
+
+SNAPSHOT_COLUMNS = snapshot_columns(SNAPSHOT_FIELDS)
 DAILY_COLUMNS = (
     "account_id",
     "day",

@@ -594,18 +594,18 @@ _ROW = (
 _EventWriter = Callable[[str, str, Iterable[list[Any]]], list[bytes]]
 
 
-def _event_writer(*, gone: bool) -> _EventWriter:
+def _event_writer(*, gone: bool, fields: tuple[str, ...] = SNAPSHOT_FIELDS) -> _EventWriter:
     """``write(observed_at, status, columns)``: the event text of each row of ``columns`` (one list per
     variable of _ROW; ``status`` is a column too when ``gone``), as one f-string per row, generated
     from _WRITES in the model's field order: as fast as writing that f-string by hand."""
-    missing = [name for name in SNAPSHOT_FIELDS if name not in _WRITES]
-    if missing or len(_WRITES) != len(SNAPSHOT_FIELDS):
+    missing = [name for name in fields if name not in _WRITES]
+    if missing or len(_WRITES) != len(fields):
         raise ImportError(
             "the simulator does not say how it writes every field of AccountSnapshot: "
-            f"missing {missing}, unknown {sorted(set(_WRITES) - set(SNAPSHOT_FIELDS))}"
+            f"missing {missing}, unknown {sorted(set(_WRITES) - set(fields))}"
         )
     members = []
-    for name in SNAPSHOT_FIELDS:
+    for name in fields:
         write = _WRITES[name]
         if gone and not write.when_gone:
             continue
