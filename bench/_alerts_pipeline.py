@@ -38,7 +38,7 @@ from bench._alerts_evaluation import LabelledSeries, Published
 from services.common.bootstrap import prepare_database
 from services.common.clickhouse import make_client
 from services.common.kafka import ensure_topics
-from services.common.names import AlertSeverity, AlertType, Platform, Topic
+from services.common.names import AlertSeverity, AlertType, Platform, Table, Topic
 from services.common.settings import Settings
 from services.ingest.wait import wait_until_consumed
 from services.scoring.alerts import Candidate, Detection, Outcome, Verdict
@@ -159,7 +159,7 @@ def _published(settings: Settings, series: Sequence[LabelledSeries]) -> dict[str
     client = make_client(settings)
     rows = client.query(
         f"SELECT alert_id, type, account_id, entity_id, observed_at, value, expected, score, severity, "
-        f"details, inhibited_by FROM {settings.clickhouse_database}.alerts FINAL "
+        f"details, inhibited_by FROM {settings.clickhouse_database}.{Table.ALERTS} FINAL "
         f"WHERE account_id IN {{accounts:Array(String)}}",
         parameters={"accounts": sorted(accounts)},
     ).result_rows

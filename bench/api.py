@@ -53,7 +53,7 @@ from services.api.queries import RankBy, Scope
 from services.common.bootstrap import prepare_database
 from services.common.clickhouse import make_client
 from services.common.events import AccountSnapshot
-from services.common.names import Category, Platform, Window
+from services.common.names import Category, Platform, Table, Window
 from services.common.reference import load_entities
 from services.common.settings import REPO_ROOT, Settings
 from services.ingest.sources.simulator import Batch, Simulator, SimulatorParams
@@ -117,7 +117,7 @@ def seed(settings: Settings, now: datetime) -> int:
         # The worker recomputes entity rollups after each batch; here once, at the end.
         sink.write(out.tables, {0: (day, day)}, [])
         states.update(out.states)
-        touched.update((str(r[0]), str(r[2])) for r in out.tables["account_latest"].rows)
+        touched.update((str(r[0]), str(r[2])) for r in out.tables[Table.ACCOUNT_LATEST].rows)
         written += len(snapshots)
         print(f"  seeding day {day + 1}/{DAYS}: {written:,} snapshots, {time.perf_counter() - began:.0f} s",
               flush=True)  # fmt: skip
@@ -138,7 +138,8 @@ def ensure_data(settings: Settings, reseed: bool) -> dict[str, int]:
     latest = None
     if not reseed and client.command(f"EXISTS DATABASE {db}") == 1:
         try:
-            latest = client.query(f"SELECT max(observed_at), count() FROM {db}.entity_latest").result_rows[0]
+            sql = f"SELECT max(observed_at), count() FROM {db}.{Table.ENTITY_LATEST}"
+            latest = client.query(sql).result_rows[0]
         except Exception:  # a half-made database: start again
             latest = None
     fresh = (
@@ -151,8 +152,8 @@ def ensure_data(settings: Settings, reseed: bool) -> dict[str, int]:
         prepare_database(settings)
         seed(settings, datetime.now(UTC).replace(microsecond=0))
     sizes = {
-        table: int(client.command(f"SELECT count() FROM {db}.{table} FINAL"))  # type: ignore[arg-type]
-        for table in ("account_latest", "account_daily", "snapshots", "entity_latest")
+        table.value: int(client.command(f"SELECT count() FROM {db}.{table} FINAL"))  # type: ignore[arg-type]
+        for table in (Table.ACCOUNT_LATEST, Table.ACCOUNT_DAILY, Table.SNAPSHOTS, Table.ENTITY_LATEST)
     }
     client.close()
     return sizes

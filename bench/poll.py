@@ -58,7 +58,7 @@ from bench._servers import bench_servers
 from services.common.bootstrap import prepare_database
 from services.common.clickhouse import make_client
 from services.common.kafka import ensure_topics
-from services.common.names import Platform
+from services.common.names import Platform, Table
 from services.common.reference import AccountRecord, load_entities
 from services.common.registry import user_version, write_accounts
 from services.common.settings import Settings
@@ -407,7 +407,8 @@ def part2(kafka: str, ch: str, stack: ExitStack, args: argparse.Namespace) -> bo
     requests = sum(v["requests"] for v in stats.values())
     client = make_client(settings)
     try:
-        states = int(client.command(f"SELECT count() FROM {settings.clickhouse_database}.poll_state FINAL"))
+        db = settings.clickhouse_database
+        states = int(client.command(f"SELECT count() FROM {db}.{Table.POLL_STATE} FINAL"))
     finally:
         client.close()
     rate = polled / wall

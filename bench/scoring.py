@@ -77,7 +77,7 @@ from services.common.bootstrap import prepare_database
 from services.common.clickhouse import make_client
 from services.common.events import AccountSnapshot, format_timestamp
 from services.common.kafka import ensure_topics
-from services.common.names import Topic
+from services.common.names import Table, Topic
 from services.common.reference import load_entities
 from services.common.settings import Settings
 from services.ingest.publisher import Publisher
@@ -304,7 +304,7 @@ def timed_start(
     ends = merge_ends(ends, publisher.publish(records))
     client = make_client(settings)
     db = settings.clickhouse_database
-    sql = f"SELECT count() FROM {db}.snapshots WHERE event_id IN {{ids:Array(String)}}"
+    sql = f"SELECT count() FROM {db}.{Table.SNAPSHOTS} WHERE event_id IN {{ids:Array(String)}}"
     started = worker.start()
     rows_s = first_s = committed_s = float("nan")
     try:
@@ -452,7 +452,7 @@ def measure_freshness(
                 t0 = time.monotonic()
                 if snap:
                     rows = client.query(
-                        f"SELECT event_id FROM {db}.snapshots "
+                        f"SELECT event_id FROM {db}.{Table.SNAPSHOTS} "
                         "WHERE account_id IN {a:Array(String)} AND event_id IN {e:Array(String)}",
                         parameters={"a": sorted({a for a, _ in snap.values()}), "e": list(snap)},
                     ).result_rows
@@ -464,7 +464,7 @@ def measure_freshness(
                 if latest:
                     rows = client.query(
                         "SELECT account_id, toUnixTimestamp64Milli(max(observed_at)) "
-                        f"FROM {db}.account_latest WHERE account_id IN {{a:Array(String)}} "
+                        f"FROM {db}.{Table.ACCOUNT_LATEST} WHERE account_id IN {{a:Array(String)}} "
                         "GROUP BY account_id",
                         parameters={"a": list(latest)},
                     ).result_rows
@@ -597,7 +597,7 @@ def run(
     db = settings.clickhouse_database
 
     def rows() -> int:
-        return int(client.command(f"SELECT count() FROM {db}.snapshots"))  # type: ignore[arg-type]
+        return int(client.command(f"SELECT count() FROM {db}.{Table.SNAPSHOTS}"))  # type: ignore[arg-type]
 
     rows_base = rows()
     worker.start()
@@ -638,10 +638,10 @@ def run(
         f"events/s by rows in ClickHouse; worker CPU {100 * res.worker_cpu:.0f}% of one core"
     )
     snap_rows = client.query(
-        f"SELECT count() FROM {db}.snapshots FINAL WHERE observed_at >= {{t:DateTime64(3)}}",
+        f"SELECT count() FROM {db}.{Table.SNAPSHOTS} FINAL WHERE observed_at >= {{t:DateTime64(3)}}",
         parameters={"t": first_tick},
     ).result_rows[0][0]
-    latest_rows = client.query(f"SELECT count() FROM {db}.account_latest FINAL").result_rows[0][0]
+    latest_rows = client.query(f"SELECT count() FROM {db}.{Table.ACCOUNT_LATEST} FINAL").result_rows[0][0]
     client.close()
     res.rows_ok = snap_rows == res.events and latest_rows == res.accounts and not res.short_at_commit
     if res.short_at_commit:

@@ -76,7 +76,7 @@ from infra.process import die_with_parent
 from services.common.bootstrap import prepare_database
 from services.common.clickhouse import make_client
 from services.common.kafka import ensure_topics
-from services.common.names import DeadLetterCode, Topic
+from services.common.names import DeadLetterCode, Table, Topic
 from services.common.reference import load_entities
 from services.common.settings import Settings
 from services.ingest.simulate import register_accounts
@@ -490,7 +490,7 @@ class Probe:
         return sum(ends.values()), done, sum(ends.values()) - done
 
     def stored(self) -> int:
-        return int(self.ch.command(f"SELECT count() FROM {self.db}.snapshots"))  # type: ignore[arg-type]
+        return int(self.ch.command(f"SELECT count() FROM {self.db}.{Table.SNAPSHOTS}"))  # type: ignore[arg-type]
 
     def dead_letters(self) -> int:
         return sum(self.ends(self.dlq).values())
@@ -787,7 +787,7 @@ def main() -> int:
             probe, feed.counts.accepted, bad.acknowledged, services, args.drain_timeout
         )
         stored_rows, stored_distinct = probe.ch.query(
-            f"SELECT count(), uniqExact(event_id) FROM {settings.clickhouse_database}.snapshots"
+            f"SELECT count(), uniqExact(event_id) FROM {settings.clickhouse_database}.{Table.SNAPSHOTS}"
         ).result_rows[0]
         dead, dead_records, dead_codes = probe.read_dead_letters()
         c = feed.counts
