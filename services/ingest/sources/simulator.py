@@ -548,8 +548,8 @@ def _per_platform(models: list[PlatformModel], attribute: str) -> F64:
 @dataclass(frozen=True)
 class _Write:
     """How the simulator writes one field: ``how`` is ``text`` (a JSON string), ``number`` (a JSON
-    integer) or ``member`` (``what`` holds the whole '',"name":value'' or "" when the account has no
-    such figure), each from ``what``, a Python expression over a row's variables (_ROW); or
+    integer) or ``member`` (``what`` holds the whole ``,"name":value``, or nothing when the account
+    has no such figure), each from ``what``, a Python expression over a row's variables (_ROW); or
     ``constant``, the JSON of the value ``what``. ``when_gone``: whether a deleted or suspended account
     reports it (the figures are meaningless then: a poller that finds an account gone can read none)."""
 
@@ -576,8 +576,8 @@ _WRITES = {
     "status": _Write("text", "status"),
     "source": _Write("constant", _SOURCE),
 }
-# The variables of a row, in the order of the columns Batch._event_bytes passes; observed_at is the
-# batch's, and status too for the active rows.
+# The variables of a row: the columns Batch._event_bytes passes, by name; observed_at is the batch's,
+# and status too for the active rows.
 _ROW = (
     "event_id",
     "account_id",
@@ -591,13 +591,13 @@ _ROW = (
     "replies_30d",
     "automated_posts_30d",
 )
-_EventWriter = Callable[[str, str, Iterable[list[Any]]], list[bytes]]
+_EventWriter = Callable[[str, str, Mapping[str, list[Any]]], list[bytes]]
 
 
 def _event_writer(*, gone: bool, fields: tuple[str, ...] = SNAPSHOT_FIELDS) -> _EventWriter:
-    """``write(observed_at, status, columns)``: the event text of each row of ``columns`` (one list per
-    variable of _ROW; ``status`` is a column too when ``gone``), as one f-string per row, generated
-    from _WRITES in the model's field order: as fast as writing that f-string by hand."""
+    """``write(observed_at, status, columns)``: the event text of each row of ``columns`` (a list for
+    each variable of _ROW, by name; ``status`` is a column too when ``gone``), as one f-string per row,
+    generated from _WRITES in the model's field order: as fast as writing that f-string by hand."""
     missing = [name for name in fields if name not in _WRITES]
     if missing or len(_WRITES) != len(fields):
         raise ImportError(
@@ -622,10 +622,11 @@ def _event_writer(*, gone: bool, fields: tuple[str, ...] = SNAPSHOT_FIELDS) -> _
     if not text.startswith(","):
         raise ImportError("the first field of AccountSnapshot cannot be left out")
     variables = (*_ROW, "status") if gone else _ROW
+    zipped = ", ".join(f"columns[{v!r}]" for v in variables)
     source = (
         "def write(observed_at, status, columns):\n"
         f"    return [f{'{{' + text[1:] + '}}'!r}.encode() "
-        f"for {', '.join(variables)} in zip(*columns, strict=True)]\n"
+        f"for {', '.join(variables)} in zip({zipped}, strict=True)]\n"
     )
     namespace: dict[str, Any] = {}
     # The source is built from this module's constants only (field names, expressions, constants).
@@ -698,26 +699,26 @@ class Batch:
         platforms = _gather(sim._platform_names, index)
         entities = _gather(sim._account_entity_ids, index)
         following = _gather(sim._following_json, index)
-        columns = [
-            _event_ids(ids, self.observed_at),
-            ids,
-            platforms,
-            entities,
-            following,
-            self.followers[lo:hi].tolist(),
-            self.posts_total[lo:hi].tolist(),
-            self.posts_30d[lo:hi].tolist(),
-            self.interactions_30d[lo:hi].tolist(),
-            self.replies_30d[lo:hi].tolist(),
-            self.automated_posts_30d[lo:hi].tolist(),
-        ]
+        columns = {
+            "event_id": _event_ids(ids, self.observed_at),
+            "account_id": ids,
+            "platform": platforms,
+            "entity_id": entities,
+            "following": following,
+            "followers": self.followers[lo:hi].tolist(),
+            "posts_total": self.posts_total[lo:hi].tolist(),
+            "posts_30d": self.posts_30d[lo:hi].tolist(),
+            "interactions_30d": self.interactions_30d[lo:hi].tolist(),
+            "replies_30d": self.replies_30d[lo:hi].tolist(),
+            "automated_posts_30d": self.automated_posts_30d[lo:hi].tolist(),
+        }
         # Written for the common (active) case; gone accounts are redone below.
         out = _WRITE_ACTIVE(self.observed_at, _STATUS_TEXT[_STATUS_ACTIVE], columns)
         gone = np.flatnonzero(self.status[lo:hi]).tolist()
         if gone:
-            picked = [_gather_list(column, gone) for column in columns]
-            statuses = [_STATUS_TEXT[s] for s in self.status[lo:hi][gone].tolist()]
-            for j, value in zip(gone, _WRITE_GONE(self.observed_at, "", [*picked, statuses]), strict=True):
+            picked = {name: _gather_list(column, gone) for name, column in columns.items()}
+            picked["status"] = [_STATUS_TEXT[s] for s in self.status[lo:hi][gone].tolist()]
+            for j, value in zip(gone, _WRITE_GONE(self.observed_at, "", picked), strict=True):
                 out[j] = value
         return ids, out
 
