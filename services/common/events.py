@@ -324,7 +324,7 @@ Timestamp = Annotated[
     BeforeValidator(_timestamp),
     PlainSerializer(format_timestamp, return_type=str, when_used="json"),
 ]
-# One object, so that the counts of a model can be told by it (snapshot_count_fields).
+# One object, so that the counts of a model can be told by it (count_fields).
 _COUNT_CHECK = BeforeValidator(_json_integer)
 Count = Annotated[int, _COUNT_CHECK, Field(ge=0, le=MAX_COUNT)]
 Number = Annotated[float, BeforeValidator(_json_number)]
