@@ -161,6 +161,23 @@ def test_fast_path_is_byte_identical_to_the_pydantic_model(subset: list[Entity])
     assert [r for chunk in batch.iter_records(chunk_size=97) for r in chunk] == records
 
 
+def test_each_event_holds_its_rows_figures(subset: list[Entity]) -> None:
+    # dicts() and models() are read from the event text, so the text is checked here against the columns.
+    sim = Simulator(subset, busy(), seed=5)
+    batch = sim.observe(DEFAULT_ORIGIN + 12 * DAY + timedelta(hours=5, seconds=7))
+    figures = ("posts_total", "posts_30d", "interactions_30d", "replies_30d", "automated_posts_30d")
+    for i, (value, account_id) in enumerate(zip(batch.event_bytes(), batch.account_ids(), strict=True)):
+        event = json.loads(value)
+        platform, _, handle = account_id.partition(":")
+        assert (event["account_id"], event["platform"], event["handle"]) == (account_id, platform, handle)
+        assert event["followers"] == int(batch.followers[i])
+        assert event["status"] == ("active", "deleted", "suspended")[int(batch.status[i])]
+        if batch.status[i] == 0:
+            assert [event[name] for name in figures] == [int(getattr(batch, name)[i]) for name in figures]
+        else:
+            assert not {"following", *figures} & set(event)
+
+
 def test_snapshots_at_returns_validated_models(subset: list[Entity]) -> None:
     sim = Simulator(subset, seed=5)
     models = sim.snapshots_at(DEFAULT_ORIGIN + timedelta(hours=1))
