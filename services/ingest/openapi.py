@@ -106,7 +106,7 @@ class SnapshotsOut(BaseModel):
 
 
 RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorBody, "description": "The body is neither a JSON array nor JSON Lines."},
+    400: {"model": ErrorBody, "description": "The body is empty, or neither a JSON array nor JSON Lines."},
     401: {"model": ErrorBody, "description": "No token, or an unknown, revoked or expired one."},
     403: {"model": ErrorBody, "description": "The token does not have the ingest scope."},
 }

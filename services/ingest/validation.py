@@ -75,6 +75,8 @@ def split_body(body: bytes, max_items: int | None = None) -> Iterator[tuple[int,
     objects in memory.
     """
     text = body.lstrip()
+    if not text:  # nothing at all: a client's mistake (a lost body), not a batch of zero snapshots
+        raise BodyError("the body is empty: send a JSON array of snapshots or JSON Lines")
     if text.startswith(b"["):
         # Items <= commas + 1. A body with fewer than STEP_COMMAS_PER_ITEM commas per allowed item is
         # parsed whole by orjson (twice as fast as the scanner: a snapshot has ~15 commas, so every

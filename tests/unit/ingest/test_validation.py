@@ -74,6 +74,13 @@ def test_a_lenient_array_item_is_refused_with_its_reason() -> None:
     assert "handle" in rejected[1].error  # a lone surrogate: orjson cannot write it, the model says why
 
 
+@pytest.mark.parametrize("body", [b"", b"  \n\n \t"])
+def test_an_empty_body_is_refused_and_an_empty_array_is_not(body: bytes) -> None:
+    with pytest.raises(validation.BodyError, match="the body is empty"):
+        list(validation.split_body(body))
+    assert list(validation.split_body(b"[]")) == []
+
+
 def test_bad_bodies() -> None:
     with pytest.raises(validation.BodyError, match="not valid JSON"):
         list(validation.split_body(b"[{"))
