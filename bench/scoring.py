@@ -803,9 +803,10 @@ def report(res: Results) -> bool:
         "  CPU during that run, % of one core: "
         + ", ".join(f"{name} {100 * share:.0f}%" for name, share in one.cpu_share.items()),
         f"  worker CPU per event: {1e6 * one.cpu_per_event:.0f} µs "
-        f"(-> {1 / one.cpu_per_event:,.0f} events/s at most on one free core); the floor's CPU per "
-        f"event / the worker's: {res.floor_cpu_per_event / one.cpu_per_event:.2f} (the ratio on a quiet "
-        "machine, where each has a core of its own: for information, less sensitive to load than rates)",
+        f"(-> {1 / one.cpu_per_event:,.0f} events/s at most on one free core)",
+        f"  the floor's CPU per event / the worker's: {res.floor_cpu_per_event / one.cpu_per_event:.2f} "
+        "(for information: the ratio of the rates if both were bound by their CPU, each on a free core; "
+        "it moves less than the rates with the machine's load)",
         (
             f"  COMMIT STALL: {one.uncommitted:,} events written but still not committed "
             f"{COMMIT_GRACE_S:.0f}s after the last row"
