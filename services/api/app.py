@@ -36,6 +36,7 @@ from services.api.routes import (
     reports,
     scores,
     silences,
+    status,
     webhooks,
 )
 from services.api.webhooks import Dispatcher
@@ -93,6 +94,7 @@ def create_app(settings: Settings) -> FastAPI:
     """Build the api application for ``settings``."""
     api = Api(settings)
     hub = AlertHub(settings)
+    status_reader = status.StatusReader(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -111,6 +113,7 @@ def create_app(settings: Settings) -> FastAPI:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await hub.close()
+            status_reader.close()
             api.clickhouse.close()
 
     app = FastAPI(
@@ -123,6 +126,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.api = api
     app.state.alert_hub = hub
+    app.state.status_reader = status_reader
 
     async def clickhouse() -> None:
         def ping() -> None:
@@ -185,6 +189,7 @@ def create_app(settings: Settings) -> FastAPI:
         incidents,
         silences,
         webhooks,
+        status,
     ):
         # 413, 429, 503 and 504: what the limits may answer on any route (route-level answers win).
         app.include_router(module.router, responses=limit_responses(ErrorBody, queries=True))
