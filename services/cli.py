@@ -356,7 +356,8 @@ def _import_snapshots(
     type=click.IntRange(0, 3650),
     default=90,
     show_default=True,
-    help="Days of history to back-fill, one observation a day.",
+    help="Days of history to back-fill, one observation a day: first the days the figures read, "
+    "then the others as the scoring worker keeps up (docs/simulator.md).",
 )
 @click.option(
     "--step-minutes",

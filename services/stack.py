@@ -359,7 +359,10 @@ class Stack:
             for name, url in self.urls().items():
                 print(f"  {name:<{width}}  {url}", flush=True)
             if self.simulator:
-                print("  (simulator: 90 days back-filled newest first, then every account each 15 min)")
+                print(
+                    "  (simulator: first the days the figures read, then every account each 15 min; the rest"
+                    " of 90 days of history fills in as the worker keeps up: GET /v1/status)"
+                )
             print("Press Ctrl-C to stop.\n", flush=True)
             while not self._stop.wait(1.0):
                 dead = [p.name for p in self.started if not p.alive()]
