@@ -429,6 +429,54 @@
     }
   }
 
+  // ---------------------------------------------------------------- catching up (GET /v1/status)
+  const STATUS_MS = 5000;
+  const catchingUp = { provisional: false, timer: null };
+
+  /** "~40 s", "~3 min", or "durée inconnue" while the worker's rate is not known yet. */
+  function fmtDuration(seconds) {
+    if (seconds === null || seconds === undefined) return "durée inconnue";
+    if (seconds < 90) return "~" + INT.format(Math.max(5, Math.ceil(seconds / 5) * 5)) + " s";
+    return "~" + INT.format(Math.ceil(seconds / 60)) + " min";
+  }
+
+  /** The banner says how far behind the scoring worker is while the figures are provisional; once it
+   * has caught up the banner goes and the figures are loaded again, complete. */
+  function renderCatchingUp(scoring) {
+    const banner = $("#calcul-en-cours");
+    const provisional = Boolean(scoring && scoring.provisional);
+    if (provisional) {
+      // Rounded, so that the live region speaks only when the figures move noticeably.
+      const behind = scoring.events_behind >= 10000 ? Math.round(scoring.events_behind / 1000) * 1000 : scoring.events_behind;
+      const title = "Calcul en cours : ";
+      const text = fmtInt(behind) + " événements en retard, " + fmtDuration(scoring.seconds_to_catch_up) +
+        " — les chiffres sont provisoires.";
+      if (banner.textContent !== title + text) {
+        banner.replaceChildren(h("strong", { class: "banner__title" }, title), h("span", {}, text));
+      }
+    } else if (banner.childElementCount) {
+      banner.replaceChildren();
+    }
+    if (catchingUp.provisional && !provisional && currentView() === "home") {
+      loadPresence();
+      loadRanking(false);
+    }
+    catchingUp.provisional = provisional;
+  }
+
+  async function watchStatus() {
+    clearTimeout(catchingUp.timer);
+    const routes = await apiRoutes();
+    if (!routes.has("/v1/status")) return;
+    try {
+      const body = await getJSON("/v1/status");
+      renderCatchingUp(body && body.scoring);
+    } catch (err) {
+      // Kafka not answering says nothing about the figures: keep what is shown, ask again.
+    }
+    catchingUp.timer = setTimeout(watchStatus, STATUS_MS);
+  }
+
   /** "1 234 observées, 56 anciennes, 78 sans compte connu ou jamais relevées". */
   function coverageText(observed, stale, missing) {
     return fmtInt(observed) + " observées, " + fmtInt(stale) + " anciennes, " +
@@ -1101,6 +1149,7 @@
     });
     route();
     startAlerts();
+    watchStatus();
   }
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
