@@ -13,9 +13,10 @@ It stops once the whole back-fill is scored (the simulator logs "back-fill compl
 schedule its first live step is published, and the lag is 0), takes the answers then as the final
 ones, and prints:
 
-- **figures complete**: the first time from which every later reading equals the final answers and the
-  lag is under the provisional threshold (BAROMETRE_SCORING_PROVISIONAL_EVENTS, 50,000): what a
-  newcomer waits for;
+- **figures complete**: the first reading with the lag under the provisional threshold
+  (BAROMETRE_SCORING_PROVISIONAL_EVENTS, 20,000: GET /v1/status says "final") from which every later
+  such reading equals the final answers: what a newcomer waits for (readings during a live step, when
+  the lag is above the threshold for a few seconds, are not read);
 - **history complete**: when the lag reached 0 with the whole back-fill in.
 
 On a machine shared with other work the figures are upper bounds. `--repo` runs another checkout's
@@ -124,6 +125,11 @@ def main() -> None:
     )
     threshold = settings.scoring_provisional_events
     sim_log = data_dir / "logs" / "simulator.log"
+
+    def on_term(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # stop the stack on the way out (finally), as Ctrl-C does
+
+    signal.signal(signal.SIGTERM, on_term)
     started = time.monotonic()
     stack = subprocess.Popen(
         [sys.executable, "-m", "services.cli", "run"],
@@ -183,10 +189,15 @@ def main() -> None:
 
     final = readings[-1][2]
     complete = None
-    for elapsed, behind, answers in reversed(readings):
-        if answers != final or behind > threshold:
+    for elapsed, _, answers in reversed(readings):
+        if answers is None:
+            continue  # lag above the threshold (a live step being scored): not read
+        if answers != final:
             break
         complete = elapsed
+    (data_dir.parent / (data_dir.name + "-readings.json")).write_text(
+        json.dumps([{"s": round(e, 1), "behind": b, "answers": a} for e, b, a in readings])
+    )
     differing = []
     first_read = next((r for r in readings if r[2] is not None), None)
     if first_read is not None and final is not None:

@@ -67,7 +67,7 @@ class Settings(BaseSettings):
     api_port: int = 8000
     # GET /v1/status says the figures are provisional while the scoring worker has more snapshots than
     # this left to score (docs/CONTRACT.md); the simulator's back-fill holds back past half of it.
-    scoring_provisional_events: int = Field(default=50_000, ge=1)
+    scoring_provisional_events: int = Field(default=20_000, ge=1)
     ingest_host: str = "127.0.0.1"
     ingest_port: int = 8001
     # The scoring worker serves /healthz, /readyz and /metrics here.

@@ -28,7 +28,7 @@ def scoring(behind: int, seconds: float | None, provisional: bool) -> dict[str, 
             "rate_per_s": 3500.0 if seconds is not None else None,
             "seconds_to_catch_up": seconds,
             "provisional": provisional,
-            "threshold_events": 50_000,
+            "threshold_events": 20_000,
         },
     }
 

@@ -68,7 +68,7 @@ class StatusOut(BaseModel):
                         "rate_per_s": 3500.0,
                         "seconds_to_catch_up": 71.4,
                         "provisional": True,
-                        "threshold_events": 50000,
+                        "threshold_events": 20000,
                     },
                 }
             ]
