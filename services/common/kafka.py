@@ -314,7 +314,8 @@ def service_permissions(settings: Settings, users: Mapping[str, str] | None = No
     - the scoring worker reads snapshots, reads and writes alert candidates, writes alerts, incidents
       and dead letters, owns every topic named after its group (Faust's changelogs, repartition and
       leader topics: it creates them) and uses its consumer group;
-    - the api reads alerts and incidents, and uses the webhook dispatcher's consumer group.
+    - the api reads alerts and incidents, uses the webhook dispatcher's consumer group, and describes
+      the snapshots topic and the scoring group (how far behind the worker is: ``GET /v1/status``).
 
     ``Describe`` comes with every grant (clients read a topic's metadata before using it). Creating the
     shared topics is left to the administrator (``barometre access kafka``)."""
@@ -335,6 +336,9 @@ def service_permissions(settings: Settings, users: Mapping[str, str] | None = No
         Permission(u["api"], "topic", t(Topic.ALERTS), read),
         Permission(u["api"], "topic", t(Topic.INCIDENTS), read),
         Permission(u["api"], "group", settings.kafka_topic_prefix + WEBHOOK_GROUP, read),
+        # GET /v1/status: the snapshots' end offsets and the scoring group's committed ones (lag.py).
+        Permission(u["api"], "topic", t(Topic.ACCOUNT_SNAPSHOTS), ("DESCRIBE",)),
+        Permission(u["api"], "group", group, ("DESCRIBE",)),
     ]
 
 
