@@ -23,7 +23,8 @@ from tests.integration.api.seed import seed
 from tests.integration.api.test_incidents import incident
 from tests.integration.api.test_incidents import store as store_incidents
 
-pytestmark = [pytest.mark.clickhouse, pytest.mark.timeout(900)]
+# kafka: GET /v1/status reads the scoring lag from the broker (a 503 without one).
+pytestmark = [pytest.mark.clickhouse, pytest.mark.kafka, pytest.mark.timeout(900)]
 
 
 def test_api_openapi_holds_under_schemathesis(app_settings: Settings) -> None:
