@@ -215,8 +215,16 @@ def run_simulator(
             total += _publish(publisher, sim.observe(today - timedelta(days=back)))
             if stop():
                 return total
+        # And, of the other days, the accounts found deleted or suspended (a few dozen a day), oldest day
+        # first: a deleted account is reported for a week and then no more, so its last point, which
+        # makes it absent, may fall between the days above.
+        for back in sorted(rest, reverse=True):
+            total += _publish(publisher, sim.observe(today - timedelta(days=back)).gone())
+            if stop():
+                return total
         log.info(
-            "back-filled the %d days the figures read (%s back): %d events in %.0fs; %d more days follow",
+            "back-filled the %d days the figures read (%s back) and the gone accounts of the others: "
+            "%d events in %.0fs; %d more days follow",
             len(first),
             ",".join(map(str, first)),
             total,

@@ -668,6 +668,22 @@ class Batch:
         self.status = status
         self._sim = sim
 
+    def gone(self) -> Batch:
+        """The rows of the accounts that are not active (deleted or suspended), as a batch of their own."""
+        keep = np.flatnonzero(self.status != _STATUS_ACTIVE)
+        columns = {
+            name: getattr(self, name)[keep]
+            for name in (
+                "followers",
+                "posts_total",
+                "posts_30d",
+                "interactions_30d",
+                "replies_30d",
+                "automated_posts_30d",
+            )
+        }
+        return Batch(self._sim, self.t, self.index[keep], columns, self.status[keep])
+
     def __len__(self) -> int:
         return len(self.index)
 
