@@ -6,8 +6,8 @@ Starts the whole stack (Kafka, the ClickHouse endpoint, the services and the sim
 - the scoring group's lag on the snapshots topic (services/common/lag.py, what GET /v1/status serves);
 - the figures of every panel of the dashboard, as of a fixed instant just after the simulator's first
   live step (``at``: so that later live steps do not change them): the rankings of Facebook communes on
-  the 1-day, 7-day, 30-day and 90-day growth (500 entities), the monthly presence series, the presence
-  on every platform and the average score.
+  the 1-day, 7-day, 30-day and 90-day growth (500 entities), the monthly presence series and the
+  presence on every platform.
 
 It stops once the whole back-fill is scored (the simulator logs "back-fill complete", or with the old
 schedule its first live step is published, and the lag is 0), takes the answers then as the final
@@ -73,7 +73,11 @@ def figures(api: httpx.Client, at: datetime) -> dict[str, Any]:
         )
         r.raise_for_status()
         out[f"rankings_{window}"] = [(i["entity_id"], i["value"], i["followers"]) for i in r.json()["items"]]
-    start = (at - timedelta(days=92)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # The dashboard's monthly points: the same day and time of each month, ending at ``at``.
+    first = (
+        at.replace(month=at.month - 3) if at.month > 3 else at.replace(year=at.year - 1, month=at.month + 9)
+    )
+    start = first.strftime("%Y-%m-%dT%H:%M:%SZ")
     for platform in ("facebook", "x", "instagram"):
         r = api.get(
             "/v1/presence/series",
@@ -86,9 +90,8 @@ def figures(api: httpx.Client, at: datetime) -> dict[str, Any]:
         r.raise_for_status()
         body = r.json()
         out[f"presence_{platform}"] = {k: v for k, v in body.items() if k not in ("at",)}
-    r = api.get("/v1/scores", params={"platform": "facebook", "category": "commune", "at": stamp})
-    r.raise_for_status()
-    out["scores"] = (r.json()["score"], r.json()["count"])
+    # Not the average score as of ``at``: it reads the daily point of ``at``'s day, which the next live
+    # step of the same day replaces (the point in force at ``at`` is then yesterday's).
     return out
 
 
