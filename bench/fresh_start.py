@@ -47,6 +47,7 @@ import httpx
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from services.api.routes.presence import add_months  # noqa: E402
 from services.common.lag import scoring_lag  # noqa: E402
 from services.common.settings import Settings  # noqa: E402
 
@@ -74,10 +75,7 @@ def figures(api: httpx.Client, at: datetime) -> dict[str, Any]:
         r.raise_for_status()
         out[f"rankings_{window}"] = [(i["entity_id"], i["value"], i["followers"]) for i in r.json()["items"]]
     # The dashboard's monthly points: the same day and time of each month, ending at ``at``.
-    first = (
-        at.replace(month=at.month - 3) if at.month > 3 else at.replace(year=at.year - 1, month=at.month + 9)
-    )
-    start = first.strftime("%Y-%m-%dT%H:%M:%SZ")
+    start = add_months(at, -3).strftime("%Y-%m-%dT%H:%M:%SZ")
     for platform in ("facebook", "x", "instagram"):
         r = api.get(
             "/v1/presence/series",
