@@ -11,7 +11,9 @@ complete figures within a couple of minutes rather than after the whole history 
 1. first the days every figure of the dashboard reads (:func:`back_fill_schedule`): yesterday, a week
    and 30 days back (the rankings' 1-day, 7-day and 30-day windows, the score's 30-day growth), the same
    day of each earlier month (the presence chart's monthly points) and the oldest day (the 90-day
-   window); then the current step, live;
+   window); with them, of every other day, the accounts found deleted or suspended (a deleted account
+   is reported for a week and then no more: its last point, which makes it absent, may fall between
+   those days); then the current step, live;
 2. then the other days, newest first, in the time between live steps, and only while the scoring worker
    has fewer than ``fill_max_behind`` snapshots left to score (its consumer group's lag,
    services/common/lag.py): the history fills in behind the figures without ever making them
