@@ -93,3 +93,27 @@ def test_without_kafka_a_json_503() -> None:
     assert r.status_code == 503
     assert r.json()["error"]["code"] == "service_unavailable"
     assert r.headers["Retry-After"] == "5"
+
+
+def test_openapi_documents_the_status() -> None:
+    app = create_app(Settings(kafka_bootstrap="127.0.0.1:9", clickhouse_url="http://127.0.0.1:9"))
+    doc = TestClient(app).get("/openapi.json").json()
+    get = doc["paths"]["/v1/status"]["get"]
+    assert get["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/StatusOut"
+    }
+    assert get["responses"]["503"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ErrorBody"
+    }
+    scoring = doc["components"]["schemas"]["ScoringStatus"]
+    assert set(scoring["required"]) == {
+        "events_received",
+        "events_scored",
+        "events_behind",
+        "partitions",
+        "rate_per_s",
+        "seconds_to_catch_up",
+        "provisional",
+        "threshold_events",
+    }
+    assert doc["components"]["schemas"]["StatusOut"]["examples"]
