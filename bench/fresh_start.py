@@ -16,7 +16,9 @@ ones, and prints:
 - **figures complete**: the first reading with the lag under the provisional threshold
   (BAROMETRE_SCORING_PROVISIONAL_EVENTS, 20,000: GET /v1/status says "final") from which every later
   such reading equals the final answers: what a newcomer waits for (readings during a live step, when
-  the lag is above the threshold for a few seconds, are not read);
+  the lag is above the threshold for a few seconds, are not read). The next live step (every 15 minutes)
+  replaces today's daily points, hence what is read as of the first one: the run stops there at the
+  latest, and the answers last read before it stand for the final ones;
 - **history complete**: when the lag reached 0 with the whole back-fill in. With ``--timeout`` first,
   the last answers read stand for the final ones (a check against part of the history only).
 
@@ -167,6 +169,11 @@ def main() -> None:
                         answers = figures(api, at)
                     except httpx.HTTPError:
                         answers = None
+                if at is not None and len(LIVE_RE.findall(text)) > 1:
+                    # The next live step replaces today's daily points, and so what is read "as of" the
+                    # first one: later readings do not compare. What was read before stands.
+                    print("the next live step is published: the answers last read stand as final", flush=True)
+                    break
                 readings.append((elapsed, lag.behind, answers))
                 print(
                     f"{elapsed:7.1f}s  behind {lag.behind:>9,}  scored {lag.committed:>9,}"
