@@ -72,8 +72,8 @@ def request_body(max_items: int) -> dict[str, Any]:
     """``openapi_extra`` of the route: its request body, a JSON array or JSON Lines of snapshots."""
     return {
         "requestBody": {
-            # An empty body is read as no snapshot at all: 200, nothing accepted.
-            "required": False,
+            # A body of nothing (or nothing but blanks) is a 400: a client that lost its body must know.
+            "required": True,
             "description": f"At most {max_items:,} snapshots: a JSON array, or JSON Lines (one snapshot per "
             "line; a bad line is one rejected item). Each item is judged on its own: the answer lists the "
             "refused ones with the reason, the others are published.",
@@ -86,7 +86,11 @@ def request_body(max_items: int) -> dict[str, Any]:
                     }
                 },
                 "application/x-ndjson": {
-                    "schema": {"type": "string", "description": "One snapshot (the items above) per line."}
+                    "schema": {
+                        "type": "string",
+                        "pattern": "\\S",  # not empty, not only blanks
+                        "description": "One snapshot (the items above) per line.",
+                    }
                 },
             },
         }
