@@ -39,6 +39,25 @@ class Lag:
     checked_at: float
 
 
+def committed_offsets(admin: KafkaAdminClient, group: str, topic: str) -> dict[int, int]:
+    """Partition -> the offset ``group`` committed on ``topic`` (partitions without one left out).
+
+    A new cluster creates its offsets topic when the first group appears, and a group moving between
+    coordinators answers "not available" for a moment: such retriable errors read as nothing committed
+    yet (the caller asks again); others raise KafkaError."""
+    try:
+        offsets = admin.list_group_offsets({group: None}).get(group, {})
+    except KafkaError as exc:
+        if not getattr(exc, "retriable", False):
+            raise
+        offsets = {}
+    return {
+        tp.partition: meta.offset
+        for tp, meta in offsets.items()
+        if isinstance(tp, TopicPartition) and tp.topic == topic and meta.offset >= 0
+    }
+
+
 def read_lag(admin: KafkaAdminClient, settings: Settings, topic: Topic = Topic.ACCOUNT_SNAPSHOTS) -> Lag:
     """The scoring group's lag now, through ``admin`` (the caller's, kept open between calls).
 
@@ -50,18 +69,7 @@ def read_lag(admin: KafkaAdminClient, settings: Settings, topic: Topic = Topic.A
     if not parts:
         return Lag(0, 0, 0, 0, False, time.monotonic())
     ends = admin.list_partition_offsets(dict.fromkeys(parts, OffsetSpec.LATEST))
-    group = settings.scoring_group()
-    try:
-        offsets = admin.list_group_offsets({group: None}).get(group, {})
-    except KafkaError as exc:
-        if not getattr(exc, "retriable", False):
-            raise
-        offsets = {}
-    committed = {
-        tp.partition: meta.offset
-        for tp, meta in offsets.items()
-        if isinstance(tp, TopicPartition) and tp.topic == name and meta.offset >= 0
-    }
+    committed = committed_offsets(admin, settings.scoring_group(), name)
     end_by_partition = {tp.partition: max(0, found.offset) for tp, found in ends.items()}
     behind = sum(max(0, end - committed.get(p, 0)) for p, end in end_by_partition.items())
     return Lag(

@@ -25,7 +25,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import tenacity
 
@@ -121,15 +121,7 @@ class Retry:
                     time.sleep(seconds)
             self._check_stop(last)
 
-        retrying = tenacity.Retrying(
-            sleep=wait,
-            stop=tenacity.stop_never,
-            wait=self._wait(),
-            retry=tenacity.retry_if_exception(self.transient),
-            before_sleep=self._before_sleep(last),
-            reraise=True,
-        )
-        result = retrying(operation)
+        result = tenacity.Retrying(sleep=wait, **self._policy(last))(operation)
         self._succeeded(bool(last))
         return result
 
@@ -145,14 +137,7 @@ class Retry:
                 await asyncio.to_thread(self.stop.wait, seconds)
             self._check_stop(last)
 
-        retrying = tenacity.AsyncRetrying(
-            sleep=wait,
-            stop=tenacity.stop_never,
-            wait=self._wait(),
-            retry=tenacity.retry_if_exception(self.transient),
-            before_sleep=self._before_sleep(last),
-            reraise=True,
-        )
+        retrying = tenacity.AsyncRetrying(sleep=wait, **self._policy(last))
 
         async def attempt() -> T:
             # tenacity awaits only what a coroutine *function* returns: a lambda returning an awaitable
@@ -163,9 +148,16 @@ class Retry:
         self._succeeded(bool(last))
         return result
 
-    def _wait(self) -> tenacity.wait.wait_base:
-        # first_s, then doubling (tenacity: multiplier * 2 ** (attempt - 1)), never more than max_s
-        return tenacity.wait_exponential(multiplier=self.first_s, max=self.max_s)
+    def _policy(self, last: list[BaseException]) -> dict[str, Any]:
+        """What tenacity is told, sync or async: for ever, waiting first_s then doubling (tenacity:
+        multiplier * 2 ** (attempt - 1)) up to max_s, on the transient failures, raising the last."""
+        return {
+            "stop": tenacity.stop_never,
+            "wait": tenacity.wait_exponential(multiplier=self.first_s, max=self.max_s),
+            "retry": tenacity.retry_if_exception(self.transient),
+            "before_sleep": self._before_sleep(last),
+            "reraise": True,
+        }
 
     def _before_sleep(self, last: list[BaseException]) -> Callable[[tenacity.RetryCallState], None]:
         def failed(state: tenacity.RetryCallState) -> None:

@@ -11,10 +11,9 @@ import time
 from collections.abc import Callable, Mapping
 
 from kafka.admin import KafkaAdminClient
-from kafka.errors import KafkaError
-from kafka.structs import TopicPartition
 
 from services.common.kafka import client_security
+from services.common.lag import committed_offsets
 from services.common.names import Topic
 from services.common.settings import Settings
 
@@ -49,19 +48,7 @@ def wait_until_consumed(
     deadline = None if timeout is None else time.monotonic() + timeout
     try:
         while True:
-            try:
-                offsets = admin.list_group_offsets({group: None}).get(group, {})
-            except KafkaError as exc:
-                # A new cluster creates its offsets topic when the first group appears, and a group
-                # moving between coordinators answers "not available" for a moment: ask again.
-                if not getattr(exc, "retriable", False):
-                    raise
-                offsets = {}
-            committed = {
-                tp.partition: meta.offset
-                for tp, meta in offsets.items()
-                if isinstance(tp, TopicPartition) and tp.topic == name and meta.offset >= 0
-            }
+            committed = committed_offsets(admin, group, name)
             missing = behind(committed, end_offsets)
             if not missing:
                 return
