@@ -81,7 +81,9 @@ commits waited for ever on a record no worker would deliver again. Two more faul
    MESSAGE ROFF"). Those of the dropped records the old fetch did not hand out are never processed:
    plain faust commits past them (the lost event), the rule of fault 6 waits for them for ever. The
    fix: ``perform_seek`` counts the seeks of each partition, and ``getmany`` skips what is left of a
-   fetch for a partition sought since it was fetched (those records are fetched again).
+   fetch for a partition sought since it was fetched (those records are fetched again). Only partitions
+   aiokafka really moves count: it seeks those with a committed offset above 0 and leaves the others
+   where they are, whose fetched records would otherwise never come again.
 8. **A refused commit taken as done.** ``_commit_offsets`` records the offsets as committed even when
    the group refused them (a rebalance, "already rebalanced"): the records they cover are then
    acknowledged again only above that offset (``ack`` ignores older ones) although Kafka still has the
@@ -247,7 +249,8 @@ def _patch_perform_seek(original: Callable[[Consumer], Awaitable[None]]) -> Call
         for tp, offset in committed_offsets.items():
             tp = ensure_TP(tp)
             _awaiting_seek(self).discard(tp)
-            seeks[tp] = seeks.get(tp, 0) + 1
+            if offset is not None and offset > 0:  # what aiokafka seeks; it leaves the others where they are
+                seeks[tp] = seeks.get(tp, 0) + 1
             if offset is None or offset < 0:  # nothing committed yet: faust's own rules (fault 6)
                 read_offset[tp] = None
                 continue

@@ -256,7 +256,7 @@ def test_a_long_hold_is_logged_once(
 OTHER = TP(TOPIC, 1)
 
 
-def fetched_around_a_seek(consumer: Consumer) -> list[tuple[int, int]]:
+def fetched_around_a_seek(consumer: Consumer, committed: int | None = COMMITTED) -> list[tuple[int, int]]:
     """The (partition, offset) of each record ``getmany`` hands out from one fetch of 100-109 on
     partition 0 and 200-204 on partition 1, partition 0 being sought back to its committed offset (the
     recovery's ``perform_seek``) after the third record."""
@@ -278,10 +278,10 @@ def fetched_around_a_seek(consumer: Consumer) -> list[tuple[int, int]]:
             handed.append((tp.partition, record.offset))
             if handed == [(0, 100), (1, 200), (0, 101)]:
 
-                async def only_part() -> Mapping[TP, int]:
-                    return {PART: COMMITTED}
+                async def only_part() -> Mapping[TP, int | None]:
+                    return {PART: committed}
 
-                consumer.seek_to_committed = only_part  # type: ignore[method-assign]
+                consumer.seek_to_committed = only_part  # type: ignore[method-assign,assignment]
                 await consumer.perform_seek()
         return handed
 
@@ -294,6 +294,16 @@ def test_records_of_a_fetch_are_not_handed_out_after_their_partition_was_sought_
     handed = fetched_around_a_seek(consumer)
     assert [o for p, o in handed if p == 0] == [100, 101]  # 102-109 are read again from 100
     assert [o for p, o in handed if p == 1] == list(range(200, 205))
+
+
+@pytest.mark.parametrize("committed", [None, 0])
+def test_a_partition_aiokafka_does_not_seek_keeps_its_fetch(
+    consumer: Consumer, committed: int | None
+) -> None:
+    # aiokafka's seek_to_committed moves only partitions with a committed offset above 0: the others
+    # are not fetched again, so nothing of their fetch may be skipped.
+    handed = fetched_around_a_seek(consumer, committed)
+    assert [o for p, o in handed if p == 0] == list(range(100, 110))
 
 
 def test_plain_faust_hands_them_out_and_then_drops_the_records_read_again(consumer: Consumer) -> None:
