@@ -944,6 +944,15 @@
       renderAlertsEmpty();
     };
     source.addEventListener("alert", onMessage);
+    source.addEventListener("incident", (event) => {
+      let incident;
+      try {
+        incident = JSON.parse(event.data);
+      } catch (e) {
+        return;
+      }
+      if (incident && incident.incident_id) emit("incident", incident);
+    });
     source.addEventListener("message", onMessage);
     source.addEventListener("open", () => {
       alerts.retry = 1000;
@@ -982,6 +991,8 @@
       list.prepend(item);
     }
     alerts.byId.set(alert.alert_id, item);
+    alertData.set(item, alert);
+    emit("alert", item, alert);
     if (alert.detected_at && (!alerts.newest || alert.detected_at > alerts.newest)) alerts.newest = alert.detected_at;
     while (list.children.length > MAX_ALERTS) {
       const last = list.lastElementChild;
@@ -1151,6 +1162,31 @@
     startAlerts();
     watchStatus();
   }
+
+  // ---------------------------------------------------------------- for the features in other files
+  // (alert-actions.js, overlap.js, downloads.js): hooks on the alert feed and the helpers they share.
+  // on("alert", fn): fn(item, alert) for each feed item drawn (and at once for those already shown);
+  // on("incident", fn): fn(incident) for each incident of the stream.
+  const listeners = { alert: [], incident: [] };
+  const alertData = new WeakMap(); // feed item -> its alert
+  function emit(name, ...args) {
+    for (const fn of listeners[name]) {
+      try {
+        fn(...args);
+      } catch (err) {
+        console.error(err);
+      }
+    }
+  }
+  function on(name, fn) {
+    listeners[name].push(fn);
+    if (name === "alert") for (const item of alerts.byId.values()) fn(item, alertData.get(item));
+  }
+  window.barometre = Object.assign(window.barometre || {}, {
+    on, h, $, getJSON, ApiError, isAbort, apiRoutes, isoDate, monthsBefore, addAlert, alertItem, entityLink,
+    fmtInt, fmtRate, fmtRelative, DATETIME, PLATFORMS, PLATFORM_LABEL, PLATFORM_COLOR,
+    DEFAULT_PRESENCE_PLATFORMS, CATEGORY_PLURAL, ALERT_TYPE_LABEL, SEVERITY_LABEL,
+  });
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
   else init();
