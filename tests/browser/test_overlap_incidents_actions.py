@@ -262,13 +262,14 @@ def test_acknowledge_and_silence_from_an_alert(dashboard: Dashboard, page: Page,
     # Cancelled: the alert says why nothing happened.
     dialog.get_by_role("button", name="Annuler").click()
     item.locator(".alert__message").filter(has_text="403").wait_for()
+    assert ack.evaluate("el => document.activeElement === el")  # the focus is back on the button
     assert dashboard.api(f"/v1/alerts/{first['alert_id']}").json()["status"] == "open"
 
-    # The right token: the alert is acknowledged, in the API too.
-    ack.click()
+    # The right token, by keyboard only: the alert is acknowledged, in the API too.
+    page.keyboard.press("Enter")
     dialog.wait_for()
-    token_field.fill(writer)
-    dialog.get_by_role("button", name="Valider").click()
+    page.keyboard.type(writer)
+    page.keyboard.press("Enter")
     item.locator(".alert__message").filter(has_text="Prise en compte par brm_").wait_for()
     assert "alert--ack" in (item.get_attribute("class") or "")
     assert item.get_by_role("button", name="Prendre en compte").count() == 0

@@ -107,12 +107,11 @@
   }
 
   /** Ask for a token (``error`` says why the last one was refused); resolves to it, or null if cancelled. */
-  function askToken(error) {
+  function askToken(error, opener) {
     if (!tokenDialog) buildTokenDialog();
     const input = tokenDialog.querySelector("#jeton-valeur");
     tokenDialog.querySelector("#jeton-erreur").textContent = error || "";
     input.value = "";
-    const opener = document.activeElement;
     return new Promise((resolve) => {
       tokenDialog.addEventListener("close", () => {
         const value = input.value.trim();
@@ -125,13 +124,14 @@
     });
   }
 
-  /** Run ``action(token)``, asking for a token first when the session has none, and again after a refusal. */
-  async function withToken(action) {
+  /** Run ``action(token)``, asking for a token first when the session has none, and again after a
+   * refusal; the dialog gives the focus back to ``opener`` (the button that asked). */
+  async function withToken(action, opener) {
     let token = currentToken();
     let refusal = null;
     for (;;) {
       if (!token) {
-        token = await askToken(refusal);
+        token = await askToken(refusal, opener);
         if (!token) throw new Error(refusal || "Action annulée : aucun jeton saisi.");
         storeToken(token);
       }
@@ -169,7 +169,7 @@
   }
 
   /** Ask what to silence among ``scopes`` ([{label, matchers}]) and for how long; null if cancelled. */
-  function askSilence(scopes) {
+  function askSilence(scopes, opener) {
     const { h } = b;
     if (!silenceDialog) buildSilenceDialog();
     silenceDialog.querySelector("#sourdine-portees").replaceChildren(...scopes.map((scope, i) =>
@@ -178,7 +178,6 @@
         h("label", { for: "sourdine-portee-" + i }, scope.label))));
     silenceDialog.querySelector("#sourdine-duree").value = DEFAULT_DURATION;
     silenceDialog.querySelector("#sourdine-motif").value = DEFAULT_COMMENT;
-    const opener = document.activeElement;
     return new Promise((resolve) => {
       silenceDialog.addEventListener("close", () => {
         if (opener && opener.isConnected) opener.focus();
@@ -197,13 +196,13 @@
     });
   }
 
-  async function silence(scopes, message) {
-    const choice = await askSilence(scopes);
+  async function silence(scopes, message, opener) {
+    const choice = await askSilence(scopes, opener);
     if (!choice) return;
     message.textContent = "Mise en sourdine…";
     try {
       const created = await withToken((token) => post("/v1/silences",
-        { ...choice.scope.matchers, duration: choice.duration, comment: choice.comment }, token));
+        { ...choice.scope.matchers, duration: choice.duration, comment: choice.comment }, token), opener);
       message.textContent = "En sourdine jusqu'au " + b.DATETIME.format(new Date(created.ends_at)) +
         " : " + choice.scope.label + ".";
       message.dataset.silenceId = created.silence_id;
@@ -234,7 +233,8 @@
     }
     buttons.push(h("button", {
       type: "button", class: "button button--small", "data-action": "silence", "aria-describedby": head ? head.id : null,
-      onclick: () => {
+      onclick: (event) => {
+        const opener = event.currentTarget;
         const who = item.querySelector(".alert__who a");
         const scopes = [{ label: "ce compte (" + alert.account_id + ")", matchers: { account_id: alert.account_id } }];
         if (alert.entity_id) {
@@ -247,7 +247,7 @@
           label: "toutes les alertes « " + typeLabel(alert.type) + " » sur " + platformLabel(platform),
           matchers: { platform, type: alert.type },
         });
-        silence(scopes, message);
+        silence(scopes, message, opener);
       },
     }, "Mettre en sourdine…"));
     item.append(h("div", { class: "alert__actions" }, buttons), message);
@@ -255,10 +255,12 @@
   }
 
   async function acknowledge(item, alert, button, message) {
-    button.disabled = true;
+    if (button.getAttribute("aria-busy") === "true") return; // already under way
+    button.setAttribute("aria-busy", "true");
     message.textContent = "Prise en compte…";
     try {
-      const updated = await withToken((token) => post("/v1/alerts/" + encodeURIComponent(alert.alert_id) + "/ack", {}, token));
+      const updated = await withToken(
+        (token) => post("/v1/alerts/" + encodeURIComponent(alert.alert_id) + "/ack", {}, token), button);
       const fresh = { ...alert, ...updated };
       delete fresh.details;
       let next;
@@ -276,7 +278,7 @@
       const focus = next && next.querySelector("button[data-action=silence]");
       if (focus && document.activeElement === document.body) focus.focus();
     } catch (err) {
-      button.disabled = false;
+      button.removeAttribute("aria-busy");
       message.textContent = err.message;
     }
   }
@@ -359,10 +361,10 @@
       h("div", { class: "alert__actions" },
         h("button", {
           type: "button", class: "button button--small", "data-action": "silence", "aria-describedby": titleId,
-          onclick: () => silence([{
+          onclick: (event) => silence([{
             label: "les alertes « " + typeLabel(incident.type) + " » sur " + platformLabel(incident.platform),
             matchers: { platform: incident.platform, type: incident.type },
-          }], message),
+          }], message, event.currentTarget),
         }, "Mettre en sourdine…")),
       message);
     const entry = { incident, item, members: new Set(incident.members || []) };
