@@ -276,8 +276,15 @@ class PresenceOut(BaseModel):
 class PresencePoint(BaseModel):
     at: Instant
     present: int
-    total: int
-    rate: float | None
+    total: int = Field(description="Entities in scope: the denominator")
+    rate: float | None = Field(
+        description="present / total; null when total is 0 or when the point is not observed (no data, "
+        "which is not 0 %)"
+    )
+    observed: bool = Field(
+        description="Whether barometre had observed the platform in scope by `at`: false before the first "
+        "active snapshot of any account in scope on the platform (then `rate` is null and `present` 0)"
+    )
 
 
 class PresenceSeriesOut(BaseModel):
@@ -290,8 +297,9 @@ class PresenceSeriesOut(BaseModel):
             "panel": "barometre2013",
             "step": "month",
             "points": [
-                {"at": "2013-01-01T00:00:00Z", "present": 20, "total": 26, "rate": 0.7692},
-                {"at": "2013-02-01T00:00:00Z", "present": 21, "total": 26, "rate": 0.8077},
+                {"at": "2012-12-01T00:00:00Z", "present": 0, "total": 26, "rate": None, "observed": False},
+                {"at": "2013-01-01T00:00:00Z", "present": 20, "total": 26, "rate": 0.7692, "observed": True},
+                {"at": "2013-02-01T00:00:00Z", "present": 21, "total": 26, "rate": 0.8077, "observed": True},
             ],
         }
     )

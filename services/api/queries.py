@@ -137,10 +137,12 @@ def panel_names(client: Client, db: str, limit: int = 50) -> list[str]:
 class Presence:
     present: int
     total: int
+    # False before barometre observed the platform in scope at all: the rate is then unknown, not 0.
+    observed: bool = True
 
     @property
     def rate(self) -> float | None:
-        return None if self.total == 0 else self.present / self.total
+        return None if self.total == 0 or not self.observed else self.present / self.total
 
 
 def presence(client: Client, db: str, platforms: list[Platform], scope: Scope, at: datetime) -> Presence:
@@ -168,7 +170,10 @@ def presence_series(
     client: Client, db: str, platform: Platform, scope: Scope, instants: Sequence[datetime]
 ) -> list[Presence]:
     """Presence on ``platform`` at each of ``instants``, in one query: every account's intervals are
-    tested against all the instants at once (``arrayFilter``), then entities are counted per instant."""
+    tested against all the instants at once (``arrayFilter``), then entities are counted per instant.
+
+    An instant before the first presence interval of any account in scope on the platform (the first
+    active snapshot barometre has of them) is not observed: its rate is unknown, not 0."""
     in_scope, params = scope.entity_filter(db)
     params.update({"platform": platform.value, "instants": list(instants)})
     sql = f"""
@@ -184,11 +189,18 @@ def presence_series(
                   WHERE platform = {{platform:String}} AND entity_id IN ({in_scope})
               )
               GROUP BY t
-          )) AS counts
+          )) AS counts,
+          (SELECT minOrNull(starts[1]) FROM {db}.{Table.PRESENCE} FINAL
+           WHERE platform = {{platform:String}} AND notEmpty(starts) AND entity_id IN ({in_scope})
+          ) AS first_seen
     """
-    total, counts = client.query(sql, parameters=params).result_rows[0]
+    total, counts, first_seen = client.query(sql, parameters=params).result_rows[0]
     by_instant = {_ms(t): int(n) for t, n in counts}
-    return [Presence(by_instant.get(_ms(t), 0), int(total)) for t in instants]
+    first = None if first_seen is None else _ms(first_seen)
+    return [
+        Presence(by_instant.get(_ms(t), 0), int(total), first is not None and _ms(t) >= first)
+        for t in instants
+    ]
 
 
 def _ms(moment: datetime) -> int:

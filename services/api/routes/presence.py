@@ -146,7 +146,9 @@ async def get_presence(
     responses={**ERROR_RESPONSES, **PANEL_NOT_FOUND, **FILE_RESPONSES},
     summary="Presence rate over time",
     description=f"Presence at `from`, `from` + `step`… up to `to` (default now), at most {MAX_POINTS} "
-    "points, computed in one query. Without `from`: 12 months, 26 weeks or 30 days before `to`. "
+    "points, computed in one query. Without `from`: 12 months, 26 weeks or 30 days before `to`. A point "
+    "before barometre first saw an account in scope on the platform active has `observed: false` and "
+    "`rate: null`: no data, not 0 %. "
     "CSV or Parquet with `format` or the Accept header.",
 )
 async def get_presence_series(
@@ -170,7 +172,7 @@ async def get_presence_series(
         api.check_scope(scope)
         series = queries.presence_series(api.client(), api.db, platform, scope, points_at)
         points = [
-            PresencePoint(at=t, present=p.present, total=p.total, rate=p.rate)
+            PresencePoint(at=t, present=p.present, total=p.total, rate=p.rate, observed=p.observed)
             for t, p in zip(points_at, series, strict=True)
         ]
         return Answer.of(
@@ -187,6 +189,7 @@ async def get_presence_series(
         "present": ColumnType.INT,
         "total": ColumnType.INT,
         "rate": ColumnType.FLOAT,
+        "observed": ColumnType.BOOL,
     }
     name = file_name("presence", platform, category, panel, step, first, last, fmt=fmt)
     return table_response(fmt, columns, (p.model_dump() for p in answer.model.points), name)

@@ -64,12 +64,12 @@ def test_presence_series(api: TestClient, seeded: Seeded) -> None:
     assert r.status_code == 200, r.text
     body = r.json()
     assert (body["platform"], body["step"]) == ("facebook", "month")
-    assert [(p["at"], p["present"], p["total"]) for p in body["points"]] == [
-        ("2013-03-15T00:00:00Z", 0, 4),
-        ("2013-04-15T00:00:00Z", 4, 4),
-        ("2013-05-15T00:00:00Z", 3, 4),
-        ("2013-06-15T00:00:00Z", 3, 4),  # the May points count until 2013-06-24
-        ("2013-07-15T00:00:00Z", 0, 4),
+    assert [(p["at"], p["present"], p["total"], p["rate"], p["observed"]) for p in body["points"]] == [
+        ("2013-03-15T00:00:00Z", 0, 4, None, False),  # before any observation: no data, not 0 %
+        ("2013-04-15T00:00:00Z", 4, 4, 1.0, True),
+        ("2013-05-15T00:00:00Z", 3, 4, 0.75, True),
+        ("2013-06-15T00:00:00Z", 3, 4, 0.75, True),  # the May points count until 2013-06-24
+        ("2013-07-15T00:00:00Z", 0, 4, 0.0, True),  # observed, and nobody present: a true 0 %
     ]
     r = api.get("/v1/presence/series", params=params | {"step": "week", "from": "2013-04-01T00:00:00Z",
                                                          "to": "2013-04-29T00:00:00Z"})  # fmt: skip
@@ -109,15 +109,19 @@ def test_presence_series_exports(api: TestClient, seeded: Seeded) -> None:
         'attachment; filename="presence_facebook_commune_test_month_20130315T000000Z_20130715T000000Z.csv"'
     )
     rows = list(csv.DictReader(io.StringIO(r.text)))
-    assert rows[0] == {"at": "2013-03-15T00:00:00Z", "present": "0", "total": "4", "rate": "0.0"}
+    # Not observed yet: an empty rate cell, and the observed column says why.
+    assert rows[0] == {"at": "2013-03-15T00:00:00Z", "present": "0", "total": "4", "rate": "", "observed": "false"}
     assert [row["present"] for row in rows] == ["0", "4", "3", "3", "0"]
+    assert [row["observed"] for row in rows] == ["false", "true", "true", "true", "true"]
 
     r = api.get("/v1/presence/series", params=params, headers={"Accept": "application/vnd.apache.parquet"})
     assert r.headers["content-type"] == "application/vnd.apache.parquet"
     assert r.headers["content-disposition"].endswith('.parquet"')
     table = pq.read_table(io.BytesIO(r.content))
-    assert table.column_names == ["at", "present", "total", "rate"]
+    assert table.column_names == ["at", "present", "total", "rate", "observed"]
     assert table.column("present").to_pylist() == [0, 4, 3, 3, 0]
+    assert table.column("rate").to_pylist() == [None, 1.0, 0.75, 0.75, 0.0]
+    assert table.column("observed").to_pylist() == [False, True, True, True, True]
     assert str(table.schema.field("at").type) == "timestamp[ms, tz=UTC]"
 
     r = api.get("/v1/presence/series", params=params, headers={"Accept": "text/csv"})
