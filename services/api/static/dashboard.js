@@ -5,15 +5,17 @@
   "use strict";
 
   // ---------------------------------------------------------------- words and formats (fr-FR)
+  // Colours: at least 3:1 against the white panels and the checked filter pills (WCAG 1.4.11, graphics),
+  // checked by tests/unit/api/test_dashboard_colours.py.
   const PLATFORMS = [
     ["facebook", "Facebook", "#1d4ed8"],
     ["x", "X", "#111827"],
     ["instagram", "Instagram", "#c026d3"],
     ["youtube", "YouTube", "#dc2626"],
     ["linkedin", "LinkedIn", "#0f766e"],
-    ["tiktok", "TikTok", "#ea580c"],
+    ["tiktok", "TikTok", "#c2410c"],
     ["mastodon", "Mastodon", "#6d28d9"],
-    ["bluesky", "Bluesky", "#0ea5e9"],
+    ["bluesky", "Bluesky", "#0284c7"],
     ["threads", "Threads", "#78716c"],
   ];
   const PLATFORM_LABEL = Object.fromEntries(PLATFORMS.map(([id, label]) => [id, label]));
@@ -345,12 +347,17 @@
       const rates = new Map(s.points.map((p) => [Date.parse(p.at) / 1000, p]));
       return { platform: s.platform, rates };
     });
+    // A point the API says is not observed (before barometre saw any account) has no value: a gap in
+    // the line and "pas de données" in the table, never 0 %.
     const data = [times, ...byPlatform.map((s) => times.map((t) => {
       const p = s.rates.get(t);
-      return p && p.rate !== null && p.rate !== undefined ? p.rate * 100 : null;
+      return p && isObserved(p) && p.rate !== null && p.rate !== undefined ? p.rate * 100 : null;
     }))];
     const max = Math.max(0, ...data.slice(1).flat().filter((v) => v !== null));
     const top = niceTop(max * 1.1);
+    // The leading months where no platform shown has data: shaded and labelled on the chart.
+    const firstData = times.findIndex((t, i) => data.slice(1).some((values) => values[i] !== null));
+    const noDataUntil = firstData < 0 ? times.length : firstData;
 
     drawChart(container, {
       height: 300,
@@ -359,6 +366,7 @@
       scales: { x: { time: true }, y: { range: () => [0, top] } },
       legend: { live: true },
       cursor: { points: { size: 7 } },
+      hooks: { drawClear: [(u) => drawNoData(u, noDataUntil)] },
       series: [
         { label: "Mois", value: (u, v) => (v === null ? "–" : MONTH_LONG.format(new Date(v * 1000))) },
         ...byPlatform.map((s) => ({
@@ -367,7 +375,8 @@
           width: 2,
           spanGaps: false,
           points: { show: true, size: 5, fill: PLATFORM_COLOR[s.platform] },
-          value: (u, v) => (v === null ? "–" : fmtRate(v / 100)),
+          // No cursor on the chart (idx null): nothing to say; a point without a value: no data.
+          value: (u, v, si, idx) => (v !== null ? fmtRate(v / 100) : idx === null || idx === undefined ? "–" : NO_DATA),
         })),
       ],
       axes: [
@@ -377,13 +386,17 @@
     }, data);
 
     const categoryText = CATEGORY_PLURAL[category];
+    const noDataText = noDataUntil === 0 ? ""
+      : noDataUntil >= times.length ? " Pas de données sur la période : aucun compte n'était encore relevé."
+        : " Pas de données avant " + MONTH_LONG.format(new Date(times[noDataUntil] * 1000)) +
+          " : aucun compte n'était encore relevé (ce n'est pas 0 %).";
     container.setAttribute("aria-label",
       "Taux de présence des " + categoryText + " par réseau, de " +
       (times.length ? MONTH_LONG.format(new Date(times[0] * 1000)) : "–") + " à " +
       (times.length ? MONTH_LONG.format(new Date(times[times.length - 1] * 1000)) : "–") +
-      " (le tableau des données est plus bas)");
+      " (le tableau des données est plus bas)." + noDataText);
     $("#presence-etat").textContent = times.length
-      ? "Taux de présence des " + categoryText + ", en % des " + categoryText + " du panel."
+      ? "Taux de présence des " + categoryText + ", en % des " + categoryText + " du panel." + noDataText
       : "Aucune donnée de présence pour ces " + categoryText + ".";
 
     // The latest figure of each platform.
@@ -392,9 +405,9 @@
       const last = s.points.length ? s.points[s.points.length - 1] : null;
       return h("li", { class: "kpi", style: "--accent:" + PLATFORM_COLOR[s.platform] },
         h("span", { class: "kpi__label" }, PLATFORM_LABEL[s.platform]),
-        h("span", { class: "kpi__value" }, last ? fmtRate(last.rate) : "–"),
+        h("span", { class: "kpi__value" }, last && isObserved(last) ? fmtRate(last.rate) : "–"),
         h("span", { class: "kpi__detail" },
-          last ? fmtInt(last.present) + " sur " + fmtInt(last.total) : "pas de donnée"));
+          last && isObserved(last) ? fmtInt(last.present) + " sur " + fmtInt(last.total) : NO_DATA));
     }));
 
     // The same figures as a table (for screen readers, and to read exact values).
@@ -406,8 +419,35 @@
       h("th", { scope: "row" }, MONTH_LONG.format(new Date(t * 1000))),
       byPlatform.map((s) => {
         const p = s.rates.get(t);
+        if (p && !isObserved(p)) return h("td", { class: "num no-data" }, NO_DATA);
         return h("td", { class: "num" }, p ? fmtRate(p.rate) + " (" + fmtInt(p.present) + "/" + fmtInt(p.total) + ")" : "–");
       }))));
+  }
+
+  const NO_DATA = "pas de données";
+
+  /** Whether a presence point had any observation (GET /v1/presence/series: `observed`). */
+  function isObserved(point) {
+    return point.observed !== false;
+  }
+
+  /** Shade the first ``count`` points of the presence chart (no platform had data then) and say so. */
+  function drawNoData(u, count) {
+    if (!count || !u.data[0].length) return;
+    const xs = u.data[0];
+    const left = u.bbox.left;
+    const right = count >= xs.length ? u.bbox.left + u.bbox.width
+      : (u.valToPos(xs[count - 1], "x", true) + u.valToPos(xs[count], "x", true)) / 2;
+    const { ctx } = u;
+    ctx.save();
+    ctx.fillStyle = "#f1f5f9";
+    ctx.fillRect(left, u.bbox.top, right - left, u.bbox.height);
+    ctx.fillStyle = "#475569";
+    ctx.font = Math.round(13 * (window.devicePixelRatio || 1)) + "px system-ui, sans-serif";
+    ctx.textAlign = "center";
+    ctx.textBaseline = "middle";
+    ctx.fillText("pas de données", (left + right) / 2, u.bbox.top + u.bbox.height / 2);
+    ctx.restore();
   }
 
   // ---------------------------------------------------------------- coverage and simulated data
@@ -457,11 +497,23 @@
     } else if (banner.childElementCount) {
       banner.replaceChildren();
     }
+    markProvisional(provisional);
     if (catchingUp.provisional && !provisional && currentView() === "home") {
       loadPresence();
       loadRanking(false);
     }
     catchingUp.provisional = provisional;
+  }
+
+  /** While the worker catches up, every figure shown is provisional: the "provisoire" badges show
+   * (html[data-provisional], dashboard.css) and the charts and tables that point to #chiffres-provisoires
+   * (aria-describedby) are described as such; the description is empty otherwise. */
+  function markProvisional(provisional) {
+    const root = document.documentElement;
+    if (provisional) root.dataset.provisional = "true";
+    else delete root.dataset.provisional;
+    $("#chiffres-provisoires").textContent = provisional
+      ? "Chiffres provisoires : le calcul est en cours, ils peuvent encore changer." : "";
   }
 
   async function watchStatus() {

@@ -110,7 +110,8 @@ def test_presence_series_exports(api: TestClient, seeded: Seeded) -> None:
     )
     rows = list(csv.DictReader(io.StringIO(r.text)))
     # Not observed yet: an empty rate cell, and the observed column says why.
-    assert rows[0] == {"at": "2013-03-15T00:00:00Z", "present": "0", "total": "4", "rate": "", "observed": "false"}
+    assert rows[0] == {"at": "2013-03-15T00:00:00Z", "present": "0", "total": "4", "rate": "",
+                       "observed": "false"}  # fmt: skip
     assert [row["present"] for row in rows] == ["0", "4", "3", "3", "0"]
     assert [row["observed"] for row in rows] == ["false", "true", "true", "true", "true"]
 
