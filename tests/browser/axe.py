@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from axe_playwright_python.base import AXE_SCRIPT  # type: ignore[import-untyped]
+from tests.browser.conftest import _unavailable
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -92,5 +92,13 @@ def describe(violations: Sequence[dict[str, Any]], url: str) -> str:
 
 
 def _inject(page: Page) -> None:
-    if not page.evaluate("() => typeof window.axe === 'object'"):
-        page.evaluate(AXE_SCRIPT)
+    if page.evaluate("() => typeof window.axe === 'object'"):
+        return
+    try:
+        from axe_playwright_python.base import AXE_SCRIPT  # type: ignore[import-untyped]
+    except ImportError:
+        # As for playwright itself (conftest.py): skipped, except under CI=true, which must run it.
+        _unavailable(
+            "the axe-playwright-python package is missing (pip install -c constraints.txt -e '.[dev]')"
+        )
+    page.evaluate(AXE_SCRIPT)

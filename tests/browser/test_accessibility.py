@@ -8,6 +8,7 @@ table and in the chart's description), not 0 %; while the worker catches up ever
 from __future__ import annotations
 
 import json
+import re
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -109,6 +110,8 @@ def test_every_view_has_no_axe_violation(dashboard: Dashboard, page: Page, conso
 
 
 def test_honest_charts_and_provisional_figures(dashboard: Dashboard, page: Page, console: Recorded) -> None:
+    from playwright.sync_api import expect  # here: without playwright the browser fixture skips
+
     status = {"body": PROVISIONAL_STATUS}
 
     def serve_status(route: Route) -> None:
@@ -136,10 +139,13 @@ def test_honest_charts_and_provisional_figures(dashboard: Dashboard, page: Page,
         assert page.locator(heading + " .badge--provisional").is_visible()
     assert page.locator("#presence-titre").inner_text().lower().endswith("provisoire")
     description = "Chiffres provisoires : le calcul est en cours, ils peuvent encore changer."
-    for selector in ("#presence-graphique", "#presence-table", "#classement"):
+    for selector in ("#presence-graphique", "#presence-chiffres", "#presence-table", "#classement"):
         ids = (page.locator(selector).get_attribute("aria-describedby") or "").split()
         assert "chiffres-provisoires" in ids, selector
     assert page.locator("#chiffres-provisoires").text_content() == description
+    # What a screen reader is given (Chromium's accessibility tree), not only the attributes.
+    expect(page.locator("#presence-graphique")).to_have_accessible_description(description)
+    expect(page.locator("#classement")).to_have_accessible_description(re.compile(re.escape(description)))
 
     # Honest: 60 months asked, two years of data. The API says which points have no observation; the
     # chart leaves them out (a gap, shaded, "pas de données"), the table and the description say so.
@@ -189,6 +195,7 @@ def test_honest_charts_and_provisional_figures(dashboard: Dashboard, page: Page,
     page.goto(dashboard.url + "/entite/" + GRENOBLE)
     wait_for_entity(page)
     assert page.locator("#entite-comptes-titre .badge--provisional").is_visible()
+    expect(page.locator("#entite-faits")).to_have_accessible_description(description)
     assert_accessible(page)
 
     # Caught up: the badges go, the description is empty.
@@ -199,4 +206,5 @@ def test_honest_charts_and_provisional_figures(dashboard: Dashboard, page: Page,
     page.wait_for_function("!document.documentElement.dataset.provisional", timeout=12_000)
     assert not page.locator("#entite-comptes-titre .badge--provisional").is_visible()
     assert page.locator("#chiffres-provisoires").text_content() == ""
+    expect(page.locator("#entite-faits")).to_have_accessible_description("")
     console.assert_clean()
