@@ -446,7 +446,10 @@
     ctx.font = Math.round(13 * (window.devicePixelRatio || 1)) + "px system-ui, sans-serif";
     ctx.textAlign = "center";
     ctx.textBaseline = "middle";
-    ctx.fillText("pas de données", (left + right) / 2, u.bbox.top + u.bbox.height / 2);
+    // Written only where it fits (a narrow band is explained by the table and the description).
+    if (ctx.measureText(NO_DATA).width + 8 < right - left) {
+      ctx.fillText(NO_DATA, (left + right) / 2, u.bbox.top + u.bbox.height / 2);
+    }
     ctx.restore();
   }
 
