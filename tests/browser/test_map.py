@@ -58,9 +58,10 @@ def map_classes(page: Page) -> dict[str, str]:
 def table_rows(page: Page) -> dict[str, list[str]]:
     rows: list[list[str]] = page.eval_on_selector_all(
         "#carte-table tbody tr",
-        "rows => rows.map(r => Array.from(r.cells, c => c.textContent.trim()))",
+        "rows => rows.map(r => [r.dataset.code, ...Array.from(r.cells, c => c.textContent.trim())])",
     )
-    return {row[0]: row for row in rows}
+    # code -> ["name code", communes present, communes, share, collectivité present]
+    return {row[0]: row[1:] for row in rows}
 
 
 def check_against_api(page: Page, items: dict[str, dict[str, Any]]) -> None:
@@ -71,11 +72,12 @@ def check_against_api(page: Page, items: dict[str, dict[str, Any]]) -> None:
     rows = table_rows(page)
     assert set(rows) == set(items)
     for code, item in items.items():
-        assert rows[code][1] == item["name"]
-        assert rows[code][2:4] == [fr_int(item["present"]), fr_int(item["total"])], code
+        assert rows[code][:3] == [f"{item['name']} {code}", fr_int(item["present"]), fr_int(item["total"])]
 
 
-def test_map_renders_follows_the_figures_and_filters(dashboard: Dashboard, page: Page, console: Recorded) -> None:
+def test_map_renders_follows_the_figures_and_filters(
+    dashboard: Dashboard, page: Page, console: Recorded
+) -> None:
     page.goto(dashboard.url + "/")
     wait_for(page, "Présence sur Facebook par département aujourd'hui")
 
@@ -110,6 +112,11 @@ def test_map_renders_follows_the_figures_and_filters(dashboard: Dashboard, page:
     assert page.locator("#carte-table tbody tr").first.get_attribute("data-code") == "75"
     assert (page.locator("#carte-table th[aria-sort=descending]").text_content() or "").startswith("Part")
 
+    # Beside the map, the table fits its column (no sideways scrolling at 1,400 px).
+
+    assert page.eval_on_selector(".map-table-wrap", "e => e.scrollWidth <= e.clientWidth")
+    # Its fields are named for the map (the rankings have a "Réseau" too).
+    assert page.get_by_role("combobox", name="Réseau (carte)").input_value() == "facebook"
     ARTIFACTS.mkdir(exist_ok=True)
     page.locator("#carte").screenshot(path=str(ARTIFACTS / "map.png"), animations="disabled")
 
@@ -138,6 +145,7 @@ def test_map_renders_follows_the_figures_and_filters(dashboard: Dashboard, page:
     check_against_api(page, regions)
     assert page.locator("#carte-svg a.map-area").count() == 18
     assert page.locator('#carte-svg a.map-area[data-code="84"] path').count() == 12  # ARA's départements
+    page.locator("#carte").screenshot(path=str(ARTIFACTS / "map-regions.png"), animations="disabled")
 
     # The collectivité itself: the seeded régions 84, 53 and 11 have a Facebook account.
     page.select_option("#carte-mesure", "collectivite")
@@ -145,11 +153,13 @@ def test_map_renders_follows_the_figures_and_filters(dashboard: Dashboard, page:
     classes = map_classes(page)
     assert {c for c, k in classes.items() if k == "present"} == {"84", "53", "11"}
     assert {c for c, i in regions.items() if i["entity_present"]} == {"84", "53", "11"}
-    assert table_rows(page)["84"][5] == "Oui" and table_rows(page)["93"][5] == "Non"
+    assert table_rows(page)["84"][4] == "Oui" and table_rows(page)["93"][4] == "Non"
     console.assert_clean()
 
 
-def test_a_territory_opens_by_click_and_by_keyboard(dashboard: Dashboard, page: Page, console: Recorded) -> None:
+def test_a_territory_opens_by_click_and_by_keyboard(
+    dashboard: Dashboard, page: Page, console: Recorded
+) -> None:
     page.goto(dashboard.url + "/")
     wait_for(page, "Présence sur Facebook par département")
     page.locator('#carte-svg a.map-area[data-code="38"]').click()

@@ -43,14 +43,16 @@
     controller: null,
     items: [],
     query: null,
-    sort: { key: "code", dir: 1 },
+    sort: { key: "code", dir: 1 }, // by INSEE code until a column is chosen
   };
 
   // ---------------------------------------------------------------- page structure
   const els = {};
 
+  // Labels say "(carte)" to screen readers: the rankings have a "Réseau" field too.
   function field(id, label, control) {
-    return h("div", { class: "field" }, h("label", { for: id }, label), control);
+    return h("div", { class: "field" },
+      h("label", { for: id }, label, h("span", { class: "visually-hidden" }, " (carte)")), control);
   }
 
   function build() {
@@ -68,7 +70,8 @@
       field("carte-reseau", "Réseau", els.platform),
       field("carte-niveau", "Échelle", els.level),
       field("carte-mesure", "Mesure", els.measure),
-      h("div", { class: "field" }, h("label", { for: "carte-date" }, "Date"), els.date,
+      h("div", { class: "field" }, h("label", { for: "carte-date" }, "Date",
+        h("span", { class: "visually-hidden" }, " (carte)")), els.date,
         h("span", { id: "carte-date-aide", class: "field__help" }, "Vide : aujourd'hui")));
     form.addEventListener("submit", (event) => event.preventDefault());
     form.addEventListener("change", load);
@@ -168,7 +171,7 @@
     const label = name + " (" + code + ") : " + p.text;
     const link = svg("a", {
       href: B.entityHref(entityId), class: "map-area", "data-code": code, "data-class": p.key,
-      "aria-label": label, fill: p.color,
+      "aria-label": label, fill: p.color, style: "color:" + p.color, // color: the stroke of a région's inner borders
     }, svg("title", {}, document.createTextNode(label)));
     for (const d of paths) link.append(svg("path", { d, "vector-effect": "non-scaling-stroke" }));
     return link;
@@ -180,6 +183,16 @@
       viewBox: VIEWBOX, class: "map__svg map__svg--" + level, role: "group",
       "aria-label": "Carte de France par " + LEVEL_LABEL[level] + " (outre-mer en médaillons à gauche)",
     });
+    if (level === "region") {
+      // A région's outline: the edge of its départements' union (its alpha less its alpha eroded), so
+      // the borders between its own départements, stroked in its colour, do not show.
+      root.append(svg("defs", {}, svg("filter", { id: "carte-contour", x: "-5%", y: "-5%", width: "110%", height: "110%" },
+        svg("feMorphology", { in: "SourceAlpha", operator: "erode", radius: "1.3", result: "inner" }),
+        svg("feComposite", { in: "SourceAlpha", in2: "inner", operator: "out", result: "ring" }),
+        svg("feFlood", { "flood-color": "#475569" }),
+        svg("feComposite", { in2: "ring", operator: "in", result: "line" }),
+        svg("feMerge", {}, svg("feMergeNode", { in: "SourceGraphic" }), svg("feMergeNode", { in: "line" })))));
+    }
     // Metropolitan France: one link per département, or per région with its départements' paths.
     const groups = new Map();
     for (const [code, d] of geometry.metro) {
@@ -189,7 +202,9 @@
     }
     const metro = svg("g", { class: "map__metro" });
     for (const [key, paths] of [...groups].sort((a, b) => a[0].localeCompare(b[0]))) {
-      metro.append(area(byCode.get(key), key, level, paths, measure));
+      const link = area(byCode.get(key), key, level, paths, measure);
+      if (level === "region") link.setAttribute("filter", "url(#carte-contour)");
+      metro.append(link);
     }
     root.append(metro);
     // Overseas: an inset each, in a column, with its name.
@@ -224,12 +239,11 @@
 
   // ---------------------------------------------------------------- table
   const COLUMNS = [
-    { key: "code", label: "Code", num: false },
     { key: "name", label: "Territoire", num: false },
-    { key: "present", label: "Communes présentes", num: true },
+    { key: "present", label: "Présentes", num: true },
     { key: "total", label: "Communes", num: true },
     { key: "rate", label: "Part", num: true },
-    { key: "entity_present", label: "Collectivité présente", num: false },
+    { key: "entity_present", label: null, num: false },
   ];
 
   function compare(a, b, key) {
@@ -249,7 +263,8 @@
         "aria-sort": sorted ? (dir > 0 ? "ascending" : "descending") : "none" },
       h("button", { type: "button", class: "sort-button", "data-key": c.key,
         onclick: () => { state.sort = { key: c.key, dir: sorted ? -dir : c.num ? -1 : 1 }; drawTable(level, query); } },
-      c.key === "name" ? (level === "region" ? "Région" : "Département") : c.label,
+      c.key === "name" ? (level === "region" ? "Région" : "Département")
+        : c.key === "entity_present" ? (level === "region" ? "Région présente" : "Département présent") : c.label,
       h("span", { class: "sort-mark", "aria-hidden": "true" }, sorted ? (dir > 0 ? " ▲" : " ▼") : "")));
     })));
     const rows = [...state.items].sort((a, b) => {
@@ -258,8 +273,8 @@
       return (unknown ? primary : dir * primary) || compare(a, b, "code");
     });
     els.tbody.replaceChildren(...rows.map((i) => h("tr", { "data-code": i.code },
-      h("td", {}, i.code),
-      h("th", { scope: "row" }, h("a", { href: B.entityHref(i.entity_id), "data-route": true }, i.name)),
+      h("th", { scope: "row" }, h("a", { href: B.entityHref(i.entity_id), "data-route": true }, i.name),
+        " ", h("span", { class: "map-table__code" }, i.code)),
       h("td", { class: "num" }, fmtInt(i.present)),
       h("td", { class: "num" }, fmtInt(i.total)),
       h("td", { class: "num" }, fmtRate(i.rate)),
