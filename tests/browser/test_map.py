@@ -49,7 +49,7 @@ def wait_for(page: Page, caption: str) -> None:
 
 def map_classes(page: Page) -> dict[str, str]:
     classes: dict[str, str] = page.eval_on_selector_all(
-        "#carte-svg a.map-area",
+        "#carte-svg a.map-area:not(.map-area--zoom)",
         "els => Object.fromEntries(els.map(e => [e.dataset.code, e.dataset.class]))",
     )
     return classes
@@ -84,12 +84,19 @@ def test_map_renders_follows_the_figures_and_filters(
     # Every département, the five overseas ones included, each with a shape.
     items = territories(dashboard, platform="facebook")
     assert len(items) == 101
-    assert page.locator("#carte-svg a.map-area").count() == 101
+    assert page.locator("#carte-svg a.map-area:not(.map-area--zoom)").count() == 101
     for code in ("971", "972", "973", "974", "976", "2A", "2B", "38"):
-        area = page.locator(f'#carte-svg a.map-area[data-code="{code}"]')
+        area = page.locator(f'#carte-svg a.map-area:not(.map-area--zoom)[data-code="{code}"]')
         box = area.bounding_box()
         assert box and box["width"] > 3 and box["height"] > 3, code
     check_against_api(page, items)
+    # Paris and the petite couronne again, enlarged, in the same colours.
+    zoom = page.eval_on_selector_all(
+        "#carte-svg a.map-area--zoom", "els => els.map(e => [e.dataset.code, e.dataset.class])"
+    )
+    assert zoom == [[c, rate_class(items[c]["rate"])] for c in ("75", "92", "93", "94")]
+    box = page.locator('#carte-svg a.map-area--zoom[data-code="75"]').bounding_box()
+    assert box and box["width"] > 8
     # The seeded figures spread over several classes: Paris is the only commune of the 75.
     classes = map_classes(page)
     assert (classes["75"], classes["38"], classes["01"]) == ("c5", "c1", "c0")
@@ -101,7 +108,8 @@ def test_map_renders_follows_the_figures_and_filters(
     )
     fills = dict(
         page.eval_on_selector_all(
-            "#carte-svg a.map-area", "els => els.map(e => [e.dataset.code, e.getAttribute('fill')])"
+            "#carte-svg a.map-area:not(.map-area--zoom)",
+            "els => els.map(e => [e.dataset.code, e.getAttribute('fill')])",
         )
     )
     assert {fills[c] for c in ("75", "38", "01")} == {legend["c5"], legend["c1"], legend["c0"]}
@@ -143,8 +151,10 @@ def test_map_renders_follows_the_figures_and_filters(
     wait_for(page, "Présence sur Facebook par région aujourd'hui")
     regions = territories(dashboard, platform="facebook", level="region")
     check_against_api(page, regions)
-    assert page.locator("#carte-svg a.map-area").count() == 18
-    assert page.locator('#carte-svg a.map-area[data-code="84"] path').count() == 12  # ARA's départements
+    assert page.locator("#carte-svg a.map-area:not(.map-area--zoom)").count() == 18
+    assert (
+        page.locator('#carte-svg a.map-area:not(.map-area--zoom)[data-code="84"] path').count() == 12
+    )  # ARA's départements
     page.locator("#carte").screenshot(path=str(ARTIFACTS / "map-regions.png"), animations="disabled")
 
     # The collectivité itself: the seeded régions 84, 53 and 11 have a Facebook account.
@@ -162,14 +172,14 @@ def test_a_territory_opens_by_click_and_by_keyboard(
 ) -> None:
     page.goto(dashboard.url + "/")
     wait_for(page, "Présence sur Facebook par département")
-    page.locator('#carte-svg a.map-area[data-code="38"]').click()
+    page.locator('#carte-svg a.map-area:not(.map-area--zoom)[data-code="38"]').click()
     page.wait_for_url("**/entite/DEP:38")
     page.wait_for_function("() => document.querySelector('#entite-titre').textContent.includes('Isère')")
     assert page.locator("#vue-accueil").is_hidden()
 
     page.go_back()
     wait_for(page, "Présence sur Facebook par département")
-    page.locator('#carte-svg a.map-area[data-code="69"]').focus()
+    page.locator('#carte-svg a.map-area:not(.map-area--zoom)[data-code="69"]').focus()
     page.keyboard.press("Enter")
     page.wait_for_url("**/entite/DEP:69")
     page.wait_for_function("() => document.querySelector('#entite-titre').textContent.includes('Rhône')")

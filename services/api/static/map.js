@@ -16,6 +16,8 @@
   // The metropolitan map's viewBox is 0 0 613 585; the overseas insets stand in a column on its left.
   const VIEWBOX = "-128 0 741 585";
   const INSET = { x: -124, width: 104, height: 88, step: 116, top: 8 };
+  const PARIS = ["75", "92", "93", "94"];
+  const ZOOM = { x: 500, y: 6, size: 104 };
   const LEVEL_LABEL = { departement: "département", region: "région" };
   const LEVEL_PLURAL = { departement: "départements", region: "régions" };
   const KIND = { departement: "DEP", region: "REG" };
@@ -224,7 +226,51 @@
       root.append(frame);
       y += INSET.step;
     }
+    // Paris and the petite couronne, enlarged in the top right corner (départements only: the région is
+    // large enough). Its links repeat the map's, out of the tab order.
+    if (level === "departement") {
+      const codes = PARIS.filter((c) => geometry.metro.has(c));
+      const box = unionBox(codes.map((c) => pathBox(geometry.metro.get(c))));
+      const zoom = svg("svg", {
+        x: ZOOM.x + 4, y: ZOOM.y + 4, width: ZOOM.size - 8, height: ZOOM.size - 8,
+        viewBox: box.join(" "), preserveAspectRatio: "xMidYMid meet",
+      });
+      for (const code of codes) {
+        const link = area(byCode.get(code), code, level, [geometry.metro.get(code)], measure);
+        link.classList.add("map-area--zoom");
+        link.setAttribute("tabindex", "-1");
+        zoom.append(link);
+      }
+      root.append(svg("g", { class: "map__inset" },
+        svg("rect", { x: ZOOM.x, y: ZOOM.y, width: ZOOM.size, height: ZOOM.size, rx: 4 }),
+        svg("text", { x: ZOOM.x + ZOOM.size / 2, y: ZOOM.y + ZOOM.size + 12, "text-anchor": "middle", "aria-hidden": "true" },
+          document.createTextNode("Paris et petite couronne")),
+        zoom));
+    }
     els.map.replaceChildren(root);
+  }
+
+  /** The bounding box [x, y, width, height] of a path of relative moves and lines (m, l, z), as the
+   *  vendored files write them. */
+  function pathBox(d) {
+    const tokens = d.match(/[mlzMLZ]|-?\d*\.?\d+(?:e-?\d+)?/g) || [];
+    let x = 0, y = 0, sx = 0, sy = 0, first = false;
+    let minX = Infinity, minY = Infinity, maxX = -Infinity, maxY = -Infinity;
+    for (let i = 0; i < tokens.length;) {
+      const t = tokens[i];
+      if (t === "z" || t === "Z") { x = sx; y = sy; i += 1; continue; }
+      if (/[a-z]/i.test(t)) { first = t === "m" || t === "M"; i += 1; continue; }
+      x += Number(tokens[i]); y += Number(tokens[i + 1]); i += 2;
+      if (first) { sx = x; sy = y; first = false; }
+      minX = Math.min(minX, x); maxX = Math.max(maxX, x); minY = Math.min(minY, y); maxY = Math.max(maxY, y);
+    }
+    return [minX, minY, maxX - minX, maxY - minY];
+  }
+
+  function unionBox(boxes) {
+    const x = Math.min(...boxes.map((b) => b[0])), y = Math.min(...boxes.map((b) => b[1]));
+    const right = Math.max(...boxes.map((b) => b[0] + b[2])), bottom = Math.max(...boxes.map((b) => b[1] + b[3]));
+    return [x, y, right - x, bottom - y];
   }
 
   function drawLegend(measure) {
