@@ -23,7 +23,7 @@ the accounts fed) without taking part in the order.
 
 Each step is a small class holding the functions it calls (send, write, store), so that the steps and
 their order are tested without Faust, Kafka or ClickHouse (``tests/unit/scoring/test_pipeline.py``);
-``services.scoring.app`` gives them the real ones.
+``services.scoring.runtime`` gives them the real ones.
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ twice carries the same ``alert_id``.
 A step that fails half-way starts again from the stored state, never from a half-changed object: a control
 is out of the cache while it is being changed. The stage never decides without the silences and the
 platforms' sizes: it reads them before its first step, and waits (retrying) while ClickHouse does not
-answer. Faust's part (agent, timers, the table) is in ``services.scoring.app``.
+answer. The worker's timers call it from ``services.scoring.runtime``; Faust's part (agent, timers, the table)
+is in ``services.scoring.app``.
 """
 
 from __future__ import annotations
