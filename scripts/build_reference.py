@@ -49,6 +49,12 @@ from services.common.reference.entities import (  # noqa: E402 - needs the path 
     Entity,
     encode_entities,
 )
+from services.common.reference.extras import (  # noqa: E402 - needs the path above
+    EXTRAS_FILE,
+    SOURCE_EPCI_KINDS,
+    EntityExtras,
+    encode_extras,
+)
 
 # The source the shipped registry is derived from: etalab's npm package, at this version.
 SOURCE_PACKAGE = "@etalab/decoupage-administratif@6.0.0"
@@ -139,6 +145,24 @@ def build_entities(source: Path) -> list[Entity]:
             )
         )
     return entities
+
+
+def build_extras(source: Path) -> list[EntityExtras]:
+    """Each current commune's postal codes and each EPCI's nature (services.common.reference.extras)."""
+    communes = [
+        c for c in _load(source, "communes.json") if c["type"] == CURRENT_COMMUNE and c["zone"] in INSEE_ZONES
+    ]
+    extras = [
+        EntityExtras(
+            f"{Category.COMMUNE.kind}:{c['code']}", None, tuple(sorted(set(c.get("codesPostaux") or [])))
+        )
+        for c in communes
+    ]
+    extras += [
+        EntityExtras(f"{Category.EPCI.kind}:{e['code']}", SOURCE_EPCI_KINDS[e["type"]])
+        for e in _load(source, "epci.json")
+    ]
+    return extras
 
 
 def count_left_out(source: Path) -> dict[Category, int]:
@@ -248,6 +272,13 @@ géographique.
   lowest code) and its `region` that département's région; epci.json does not give the seat.
 - A département's `departement` is its own code and a région's `region` its own code, so that filtering
   by territory needs no special case; a région has no `departement`.
+
+## entity_extras.csv.gz
+What an entities file has no column for, from the same source: columns `entity_id,epci_kind,postal_codes`,
+sorted by entity_id. `postal_codes` (communes: La Poste's codes, space-separated, from `codesPostaux`)
+lets the search find a commune by postal code; `epci_kind` (EPCI: `metropole`, `communaute_urbaine`,
+`communaute_agglomeration`, `communaute_communes`, from epci.json's `type`; `MET69`, the Métropole de
+Lyon, is a `metropole`) gives the EPCI strata (docs/SCORING.md, "Strata").
 """
 
 
@@ -272,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     version = args.source_version or source_version(source)
     out.mkdir(parents=True, exist_ok=True)
     (out / ENTITIES_FILE.name).write_bytes(encode_entities(entities))
+    (out / EXTRAS_FILE.name).write_bytes(encode_extras(build_extras(source)))
     readme = render_readme(entities, version, count_left_out(source))
     (out / "README.md").write_text(readme, encoding="utf-8")
     shutil.copyfile(source / "LICENSE", out / LICENSE_COPY)

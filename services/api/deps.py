@@ -31,6 +31,7 @@ from services.api.exports import ExportFormat
 from services.api.models import case_insensitive
 from services.api.paging import CURSOR_PATTERN, decode_cursor
 from services.api.queries import Metric, RankBy, Scope
+from services.api.strata import STRATA_DOC, Stratum
 from services.common.clickhouse import make_client, query_limits
 from services.common.events import (
     DEPARTEMENT_CODE_PATTERN,
@@ -451,13 +452,36 @@ FormatQuery = Annotated[
 ]
 
 
+StratumQuery = Annotated[
+    Stratum | None,
+    BeforeValidator(choice(Stratum, "stratum")),
+    Query(description=STRATA_DOC, examples=["commune_lt_3500"], json_schema_extra=nullable_choice),
+]
+
+
+def stratum_category(category: Category | None, stratum: Stratum | None) -> Category | None:
+    """The category of a figure asked with ``stratum``: the stratum's own (422 when ``category`` names
+    another one)."""
+    if stratum is None:
+        return category
+    if category is not None and category is not stratum.category:
+        raise ApiError(
+            422,
+            "invalid_request",
+            f"stratum: {stratum.value!r} is a stratum of category {stratum.category.value}, "
+            f"not {category.value}",
+        )
+    return stratum.category
+
+
 def scope_of(
     category: Category | None,
     panel: str | None,
     region: str | None = None,
     departement: str | None = None,
+    stratum: Stratum | None = None,
 ) -> Scope:
-    return Scope(category, panel, region, departement)
+    return Scope(category, panel, region, departement, stratum)
 
 
 def platforms_key(platforms: Sequence[Platform]) -> tuple[str, ...]:

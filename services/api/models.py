@@ -12,6 +12,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, Pl
 
 from services.api.coverage import Origin, Summary
 from services.api.queries import Metric, RankBy
+from services.api.strata import Stratum
 from services.common.events import format_timestamp
 from services.common.names import SCORE_FORMULA, Category, Platform, Window
 
@@ -133,6 +134,7 @@ class FigureCoverage(BaseModel):
         )
 
 
+_STRATUM_DOC = 'The stratum asked for (docs/SCORING.md, "Strata"); null: every entity of the category'
 _COVERAGE_DOC = "How many entities in scope the figure sees (observed + stale + missing = total)"
 
 
@@ -265,6 +267,7 @@ class PresenceOut(BaseModel):
     )
     platform: Platform
     category: Category | None = Field(description="null: every category")
+    stratum: Stratum | None = Field(None, description=_STRATUM_DOC)
     panel: str | None = Field(description="null: the whole registry (of the category)")
     at: Instant = Field(description="The instant of the figure (now when not asked for)")
     present: int
@@ -305,6 +308,7 @@ class PresenceSeriesOut(BaseModel):
     )
     platform: Platform
     category: Category | None
+    stratum: Stratum | None = Field(None, description=_STRATUM_DOC)
     panel: str | None
     step: Literal["month", "week", "day"]
     points: list[PresencePoint]
@@ -382,6 +386,7 @@ class RankingsOut(BaseModel):
     )
     platform: Platform
     category: Category | None
+    stratum: Stratum | None = Field(None, description=_STRATUM_DOC)
     window: Window
     metric: Metric
     by: RankBy

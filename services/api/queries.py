@@ -23,6 +23,7 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
+from services.api.strata import Stratum
 from services.common.names import WINDOWS, Category, Platform, Table, Window
 
 DATETIME = "DateTime64(3, 'UTC')"
@@ -76,6 +77,7 @@ class Scope:
     panel: str | None = None
     region: str | None = None
     departement: str | None = None
+    stratum: Stratum | None = None  # a population band or an EPCI nature (services/api/strata.py)
 
     def conditions(self, db: str) -> tuple[list[str], dict[str, Any]]:
         """Conditions on the ``entities`` table (column names unqualified), and their parameters."""
@@ -90,6 +92,10 @@ class Scope:
         if self.departement:
             conditions.append("departement = {departement:String}")
             params["departement"] = self.departement
+        if self.stratum is not None:
+            condition, values = self.stratum.condition()
+            conditions.append(condition)
+            params.update(values)
         if self.panel:
             conditions.append(
                 f"entity_id IN (SELECT entity_id FROM {db}.{Table.PANELS} FINAL "

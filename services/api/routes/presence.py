@@ -22,11 +22,13 @@ from services.api.deps import (
     PanelQuery,
     PlatformQuery,
     PlatformsQuery,
+    StratumQuery,
     ToQuery,
     choice,
     now,
     platforms_key,
     scope_of,
+    stratum_category,
 )
 from services.api.exports import (
     FILE_RESPONSES,
@@ -116,8 +118,10 @@ async def get_presence(
     category: CategoryQuery = None,
     at: AtQuery = None,
     panel: PanelQuery = None,
+    stratum: StratumQuery = None,
 ) -> Response:
-    scope = scope_of(category, panel)
+    category = stratum_category(category, stratum)
+    scope = scope_of(category, panel, stratum=stratum)
 
     def compute() -> Answer[PresenceOut]:
         api.check_scope(scope)
@@ -128,6 +132,7 @@ async def get_presence(
             PresenceOut(
                 platform=platform,
                 category=category,
+                stratum=stratum,
                 panel=panel,
                 at=when,
                 present=p.present,
@@ -137,7 +142,7 @@ async def get_presence(
             )
         )
 
-    return (await api.cached(("presence", platform, category, at, panel), compute)).response()
+    return (await api.cached(("presence", platform, category, at, panel, stratum), compute)).response()
 
 
 @router.get(
@@ -159,14 +164,16 @@ async def get_presence_series(
     end: ToQuery = None,
     step: StepQuery = Step.MONTH,
     panel: PanelQuery = None,
+    stratum: StratumQuery = None,
     format: FormatQuery = None,
     accept: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Response:
     fmt = negotiate(format, accept)
+    category = stratum_category(category, stratum)
     last = end or now()
     first = start or step_from(last, step, -DEFAULT_SPAN[step])
     points_at = instants(first, last, step)
-    scope = scope_of(category, panel)
+    scope = scope_of(category, panel, stratum=stratum)
 
     def compute() -> Answer[PresenceSeriesOut]:
         api.check_scope(scope)
@@ -177,11 +184,16 @@ async def get_presence_series(
         ]
         return Answer.of(
             PresenceSeriesOut(
-                platform=platform, category=category, panel=panel, step=step.value, points=points
+                platform=platform,
+                category=category,
+                stratum=stratum,
+                panel=panel,
+                step=step.value,
+                points=points,
             )
         )
 
-    answer = await api.cached(("series", platform, category, start, end, step, panel), compute)
+    answer = await api.cached(("series", platform, category, start, end, step, panel, stratum), compute)
     if fmt is ExportFormat.JSON:
         return answer.response()
     columns = {
@@ -191,7 +203,7 @@ async def get_presence_series(
         "rate": ColumnType.FLOAT,
         "observed": ColumnType.BOOL,
     }
-    name = file_name("presence", platform, category, panel, step, first, last, fmt=fmt)
+    name = file_name("presence", platform, category, stratum, panel, step, first, last, fmt=fmt)
     return table_response(fmt, columns, (p.model_dump() for p in answer.model.points), name)
 
 

@@ -20,9 +20,11 @@ from services.api.deps import (
     PlatformQuery,
     RankByQuery,
     RegionQuery,
+    StratumQuery,
     WindowQuery,
     now,
     scope_of,
+    stratum_category,
 )
 from services.api.exports import (
     FILE_RESPONSES,
@@ -92,13 +94,15 @@ async def get_rankings(
     region: RegionQuery = None,
     departement: DepartementQuery = None,
     panel: PanelQuery = None,
+    stratum: StratumQuery = None,
     by: RankByQuery = RankBy.ENTITY,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"At most {MAX_LIMIT}.")] = 20,
     format: FormatQuery = None,
     accept: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Response:
     fmt = negotiate(format, accept)
-    scope = scope_of(category, panel, region, departement)
+    category = stratum_category(category, stratum)
+    scope = scope_of(category, panel, region, departement, stratum)
 
     def compute() -> Answer[RankingsOut]:
         api.check_scope(scope)
@@ -122,6 +126,7 @@ async def get_rankings(
             RankingsOut(
                 platform=platform,
                 category=category,
+                stratum=stratum,
                 window=window,
                 metric=metric,
                 by=by,
@@ -131,7 +136,7 @@ async def get_rankings(
             )
         )
 
-    key = ("rankings", platform, category, window, metric, at, region, departement, panel, by, limit)
+    key = ("rankings", platform, category, window, metric, at, region, departement, panel, stratum, by, limit)
     answer = await api.cached(key, compute)
     if fmt is ExportFormat.JSON:
         return answer.response()
@@ -139,6 +144,7 @@ async def get_rankings(
         "rankings",
         platform,
         category,
+        stratum,
         region and f"reg{region}",
         departement and f"dep{departement}",
         panel,
