@@ -299,6 +299,7 @@
     const form = $("#presence-filtres");
     const category = form.elements.p_categorie.value;
     const months = Number(form.elements.p_mois.value);
+    const stratum = form.elements.p_strate ? form.elements.p_strate.value : ""; // search-strata.js
     const platforms = Array.from(form.querySelectorAll("input[name=p_reseau]:checked")).map((el) => el.value);
     const status = $("#presence-etat");
     const container = $("#presence-graphique");
@@ -316,7 +317,7 @@
     const from = isoDate(monthsBefore(thisMinute, months - 1));
     try {
       const series = await Promise.all(platforms.map((platform) =>
-        getJSON("/v1/presence/series", { platform, category, from, step: "month" }, controller.signal)
+        getJSON("/v1/presence/series", { platform, category, stratum, from, step: "month" }, controller.signal)
           .then((body) => ({ platform, points: (body && body.points) || [] }))));
       renderPresence(category, series);
       loadPresenceCoverage(category, platforms, controller.signal);
@@ -625,6 +626,7 @@
       window: f.fenetre.value,
       region: f.region.value,
       departement: f.departement.value,
+      stratum: f.strate ? f.strate.value : "", // search-strata.js
       limit: f.nombre.value,
     };
   }
@@ -777,6 +779,7 @@
     if (controller.signal.aborted) return;
     if (body && body.name) entityNames.set(entityId, body.name);
     renderEntity(entityId, body);
+    document.dispatchEvent(new CustomEvent("barometre:entity", { detail: { entityId, body } })); // search-strata.js
     await loadAccountHistories(controller.signal);
   }
 
@@ -1237,17 +1240,16 @@
     listeners[name].push(fn);
     if (name === "alert") for (const item of alerts.byId.values()) fn(item, alertData.get(item));
   }
+  // The helpers the feature scripts (alert-actions.js, overlap.js, downloads.js, map.js,
+  // search-strata.js), loaded after this one, share with it: one place, so a name is exported once.
   window.barometre = Object.assign(window.barometre || {}, {
     on, h, $, getJSON, ApiError, isAbort, apiRoutes, isoDate, monthsBefore, addAlert, alertItem, entityLink,
-    fmtInt, fmtRate, fmtRelative, DATETIME, PLATFORMS, PLATFORM_LABEL, PLATFORM_COLOR,
-    DEFAULT_PRESENCE_PLATFORMS, CATEGORY_PLURAL, ALERT_TYPE_LABEL, SEVERITY_LABEL,
+    entityHref, navigate, territories, fmtInt, fmtRate, fmtMetric, fmtRelative, DATETIME, DAY, PLATFORMS,
+    PLATFORM_LABEL, PLATFORM_COLOR, DEFAULT_PRESENCE_PLATFORMS, METRIC_LABEL, CATEGORY_LABEL, CATEGORY_PLURAL,
+    ALERT_TYPE_LABEL, SEVERITY_LABEL,
   });
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
   else init();
 
-  // Helpers for the dashboard's other scripts (map.js…), loaded after this one.
-  window.barometre = Object.assign(window.barometre || {}, {
-    getJSON, h, isAbort, fmtInt, fmtRate, PLATFORMS, PLATFORM_LABEL, DAY, entityHref, navigate,
-  });
 })();
