@@ -29,6 +29,8 @@ def test_openapi_documents_the_api() -> None:
         "/v1/entities/{entity_id}": "EntityOut",
         "/v1/accounts/{account_id}/history": "HistoryOut",
         "/v1/scores": "ScoresOut",
+        "/v1/entities": "EntitySearchOut",
+        "/v1/entities/{entity_id}/peers": "PeersOut",
     }
     schemas = doc["components"]["schemas"]
     for path, model in routes.items():
@@ -48,10 +50,10 @@ def test_openapi_documents_the_api() -> None:
 
     params = {p["name"]: p for p in doc["paths"]["/v1/rankings"]["get"]["parameters"]}
     assert set(params) == {"platform", "category", "window", "metric", "at", "region", "departement", "panel",
-                           "by", "limit", "format"}  # fmt: skip
+                           "stratum", "by", "limit", "format"}  # fmt: skip
     assert params["platform"]["required"] is True
     assert params["limit"]["schema"]["maximum"] == 500
     assert schemas["Window"]["enum"] == ["1d", "7d", "30d", "90d", "365d"]
     assert schemas["Metric"]["enum"] == ["growth_abs", "growth_pct", "per_1000_inhabitants", "followers"]
     series = {p["name"] for p in doc["paths"]["/v1/presence/series"]["get"]["parameters"]}
-    assert series == {"platform", "category", "from", "to", "step", "panel", "format"}
+    assert series == {"platform", "category", "from", "to", "step", "panel", "stratum", "format"}

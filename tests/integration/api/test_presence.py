@@ -22,7 +22,8 @@ def test_presence_live_and_as_of(api: TestClient, seeded: Seeded) -> None:
     body = r.json()
     # Grenoble, Lyon, Paris present now; Marseille's last point is 60 days old.
     # Coverage: Marseille's only account is stale.
-    assert body | {"at": None} == {"platform": "facebook", "category": "commune", "panel": PANEL, "at": None,
+    assert body | {"at": None} == {"platform": "facebook", "category": "commune", "stratum": None, "panel": PANEL,
+                                   "at": None,
                                    "present": 3, "total": 4, "rate": 0.75,
                                    "coverage": {"observed": 3, "stale": 1, "missing": 0,
                                                 "simulated": False}}  # fmt: skip
@@ -36,7 +37,8 @@ def test_presence_live_and_as_of(api: TestClient, seeded: Seeded) -> None:
     r = api.get(
         "/v1/presence", params={"platform": "facebook", "panel": PANEL, "at": "2013-05-15T02:00:00+02:00"}
     )
-    assert r.json() == {"platform": "facebook", "category": None, "panel": PANEL, "at": "2013-05-15T00:00:00Z",
+    assert r.json() == {"platform": "facebook", "category": None, "stratum": None, "panel": PANEL,
+                        "at": "2013-05-15T00:00:00Z",
                         "present": 4, "total": 5, "rate": 0.8,
                         "coverage": {"observed": 5, "stale": 0, "missing": 0, "simulated": False}}  # fmt: skip
     r = api.get("/v1/presence", params={"platform": "facebook", "category": "commune", "panel": PANEL,
