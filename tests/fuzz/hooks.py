@@ -21,12 +21,17 @@ import re
 import schemathesis
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
+# A stratum implies its category: another category with it is refused (docs/CONTRACT.md, "Strata").
+_STRATUM_CATEGORY = r"stratum: '[a-z0-9_]+' is a stratum of category [a-z]+, not [a-z]+"
+
 # Messages of the documented rules, by operation ("METHOD /path"); a 422 passes when its message is
 # made of these only (several problems are joined with "; ").
 CROSS_FIELD_RULES: dict[str, str] = {
+    "GET /v1/presence": _STRATUM_CATEGORY,
+    "GET /v1/rankings": _STRATUM_CATEGORY,
     "GET /v1/presence/series": (
         r"from: must not be after to"
-        r"|from, to, step: more than \d+ points; shorten the range or use a longer step"
+        r"|from, to, step: more than \d+ points; shorten the range or use a longer step|" + _STRATUM_CATEGORY
     ),
     "GET /v1/accounts/{account_id}/history": r"from: must be before to",
     "POST /v1/silences": (
