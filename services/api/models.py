@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, PlainSerializer
 
 from services.api.coverage import Origin, Summary
-from services.api.queries import Metric, RankBy
+from services.api.queries import Metric, MinBase, RankBy
 from services.api.strata import Stratum
 from services.common.events import format_timestamp
 from services.common.names import SCORE_FORMULA, Category, Platform, Window
@@ -355,6 +355,37 @@ class RankingItem(BaseModel):
     )
 
 
+class MinBaseOut(BaseModel):
+    """The least base a row needs to be ranked by a relative metric (docs/SCORING.md, "Minimum base");
+    a field is null when the metric applies no such minimum, 0 when it was lifted (``min_followers=0``,
+    ``min_population=0``)."""
+
+    followers: int | None = Field(
+        description="growth_pct: followers at the window's start (followers_before) at least this; "
+        "null for per_1000_inhabitants"
+    )
+    population: int | None = Field(
+        description="Inhabitants at least this: growth_pct leaves out entities with a known population "
+        "below it (those without one are kept), per_1000_inhabitants every entity below it"
+    )
+
+    @classmethod
+    def of(cls, base: MinBase, metric: Metric) -> MinBaseOut | None:
+        """What ``metric`` applies of ``base``; None for the metrics that apply none."""
+        followers, population = base.applied(metric)
+        if followers is None and population is None:
+            return None
+        return cls(followers=followers, population=population)
+
+
+_MIN_BASE_DOC = (
+    "The least base of a relative ranking, stated with the answer: growth_pct ranks only rows with at "
+    "least `followers` at the window's start and (when known) `population` inhabitants, "
+    "per_1000_inhabitants only entities of at least `population` inhabitants; null for growth_abs and "
+    "followers, which apply none"
+)
+
+
 class AccountRankingItem(RankingItem):
     account_id: str
     handle: str | None
@@ -382,6 +413,7 @@ class RankingsOut(BaseModel):
                 }
             ],
             "coverage": {"observed": 12011, "stale": 820, "missing": 22044, "simulated": False},
+            "min_base": None,
         }
     )
     platform: Platform
@@ -392,6 +424,7 @@ class RankingsOut(BaseModel):
     by: RankBy
     at: Instant | None
     items: list[AccountRankingItem] | list[RankingItem]
+    min_base: MinBaseOut | None = Field(description=_MIN_BASE_DOC)
     coverage: FigureCoverage = Field(
         description=_COVERAGE_DOC + " (every entity of the scope, not only the items listed)"
     )
@@ -447,6 +480,7 @@ class ReportRanking(BaseModel):
     platform: Platform
     metric: Metric = Field(description="growth_abs or growth_pct, over 30 days up to the month's end")
     items: list[RankingItem] = Field(description="The top 5 (fewer when fewer entities have a value)")
+    min_base: MinBaseOut | None = Field(description=_MIN_BASE_DOC)
 
 
 class ReportScore(BaseModel):
@@ -487,7 +521,18 @@ class BarometerReportOut(BaseModel):
                         {"rank": 1, "entity_id": "COM:38185", "name": "Grenoble", "value": 400.0,
                          "followers": 1400, "followers_before": 1000}
                     ],
-                }
+                    "min_base": None,
+                },
+                {
+                    "category": "commune",
+                    "platform": "facebook",
+                    "metric": "growth_pct",
+                    "items": [
+                        {"rank": 1, "entity_id": "COM:38185", "name": "Grenoble", "value": 40.0,
+                         "followers": 1400, "followers_before": 1000}
+                    ],
+                    "min_base": {"followers": 1000, "population": 2000},
+                },
             ],
             "scores": [
                 {"category": "commune", "platform": "instagram", "score": 3.0, "count": 2,

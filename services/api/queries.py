@@ -61,6 +61,43 @@ _VALUE_SQL = {
     Metric.PER_1000_INHABITANTS: "if(population > 0, 1000 * f_now / population, NULL)",
     Metric.FOLLOWERS: "toFloat64(f_now)",
 }
+
+
+@dataclass(frozen=True)
+class MinBase:
+    """The least base of a relative ranking (docs/SCORING.md, "Minimum base"): ``growth_pct`` ranks
+    only rows with at least ``followers`` at the window's start and, when the population is known, at
+    least ``population`` inhabitants; ``per_1000_inhabitants`` only entities of at least ``population``
+    inhabitants. 0 is no minimum; the other metrics have none."""
+
+    followers: int = 0
+    population: int = 0
+
+    def applied(self, metric: Metric) -> tuple[int | None, int | None]:
+        """(followers, population) minimums that ``metric`` applies; None where it applies none."""
+        if metric is Metric.GROWTH_PCT:
+            return self.followers, self.population
+        if metric is Metric.PER_1000_INHABITANTS:
+            return None, self.population
+        return None, None
+
+    def condition(self, metric: Metric) -> tuple[str, dict[str, Any]]:
+        """SQL on the ranking's ``f_before`` and ``population`` columns, and its parameters."""
+        followers, population = self.applied(metric)
+        conditions, params = ["1"], {}
+        if followers:
+            conditions.append("f_before >= {min_followers:UInt64}")
+            params["min_followers"] = followers
+        if population and metric is Metric.GROWTH_PCT:
+            conditions.append("(population IS NULL OR population >= {min_population:UInt32})")
+            params["min_population"] = population
+        elif population:
+            conditions.append("population >= {min_population:UInt32}")
+            params["min_population"] = population
+        return " AND ".join(conditions), params
+
+
+NO_MIN_BASE = MinBase()
 # The baseline column of each window in entity_latest and account_latest (migration 0003).
 _BEFORE_COLUMN = {w: f"before_{w.value}" for w in Window}
 
@@ -253,15 +290,19 @@ def rankings_live(
     limit: int,
     *,
     by: RankBy = RankBy.ENTITY,
+    min_base: MinBase = NO_MIN_BASE,
 ) -> list[Ranked]:
     """Rankings now (SCORING.md, "Live"): each account at its latest point, compared with the point in
-    force one window before it; accounts whose latest point is older than the staleness are left out.
+    force one window before it; accounts whose latest point is older than the staleness are left out,
+    and rows below ``min_base`` out of relative rankings.
 
     By entity, from ``entity_latest`` (rows with fresh accounts only); by account, from
     ``account_latest``. Both read only the columns the metric needs.
     """
     metric = Metric(metric)
     entities, params = scope.entities(db)
+    base, base_params = min_base.condition(metric)
+    params.update(base_params)
     params.update(
         {
             "platform": platform.value,
@@ -295,7 +336,7 @@ def rankings_live(
             FROM ({source}) AS l
             INNER JOIN ({entities}) AS e ON e.entity_id = l.entity_id
         )
-        WHERE value IS NOT NULL
+        WHERE value IS NOT NULL AND {base}
         ORDER BY value DESC, key
         LIMIT {{limit:UInt32}}
     """
@@ -331,12 +372,16 @@ def rankings_at(
     limit: int,
     *,
     by: RankBy = RankBy.ENTITY,
+    min_base: MinBase = NO_MIN_BASE,
 ) -> list[Ranked]:
-    """Rankings as of ``at``, from the daily points (docs/SCORING.md, "Growth over a window")."""
+    """Rankings as of ``at``, from the daily points (docs/SCORING.md, "Growth over a window"); rows
+    below ``min_base`` are left out of relative rankings."""
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}")
     metric = Metric(metric)
     in_scope, params = scope.entity_filter(db)
+    base, base_params = min_base.condition(metric)
+    params.update(base_params)
     params.update(
         {
             "platform": platform.value,
@@ -387,7 +432,7 @@ def rankings_at(
                 ON e.entity_id = a.owner
             WHERE {condition}
         )
-        WHERE value IS NOT NULL
+        WHERE value IS NOT NULL AND {base}
         ORDER BY value DESC, key
         LIMIT {{limit:UInt32}}
     """

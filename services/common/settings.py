@@ -89,6 +89,11 @@ class Settings(BaseSettings):
     scoring_instance: str = Field(default="", pattern=r"^[a-z0-9-]{0,32}$")
     # A daily point tells an account's state for this long (docs/SCORING.md, "Staleness").
     staleness_days: int = Field(default=45, ge=1, le=3650)
+    # The least base of relative rankings (docs/SCORING.md, "Minimum base"): growth_pct ranks only
+    # entities (accounts) with this many followers at the window's start and, when known, this
+    # population; per_1000_inhabitants only entities of this population. 0: no minimum.
+    ranking_min_followers: int = Field(default=1000, ge=0)
+    ranking_min_population: int = Field(default=2000, ge=0)
     # --- Alerts in the scoring worker (docs/ALERTS.md, "What the worker does").
     # Detections of the grouped types are held this long, so that many accounts of one platform
     # changing at once are seen whole and become one incident (NoiseParams.group_wait).

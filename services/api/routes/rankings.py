@@ -3,7 +3,8 @@ inhabitants or audience, live or as of any instant (docs/SCORING.md, "Growth ove
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import Response
@@ -40,15 +41,55 @@ from services.api.models import (
     AccountRankingItem,
     Answer,
     FigureCoverage,
+    MinBaseOut,
     RankingItem,
     RankingsOut,
 )
-from services.api.queries import Metric, RankBy
+from services.api.queries import Metric, MinBase, RankBy
 from services.common.names import Window
 
 router = APIRouter(prefix="/v1/rankings", tags=["rankings"])
 
 MAX_LIMIT = 500
+MAX_MIN_FOLLOWERS = 1_000_000_000
+MAX_MIN_POPULATION = 100_000_000
+
+
+def _count_schema(maximum: int) -> Callable[[dict[str, Any]], None]:
+    """``json_schema_extra`` of an optional count: an integer in [0, maximum], not ``anyOf [integer,
+    null]`` (a query parameter is absent or a number, never null)."""
+
+    def update(schema: dict[str, Any]) -> None:
+        schema.pop("anyOf", None)
+        schema.update({"type": "integer", "minimum": 0, "maximum": maximum})
+
+    return update
+
+
+MinFollowersQuery = Annotated[
+    int | None,
+    Query(
+        ge=0,
+        le=MAX_MIN_FOLLOWERS,
+        description="growth_pct only: the least followers at the window's start a row needs to be ranked "
+        "(default: the server's BAROMETRE_RANKING_MIN_FOLLOWERS, 1,000); 0 ranks every row. The value "
+        "applied is stated in `min_base`.",
+        examples=[1000],
+        json_schema_extra=_count_schema(MAX_MIN_FOLLOWERS),
+    ),
+]
+MinPopulationQuery = Annotated[
+    int | None,
+    Query(
+        ge=0,
+        le=MAX_MIN_POPULATION,
+        description="growth_pct and per_1000_inhabitants: the least population an entity needs to be "
+        "ranked (default: the server's BAROMETRE_RANKING_MIN_POPULATION, 2,000); 0 ranks every entity. "
+        "growth_pct keeps entities without a known population. The value applied is stated in `min_base`.",
+        examples=[2000],
+        json_schema_extra=_count_schema(MAX_MIN_POPULATION),
+    ),
+]
 
 COLUMNS = {
     "rank": ColumnType.INT,
@@ -80,6 +121,11 @@ ACCOUNT_COLUMNS = {
     "window before it; accounts not observed for 45 days are left out; answers are at most 1 s old. "
     "With `at`: every figure as of that instant. Entities (accounts) without a value at both ends are "
     "left out of growth rankings, those without a population out of per_1000_inhabitants. "
+    'Relative rankings need a minimum base (docs/SCORING.md, "Minimum base"): growth_pct ranks only rows '
+    "with at least `min_followers` followers at the window's start and entities of at least "
+    "`min_population` inhabitants (when known), per_1000_inhabitants only entities of at least "
+    "`min_population` inhabitants; the minimums applied are stated in `min_base` (null for the metrics "
+    "that apply none). "
     "`coverage` says how many entities of the scope barometre observes on `platform` (all of them, not "
     "only those listed). "
     "CSV or Parquet with `format` or the Accept header.",
@@ -97,12 +143,18 @@ async def get_rankings(
     stratum: StratumQuery = None,
     by: RankByQuery = RankBy.ENTITY,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"At most {MAX_LIMIT}.")] = 20,
+    min_followers: MinFollowersQuery = None,
+    min_population: MinPopulationQuery = None,
     format: FormatQuery = None,
     accept: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Response:
     fmt = negotiate(format, accept)
     category = stratum_category(category, stratum)
     scope = scope_of(category, panel, region, departement, stratum)
+    base = MinBase(
+        api.settings.ranking_min_followers if min_followers is None else min_followers,
+        api.settings.ranking_min_population if min_population is None else min_population,
+    )
 
     def compute() -> Answer[RankingsOut]:
         api.check_scope(scope)
@@ -110,11 +162,31 @@ async def get_rankings(
         when = now()
         if at is None:
             ranked = queries.rankings_live(
-                client, api.db, platform, scope, window, metric, when, api.staleness, limit, by=by
+                client,
+                api.db,
+                platform,
+                scope,
+                window,
+                metric,
+                when,
+                api.staleness,
+                limit,
+                by=by,
+                min_base=base,
             )
         else:
             ranked = queries.rankings_at(
-                client, api.db, platform, scope, window, metric, at, api.staleness, limit, by=by
+                client,
+                api.db,
+                platform,
+                scope,
+                window,
+                metric,
+                at,
+                api.staleness,
+                limit,
+                by=by,
+                min_base=base,
             )
         items: list[AccountRankingItem] | list[RankingItem]
         if by is RankBy.ACCOUNT:
@@ -133,10 +205,11 @@ async def get_rankings(
                 at=at,
                 items=items,
                 coverage=FigureCoverage.of(seen),
+                min_base=MinBaseOut.of(base, metric),
             )
         )
 
-    key = ("rankings", platform, category, window, metric, at, region, departement, panel, stratum, by, limit)
+    key = ("rankings", platform, category, window, metric, at, region, departement, panel, stratum, by, limit, base)
     answer = await api.cached(key, compute)
     if fmt is ExportFormat.JSON:
         return answer.response()

@@ -32,13 +32,14 @@ from services.api.models import (
     NOT_FOUND,
     Answer,
     BarometerReportOut,
+    MinBaseOut,
     RankingItem,
     ReportOverlap,
     ReportPresence,
     ReportRanking,
     ReportScore,
 )
-from services.api.queries import Metric, Scope
+from services.api.queries import Metric, MinBase, Scope
 from services.api.routes.presence import add_months
 from services.common.names import SCORE_FORMULA, Category, Platform, Window
 from services.common.web import ApiError
@@ -135,13 +136,28 @@ def _presence(api: Api, scope: Scope, at: datetime) -> tuple[list[ReportPresence
 def _rankings(api: Api, scope: Scope, platform: Platform, at: datetime) -> list[ReportRanking]:
     assert scope.category is not None
     out = []
+    base = min_base(api)
     for metric in METRICS:
         ranked = queries.rankings_at(
-            api.client(), api.db, platform, scope, WINDOW, metric, at, api.staleness, TOP
+            api.client(), api.db, platform, scope, WINDOW, metric, at, api.staleness, TOP, min_base=base
         )
         items = [RankingItem.model_validate(r, from_attributes=True) for r in ranked]
-        out.append(ReportRanking(category=scope.category, platform=platform, metric=metric, items=items))
+        out.append(
+            ReportRanking(
+                category=scope.category,
+                platform=platform,
+                metric=metric,
+                items=items,
+                min_base=MinBaseOut.of(base, metric),
+            )
+        )
     return out
+
+
+def min_base(api: Api) -> MinBase:
+    """The least base of the report's relative rankings: the server's settings, as /v1/rankings'
+    default (docs/SCORING.md, "Minimum base")."""
+    return MinBase(api.settings.ranking_min_followers, api.settings.ranking_min_population)
 
 
 def _round(value: float | None) -> float | None:
@@ -385,6 +401,18 @@ def title(month: str) -> str:
     return f"Baromètre des collectivités sur les réseaux sociaux — {MONTHS_FR[int(number) - 1]} {year}"
 
 
+def min_base_note(base: MinBaseOut) -> str:
+    """The least base of a relative ranking, in French (docs/SCORING.md, "Minimum base")."""
+    parts = []
+    if base.followers:
+        parts.append(f"au moins {_number(base.followers)} abonnés au début de la période")
+    if base.population:
+        parts.append(f"au moins {_number(base.population)} habitants")
+    if not parts:
+        return "Classement sans seuil minimal."
+    return "Classement limité aux collectivités ayant " + " et ".join(parts) + "."
+
+
 def render_html(report: BarometerReportOut) -> str:
     heading = title(report.month)
     at = report.at.astimezone(UTC).strftime("%d/%m/%Y %H:%M UTC")
@@ -447,6 +475,8 @@ def render_html(report: BarometerReportOut) -> str:
                 f"progression {_e(labels[r.metric])}</h3>"
             )
             tables.append(_table(["Rang", "Collectivité", "Progression", "Abonnés"], rows))
+            if r.min_base is not None:
+                tables.append(f'<p class="note">{_e(min_base_note(r.min_base))}</p>')
         if not tables:
             tables = [
                 f"<h3>{_e(CATEGORIES_FR[category])}</h3>",

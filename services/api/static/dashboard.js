@@ -576,6 +576,15 @@
     setSimulated("ranking", coverage.simulated);
   }
 
+  /** The least base of a relative ranking (min_base of GET /v1/rankings), as the caption's end. */
+  function minBaseText(base) {
+    if (!base) return "";
+    const parts = [];
+    if (base.followers) parts.push("au moins " + fmtInt(base.followers) + " abonnés au début de la période");
+    if (base.population) parts.push("au moins " + fmtInt(base.population) + " habitants");
+    return parts.length ? " — collectivités ayant " + parts.join(" et ") : "";
+  }
+
   // ---------------------------------------------------------------- territories (région, département)
   const territories = { regions: [], departements: [], loaded: null };
 
@@ -657,6 +666,7 @@
       const items = (body && body.items) || [];
       renderRanking(query, items);
       renderRankingCoverage(query, body && body.coverage);
+      $("#classement-legende").textContent += minBaseText(body && body.min_base);
       // Screen readers hear about the rankings a user asked for, not about every automatic refresh.
       if (userChange) $("#classement-annonce").textContent = $("#classement-legende").textContent + " : " +
         (items.length ? fmtInt(items.length) + " collectivités." : "aucune collectivité.");

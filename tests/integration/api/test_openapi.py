@@ -50,7 +50,16 @@ def test_openapi_documents_the_api() -> None:
 
     params = {p["name"]: p for p in doc["paths"]["/v1/rankings"]["get"]["parameters"]}
     assert set(params) == {"platform", "category", "window", "metric", "at", "region", "departement", "panel",
-                           "stratum", "by", "limit", "format"}  # fmt: skip
+                           "stratum", "by", "limit", "min_followers", "min_population", "format"}  # fmt: skip
+    for name in ("min_followers", "min_population"):
+        schema = params[name]["schema"]
+        assert {k: schema[k] for k in ("type", "minimum")} == {"type": "integer", "minimum": 0}, name
+        assert "anyOf" not in schema and params[name]["required"] is False
+    rankings_out = schemas["RankingsOut"]
+    assert "min_base" in rankings_out["required"]
+    assert {"$ref": "#/components/schemas/MinBaseOut"} in rankings_out["properties"]["min_base"]["anyOf"]
+    assert set(schemas["MinBaseOut"]["required"]) == {"followers", "population"}
+    assert "min_base" in schemas["ReportRanking"]["required"]
     assert params["platform"]["required"] is True
     assert params["limit"]["schema"]["maximum"] == 500
     assert schemas["Window"]["enum"] == ["1d", "7d", "30d", "90d", "365d"]

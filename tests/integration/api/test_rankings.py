@@ -105,7 +105,11 @@ def test_rankings_as_of(api: TestClient, seeded: Seeded) -> None:
                                     "followers": 1400, "followers_before": 1000}  # fmt: skip
     assert ranking(api, **scope) == [("COM:38185", 400.0), ("COM:69123", 100.0), ("COM:75056", 50.0),
                                      ("COM:13055", -500.0)]  # fmt: skip
+    # Marseille had 500 followers a window before: under the minimum base of growth_pct (1,000).
     assert ranking(api, **scope, metric="growth_pct") == [
+        ("COM:38185", 40.0), ("COM:69123", 5.0), ("COM:75056", pytest.approx(5 / 3))
+    ]  # fmt: skip
+    assert ranking(api, **scope, metric="growth_pct", min_followers=0) == [
         ("COM:38185", 40.0), ("COM:69123", 5.0), ("COM:75056", pytest.approx(5 / 3)), ("COM:13055", -100.0)
     ]  # fmt: skip
     assert ranking(api, **scope, metric="followers") == [
