@@ -17,8 +17,8 @@ follows: bigger jumps are events), weekday multipliers; it adds what the simulat
 stronger or peaked weekly patterns, a growth rate that drifts, irregular observation, late data.
 Sizes are multiples ``k`` of the account's *typical daily change* (its expected daily follows plus
 unfollows, as the simulator counts contests). An anomaly smaller than the detectors' reporting floor
-(``min_change`` and ``min_change_share`` of the audience) is labelled not reportable: recall is counted
-on reportable anomalies (the floor is a product decision, not a miss), and shown on all of them too.
+(``reporting_floor`` of the audience, docs/ALERTS.md) is labelled not reportable: recall is counted on
+reportable anomalies (the floor is a product decision, not a miss), and shown on all of them too.
 
 numpy generates the series (this is a bench, not the hot path); detection itself is the pure Python
 the worker runs. Everything is a function of the seed.
@@ -42,6 +42,7 @@ from services.scoring.alerts.detection import (
     detect_point,
     detect_silence,
     months_before,
+    reporting_floor,
 )
 from services.scoring.alerts.noise import (
     DEFAULT_NOISE,
@@ -146,10 +147,17 @@ class Profile:
     late: float  # chance that a point arrives late (1 h to 3 days)
 
 
-def random_profile(rng: np.random.Generator, *, hour: float | None = None) -> Profile:
-    """A plausible account: from 2,000 to 500,000 followers, growing 0.03-1 % a day (gross), a fifth of
-    them declining, with a weekly pattern from none to one strong day, and irregular polling."""
-    followers = math.exp(rng.uniform(math.log(2_000), math.log(500_000)))
+def random_profile(
+    rng: np.random.Generator,
+    *,
+    hour: float | None = None,
+    followers: tuple[float, float] = (2_000, 500_000),
+) -> Profile:
+    """A plausible account: from 2,000 to 500,000 followers (``followers``, log-uniform), growing
+    0.03-1 % a day (gross), a fifth of them declining, with a weekly pattern from none to one strong
+    day, and irregular polling."""
+    low, high = followers
+    audience = math.exp(rng.uniform(math.log(low), math.log(high)))
     gain = math.exp(rng.uniform(math.log(0.0003), math.log(0.01)))
     churn = gain * (rng.uniform(1.1, 1.6) if rng.random() < 0.2 else rng.uniform(0.1, 0.8))
     pattern = rng.random()
@@ -164,7 +172,7 @@ def random_profile(rng: np.random.Generator, *, hour: float | None = None) -> Pr
         weekly = [strength if d == peak else 1.0 for d in range(7)]
     mean = sum(weekly) / 7
     return Profile(
-        followers=followers,
+        followers=audience,
         gain=gain,
         churn=churn,
         weekly=tuple(w / mean for w in weekly),
@@ -270,6 +278,7 @@ def generate(
     params: DetectorParams = DEFAULT_PARAMS,
     history: bool = False,
     hour: float | None = None,
+    followers: tuple[float, float] = (2_000, 500_000),
 ) -> list[LabelledSeries]:
     """``n`` labelled accounts of one cell: ``kind`` injected once (None: clean) with size ``k``.
 
@@ -279,7 +288,7 @@ def generate(
     out = []
     for i in range(n):
         rng = np.random.default_rng([seed, cell, i])
-        profile = random_profile(rng, hour=hour)
+        profile = random_profile(rng, hour=hour, followers=followers)
         # Events come after ten weeks of history (the baseline's eight weeks and some), and early
         # enough to show before the end: a silence needs 45 days, a dormancy 30.
         last_start = {Kind.SILENT: days - 50, Kind.DORMANT: days - 40}.get(kind or Kind.SPIKE, days - 10)
@@ -374,7 +383,7 @@ def _truths(
     deadline = points[first_zero + 1][1].observed_at if first_zero + 1 < len(points) else observable + DAY_MS
     if kind in (Kind.SPIKE, Kind.DROP):
         before = states[event_day - 1].followers if event_day else states[0].followers
-        floor = max(params.min_change, params.min_change_share * before)
+        floor = reporting_floor(before, params)
         return [Truth(kind, observable, deadline, size, k, abs(size) >= floor)]
     return [Truth(kind, observable, deadline)]
 

@@ -9,6 +9,10 @@ recall on all of them beside it. Delays are in snapshot intervals (1 = detected 
 
     .venv/bin/python bench/alerts_eval.py [--seed 0] [--n 300] [--clean 1000] [--purge-accounts 1500]
 
+With ``--buckets``, the spike and drop cells and clean series per audience bucket (<100, 100-1k,
+1k-10k, 10k-100k, >=100k followers; ``bench/_alerts_buckets.py``), with the former fixed floor of 50
+followers beside (``--n`` series per cell, ``--clean`` clean series per bucket).
+
 With ``--pipeline``, the same series go through the real pipeline instead (``bench/_alerts_pipeline.py``:
 Kafka, a scoring worker process with its noise-control stage, ClickHouse, ``alerts.v1``), scored the
 same way; the purges stay on the pure path (the worker's grouping is tested in
@@ -193,8 +197,24 @@ def main() -> None:
     parser.add_argument("--purge-accounts", type=int, default=1500)
     parser.add_argument("--pipeline", action="store_true", help="through Kafka, the worker and ClickHouse")
     parser.add_argument("--timeout", type=float, default=1800.0, help="longest wait for the worker (s)")
+    parser.add_argument(
+        "--buckets", action="store_true", help="spikes, drops and clean series by audience size"
+    )
     args = parser.parse_args()
     start = time.perf_counter()
+    if args.buckets:
+        from bench._alerts_buckets import FORMER_FLOOR, evaluate_buckets, print_buckets
+
+        def say(name: str) -> None:
+            print(f"  {name}…", file=sys.stderr)
+
+        results = evaluate_buckets(args.seed, args.n, args.clean, progress=say)
+        former = evaluate_buckets(args.seed, args.n, args.clean, params=FORMER_FLOOR, progress=say)
+        ok = print_buckets(results, former)
+        print(f"\n{time.perf_counter() - start:.1f} s")
+        if not ok:
+            print("\nsome targets MISSED")
+        return
     if args.pipeline:
         report = evaluate_pipeline(args.seed, args.n, args.clean, args.timeout)
         print("through the real pipeline (Kafka, scoring worker, noise-control stage, ClickHouse, alerts.v1)")

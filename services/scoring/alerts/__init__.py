@@ -25,6 +25,7 @@ from services.scoring.alerts.detection import (
     detect_point,
     detect_silence,
     index_of,
+    reporting_floor,
     round_value,
 )
 from services.scoring.alerts.noise import (
@@ -66,6 +67,7 @@ __all__ = [
     "incident_id",
     "index_of",
     "matching_silence",
+    "reporting_floor",
     "round_value",
     "to_alert",
 ]

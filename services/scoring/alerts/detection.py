@@ -48,8 +48,12 @@ class DetectorParams:
     min_baseline_days: int = 28  # ... nor when they span less: four samples of each weekday
     min_weekday_samples: int = 3  # a weekday effect needs this many samples, else it is 0
     z_threshold: float = 7.0  # robust z of the change against the baseline
-    min_change: int = 50  # followers: both the change and its excess over expected
-    min_change_share: float = 0.005  # of the previous followers: both the change and its excess
+    min_change: int = 50  # followers: both the change and its excess over expected...
+    min_change_share: float = 0.005  # ... or this share of the previous followers, if more
+    # Small audiences (docs/ALERTS.md, "The reporting floor"): below min_change / small_change_share
+    # (2,500 followers) the floor is this share of the audience, never under small_change_min.
+    small_change_share: float = 0.02
+    small_change_min: int = 5
     drift: float = 0.05  # variance of a D-day change is sigma^2 (D + drift D^2): rates drift too
     min_sigma: float = 1.0  # followers a day: no series is steadier than Poisson noise of ~1
     min_sigma_share: float = 0.1  # of the typical daily change: day-to-day variation is at least 10 %
@@ -361,6 +365,20 @@ def _reverts(base: Baseline, end: int, excess: float, params: DetectorParams) ->
 # --- The detectors.
 
 
+def reporting_floor(followers: float, params: DetectorParams = DEFAULT_PARAMS) -> float:
+    """The smallest unexpected change of an audience of ``followers`` worth an alert (docs/ALERTS.md,
+    "The reporting floor"): ``max(min_change_share x F, min(min_change, max(small_change_min,
+    small_change_share x F)))``.
+
+    50 followers from 2,500 followers up to 10,000, 0.5 % of the audience above; below 2,500 a clear
+    share of it, 2 %, and at least 5 followers (a commune page of 1,000 losing 40 overnight is news,
+    50 would never be). Continuous and non-decreasing in ``followers``.
+    """
+    audience = max(float(followers), 0.0)
+    small = max(float(params.small_change_min), params.small_change_share * audience)
+    return max(params.min_change_share * audience, min(float(params.min_change), small))
+
+
 def _audience(
     points: Sequence[DailyPoint],
     start: int,
@@ -376,7 +394,7 @@ def _audience(
     if before.status != _ACTIVE or after.status != _ACTIVE:
         return None  # status changes are account_gone's; a reinstatement is no spike
     change = after.followers - before.followers
-    floor = max(params.min_change, params.min_change_share * before.followers)
+    floor = reporting_floor(before.followers, params)
     if abs(change) < floor / 2:
         return None  # the ordinary case, settled without a baseline
     base = baseline(points, start, params)
@@ -456,7 +474,7 @@ def detect_audience(
     The change ``c`` over ``D`` days is compared with the baseline's expected change ``e`` (level plus
     the weekday effect, times ``D``): ``z = (c - e) / (sigma x sqrt(D + drift D^2))``, ``sigma`` being
     the noise of that side and weekday (:class:`Baseline`). A spike needs ``c > 0``, ``c - e`` at least
-    ``floor = max(min_change, min_change_share x followers)``, ``c`` at least half of it, and
+    ``floor`` (:func:`reporting_floor` of the previous followers), ``c`` at least half of it, and
     ``z >= z_threshold``; a drop the same downwards. Both points must be active, and a change that
     only undoes a recent opposite anomaly is its aftermath, not news (:func:`_reverts`).
     """
