@@ -209,7 +209,21 @@ async def get_rankings(
             )
         )
 
-    key = ("rankings", platform, category, window, metric, at, region, departement, panel, stratum, by, limit, base)
+    key = (
+        "rankings",
+        platform,
+        category,
+        window,
+        metric,
+        at,
+        region,
+        departement,
+        panel,
+        stratum,
+        by,
+        limit,
+        base,
+    )
     answer = await api.cached(key, compute)
     if fmt is ExportFormat.JSON:
         return answer.response()
