@@ -473,6 +473,29 @@ def discover(source: str, dry_run: bool, out: Path | None, no_verify: bool) -> N
 
 
 @main.group()
+def export() -> None:
+    """Export figures as files."""
+
+
+@export.command("opendata")
+@click.option("--month", required=True, help="YYYY-MM: the month's figures, as of its last millisecond.")
+@click.option(
+    "--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder to write."
+)
+def export_opendata(month: str, out: Path) -> None:
+    """The month's barometer as a Frictionless Data Package (what GET /v1/exports/opendata zips)."""
+    from services.api import opendata
+
+    try:
+        first = opendata.parse_month(month)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--month") from None
+    settings = _settings()
+    for path in opendata.write_folder(settings, first, out):
+        click.echo(path)
+
+
+@main.group()
 def accounts() -> None:
     """Review registered accounts: list, show, reject."""
 
