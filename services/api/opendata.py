@@ -52,6 +52,7 @@ from services.common.events import (
     DEPARTEMENT_CODE_PATTERN,
     ENTITY_ID_PATTERN,
     EPCI_CODE_PATTERN,
+    FOREIGN_CODE_PATTERN,
     REGION_CODE_PATTERN,
     format_timestamp,
 )
@@ -66,6 +67,12 @@ MEDIA_TYPE = "application/zip"
 
 # An INSEE code of a commune (2A/2B for Corsica), a département or a région (services/common/events.py).
 INSEE_CODE_PATTERN = "^(?:[0-9]{5}|2[AB][0-9]{3}|[0-9]{2,3}|2[AB])$"
+
+
+def _or_foreign(pattern: str) -> str:
+    """``pattern`` or a foreign code (BE-BRU): what an imported entity's département or région may be."""
+    return f"^(?:{pattern[1:-1]}|{FOREIGN_CODE_PATTERN[1:-1]})$"
+
 
 LICENSE = {
     "name": "etalab-2.0",
@@ -228,16 +235,18 @@ PRESENCE_SCHEMA = _schema(
             "departement",
             "string",
             "Département",
-            "Code INSEE du département de la collectivité (vide pour une région).",
-            pattern=DEPARTEMENT_CODE_PATTERN,
+            "Code INSEE du département de la collectivité (vide pour une région) ; pour une collectivité "
+            "étrangère importée, un code préfixé de son pays (BE-BRU).",
+            pattern=_or_foreign(DEPARTEMENT_CODE_PATTERN),
             example="38",
         ),
         _field(
             "region",
             "string",
             "Région",
-            "Code INSEE de la région de la collectivité.",
-            pattern=REGION_CODE_PATTERN,
+            "Code INSEE de la région de la collectivité ; pour une collectivité étrangère importée, un "
+            "code préfixé de son pays (BE-BRU).",
+            pattern=_or_foreign(REGION_CODE_PATTERN),
             example="84",
         ),
         _field(

@@ -22,9 +22,9 @@ from fastapi.testclient import TestClient
 from services.api import opendata
 from services.cli import main
 from services.common.clickhouse import make_client
-from services.common.names import AccountOrigin, Platform
-from services.common.reference import AccountRecord
-from services.common.registry import user_version, write_accounts
+from services.common.names import AccountOrigin, Category, Platform
+from services.common.reference import AccountRecord, Entity
+from services.common.registry import user_version, write_accounts, write_entities
 from tests.integration.api.seed import MAY, Seeded, snapshot, write
 from tests.integration.api.test_openapi import spec
 
@@ -134,7 +134,16 @@ def test_simulated_data_are_marked(api: TestClient, seeded: Seeded, tmp_path: Pa
     )
     client.close()
     # Batches 0 and 1 are the seed's (the sink skips the offsets it has written).
-    write(settings, [[], [], [snapshot("mastodon:lyon_sim", "COM:69123", MAY, 42, source="simulator")]])
+    # And a foreign town a user imported (no INSEE code; foreign département and région codes).
+    brussels = Entity("COM:BE-21004", "Bruxelles", Category.COMMUNE, 1_200_000, "BE-BRU", "BE-BRU")
+    client = make_client(settings)
+    write_entities(client, settings.clickhouse_database, [brussels], source="import", version=user_version())
+    client.close()
+    write(
+        settings,
+        [[], [], [snapshot("mastodon:lyon_sim", "COM:69123", MAY, 42, source="simulator"),
+                  snapshot("facebook:bruxelles", "COM:BE-21004", MAY, 900)]],
+    )  # fmt: skip
 
     descriptor = package(api, "2013-05", tmp_path)
     report = check(tmp_path)
@@ -144,6 +153,9 @@ def test_simulated_data_are_marked(api: TestClient, seeded: Seeded, tmp_path: Pa
     presence = {(r["entity_id"], r["platform"]): r["simulated"] for r in rows(tmp_path, "presence.csv")}
     assert presence["COM:69123", "mastodon"] == "true"
     assert presence["COM:69123", "facebook"] == "false"
+    assert presence["COM:BE-21004", "facebook"] == "false"
+    foreign = next(r for r in rows(tmp_path, "presence.csv") if r["entity_id"] == "COM:BE-21004")
+    assert (foreign["code_insee"], foreign["siren"], foreign["departement"]) == ("", "", "BE-BRU")
     for name in ("scores.csv", "coverage.csv"):
         marked = {(r["category"], r["platform"]) for r in rows(tmp_path, name) if r["simulated"] == "true"}
         assert marked == {("commune", "mastodon")}, name
@@ -188,6 +200,7 @@ BREAKAGES = [
     ("rankings.csv", "rank", "0", "constraint-error"),
     ("scores.csv", "score", "5.5", "constraint-error"),
     ("coverage.csv", "observed", "", "constraint-error"),
+    ("coverage.csv", "platform", "x", "primary-key"),  # (2013-05, commune, x) twice
 ]
 
 
@@ -207,7 +220,9 @@ def test_the_check_fails_on_a_csv_that_breaks_its_schema(
             writer.writerows(table)
         report = check(folder)
         assert not report.valid, (file, column)
-        assert [(e[1], e[2]) for e in errors(report)] == [(column, error)], (file, column)
+        # A row error (the primary key) names no field.
+        field = None if error == "primary-key" else column
+        assert [(e[1], e[2]) for e in errors(report)] == [(field, error)], (file, column)
 
 
 def test_openapi_declares_a_zip() -> None:
