@@ -7,8 +7,8 @@ as in the API's JSON and CSV answers, French titles and descriptions, types, for
 ``primaryKey``, and the metadata schema.data.gouv.fr asks of a schema: ``sources``, ``contributors``,
 ``created``, ``version``, ``licenses``, ``countryCode``):
 
-* ``presence.csv``: each entity and platform with an account observed at or before the month's end
-  (``at``), whether it is present then (docs/SCORING.md) and its followers then;
+* ``presence.csv``: each entity and platform with an account present (active) at some time up to the
+  month's end (``at``), whether it is present then (docs/SCORING.md) and its followers then;
 * ``rankings.csv``: the month's growth rankings (top 5 by ``growth_abs`` and by ``growth_pct`` over 30
   days, per category and platform), exactly the monthly report's (services/api/routes/reports.py);
 * ``scores.csv``: the average good-practice score per category and platform, as in the report;
@@ -225,8 +225,8 @@ def _schema(
 PRESENCE_SCHEMA = _schema(
     "barometre-presence",
     "Présence des collectivités sur les réseaux sociaux, par collectivité et par réseau",
-    "Une ligne par collectivité et réseau où un compte officiel de la collectivité a été observé au plus "
-    "tard à la fin du mois : présence à cet instant (un compte actif, docs/SCORING.md) et abonnés.",
+    "Une ligne par collectivité et réseau où un compte officiel de la collectivité a été présent (actif) "
+    "au plus tard à la fin du mois : présence à cet instant (un compte actif, docs/SCORING.md) et abonnés.",
     [
         _month_field(),
         *_entity_fields(),
@@ -260,8 +260,9 @@ PRESENCE_SCHEMA = _schema(
         _platform_field(),
         _count(
             "accounts",
-            "Comptes observés",
-            "Comptes officiels de la collectivité sur ce réseau observés au plus tard à la fin du mois.",
+            "Comptes",
+            "Comptes officiels de la collectivité sur ce réseau présents au moins une fois au plus tard à "
+            "la fin du mois.",
         ),
         _count("accounts_present", "Comptes présents", "Parmi eux, les comptes présents à la fin du mois."),
         _field(
