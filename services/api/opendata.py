@@ -46,6 +46,7 @@ from services.api import coverage as coverage_queries
 from services.api import queries
 from services.api.deps import Api, now
 from services.api.exports import ColumnType, to_csv
+from services.api.models import ReportRanking, ReportScore
 from services.api.queries import DATETIME, Metric, Scope
 from services.api.routes import reports
 from services.common.events import (
@@ -501,6 +502,15 @@ def simulated_pairs(client: Client, db: str, at: datetime) -> set[tuple[str, str
     return {(str(r[0]), str(r[1]), str(r[2])) for r in client.query(sql, parameters=params).result_rows}
 
 
+def any_point(client: Client, db: str, since: datetime, at: datetime, staleness: timedelta) -> bool:
+    """Whether a daily point was observed in ``(since - staleness, at]``: the widest window the report's
+    rankings and scores read for a month whose end is ``at`` (``since``: the end of the month a year
+    before)."""
+    sql = f"SELECT count() FROM (SELECT 1 {queries._daily_points(db, 'since')} LIMIT 1)"
+    params = {"since": since, "at": at, "staleness": int(staleness.total_seconds() * 1000)}
+    return int(client.query(sql, parameters=params).result_rows[0][0]) > 0
+
+
 def followers_at(
     client: Client, db: str, platform: Platform, at: datetime, staleness: timedelta
 ) -> dict[str, int]:
@@ -553,23 +563,45 @@ async def build(api: Api, month: date) -> Package:
     at = current if is_partial else end
     label = f"{month:%Y-%m}"
     scopes = {c: Scope(category=c) for c in Category}
-    # The report's parts, under the report's cache keys (services/api/routes/reports.py).
-    rankings = await reports._parts(
-        api,
-        {
-            ("report-rankings", c, p, None, at): partial(reports._rankings, api, s, p, at)
-            for c, s in scopes.items()
-            for p in Platform
-        },
+    # The report's parts, under the report's cache keys (services/api/routes/reports.py); none when no
+    # daily point lies in any window they read (a month before any observation): they would all be empty.
+    since = reports.month_end(reports.add_months_date(month, -12))
+    observed = await api.cached(
+        ("opendata-observed", since, at), partial(any_point, api.client(), api.db, since, at, api.staleness)
     )
-    scores = await reports._parts(
-        api,
-        {
-            ("report-scores", c, p, None, at): partial(reports._scores, api, s, p, at, month)
-            for c, s in scopes.items()
-            for p in Platform
-        },
-    )
+    rankings: dict[Hashable, list[ReportRanking]] = {}
+    scores: dict[Hashable, ReportScore] = {}
+    if observed:
+        rankings = await reports._parts(
+            api,
+            {
+                ("report-rankings", c, p, None, at): partial(reports._rankings, api, s, p, at)
+                for c, s in scopes.items()
+                for p in Platform
+            },
+        )
+        scores = await reports._parts(
+            api,
+            {
+                ("report-scores", c, p, None, at): partial(reports._scores, api, s, p, at, month)
+                for c, s in scopes.items()
+                for p in Platform
+            },
+        )
+    else:
+        for c in Category:
+            for p in Platform:
+                rankings[("report-rankings", c, p, None, at)] = []
+                scores[("report-scores", c, p, None, at)] = ReportScore(
+                    category=c,
+                    platform=p,
+                    score=None,
+                    count=0,
+                    score_previous_month=None,
+                    change_month=None,
+                    score_previous_year=None,
+                    change_year=None,
+                )
     jobs: dict[Hashable, Any] = {
         ("opendata-presence", at): partial(entity_presence, api.client(), api.db, at),
         ("opendata-simulated", at): partial(simulated_pairs, api.client(), api.db, at),

@@ -10,7 +10,7 @@ import io
 import json
 import shutil
 import zipfile
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
 from services.api import opendata
+from services.api.routes import reports
 from services.cli import main
 from services.common.clickhouse import make_client
 from services.common.names import AccountOrigin, Category, Platform
@@ -172,6 +173,19 @@ def test_empty_current_bad_and_future_months(api: TestClient, seeded: Seeded, tm
     assert {(r["observed"], r["stale"], r["accounts_observed"]) for r in coverage} == {("0", "0", "0")}
     assert sum(int(r["accounts_never_observed"]) for r in coverage) == 2
     assert {r["score"] for r in rows(tmp_path, "scores.csv")} == {""}
+
+    # Without a daily point in any window the report's rankings and scores read, they are not computed:
+    # the last 2013 points (2013-05-10) are within 45 days of a year before the end of 2014-05 only.
+    client, db, staleness = (
+        make_client(seeded.settings),
+        seeded.settings.clickhouse_database,
+        timedelta(days=45),
+    )
+    for month, observed in (("2001-01", False), ("2013-05", True), ("2014-05", True), ("2014-07", False)):
+        first = opendata.parse_month(month)
+        since = reports.month_end(reports.add_months_date(first, -12))
+        assert opendata.any_point(client, db, since, reports.month_end(first), staleness) is observed, month
+    client.close()
 
     # The current month: as of now, partial.
     month = f"{datetime.now(UTC):%Y-%m}"
