@@ -34,9 +34,11 @@ if TYPE_CHECKING:
 WCAG_AA_TAGS = ("wcag2a", "wcag2aa", "wcag21a", "wcag21aa")
 
 # Wait, before axe runs, until no element of the page is still loading (aria-busy) or animating in:
-# a half-drawn table or a fading row gives violations that no user sees for long.
+# a half-drawn table or a fading row gives violations that no user sees for long. A busy button is not
+# waited for: its action may be waiting for the user (alert-actions.js: acknowledge, while the token dialog
+# is open), which is a state to check, not a drawing to wait for.
 _SETTLED = """() => document.readyState === "complete"
-  && !document.querySelector('[aria-busy="true"]')
+  && !document.querySelector('[aria-busy="true"]:not(button)')
   && document.getAnimations().every((a) => a.playState !== "running")"""
 
 

@@ -1,5 +1,7 @@
 """The dashboard's main path with the keyboard only: skip to the content, change the presence filters,
-change the rankings, open an entity from the rankings, come back to the dashboard with its filters kept.
+change the rankings, go to the map, change its scale and platform, move between its territories with the
+arrows and open one, come back, open an entity from the rankings, come back to the dashboard with its
+filters kept.
 Tab moves, Enter follows a link, Space toggles a checkbox, and a closed <select> takes its next option
 from the Down arrow (how a keyboard chooses an option in every browser); no mouse event is sent. Every
 element Tab reaches shows where the focus is (a visible outline of at least 2 px)."""
@@ -18,18 +20,32 @@ if TYPE_CHECKING:
 # kafka: the page's alert feed streams the alerts topic, as in test_dashboard.py.
 pytestmark = [pytest.mark.browser, pytest.mark.clickhouse, pytest.mark.kafka]
 
-MAX_TABS = 120
+# The map is one tab stop, but its table has a link per territory: from the rankings back to the map's
+# filters is some 120 presses.
+MAX_TABS = 200
 
 # What the focused element shows: its own outline, or for the visually hidden checkbox of a filter pill,
-# the outline of its label (dashboard.css: .check input:focus-visible + label).
+# the outline of its label (dashboard.css: .check input:focus-visible + label), or for a territory of the
+# map, the ring drawn around its shape (map.js: a white halo and a dark line, at least 2 px).
 FOCUS_SHOWN = """() => {
     const el = document.activeElement;
     if (!el || el === document.body) return {ok: false, what: 'nothing focused'};
+    const what = el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') + ' ' + (el.textContent || '').trim().slice(0, 40);
+    if (el.matches('a.map-area')) {
+        const ring = el.parentNode.querySelector(':scope > .map-focus-mark .map-focus-mark__ring');
+        return {
+            ok: el.matches(':focus-visible') && !!ring && getComputedStyle(ring).strokeOpacity !== '0'
+                && parseFloat(getComputedStyle(ring).strokeWidth) >= 2,
+            what: 'map territory ' + el.getAttribute('aria-label'),
+        };
+    }
     const shown = el.matches('.check input') ? el.nextElementSibling : el;
     const style = getComputedStyle(shown);
-    const what = el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') + ' ' + (el.textContent || '').trim().slice(0, 40);
     return {
-        ok: el.matches(':focus-visible') && style.outlineStyle !== 'none' && parseFloat(style.outlineWidth) >= 2,
+        // A date field's focus is in its day, month, year or calendar part: Chromium does not give the field
+        // itself :focus-visible, so its outline is drawn while the focus is within (dashboard.css).
+        ok: (el.matches(':focus-visible') || el.matches('input[type=date]:focus-within'))
+            && style.outlineStyle !== 'none' && parseFloat(style.outlineWidth) >= 2,
         what,
     };
 }"""
@@ -56,11 +72,65 @@ def tab_to(page: Page, selector: str, *, backwards: bool = False) -> None:
     raise AssertionError(f"{selector} not reached in {MAX_TABS} presses of {key}")
 
 
+def active_code(page: Page) -> str | None:
+    code: str | None = page.evaluate("document.activeElement.dataset.code || null")
+    return code
+
+
 def walk_the_map(page: Page) -> None:
-    """KEYBOARD STEPS OF THE MAP (issue 15, item 1): the map is not there yet. Its helper adds here the
-    steps of the main path that go through it (Tab to the map's territories or its table, Enter or Space
-    to open one, the focus visible on each), called from the main path below between the rankings and the
-    entity page; ``tab_to`` already checks the visible focus of everything Tab crosses."""
+    """The map with the keyboard (issue 15, items 1 and 5): back from the rankings to its filters, the
+    scale (Down arrow: Régions) and the platform (Down arrow: X) chosen, Tab to the map, which is one tab
+    stop, the arrows from territory to territory (each says its name and figure), Enter opens the one
+    reached, and the breadcrumb comes back with the map as it was left."""
+    tab_to(page, "#carte-niveau", backwards=True)
+    page.keyboard.press("ArrowDown")  # Départements -> Régions
+    assert page.locator("#carte-niveau").input_value() == "region"
+    page.wait_for_function(
+        "document.querySelector('#carte-table caption').textContent.includes('par région')"
+        " && !document.querySelector('#carte').hasAttribute('aria-busy')"
+    )
+    tab_to(page, "#carte-reseau", backwards=True)
+    page.keyboard.press("ArrowDown")  # Facebook -> X
+    assert page.locator("#carte-reseau").input_value() == "x"
+    page.wait_for_function(
+        "document.querySelector('#carte-table caption').textContent.startsWith('Présence sur X par région')"
+        " && !document.querySelector('#carte').hasAttribute('aria-busy')"
+    )
+
+    # One tab stop: the first région by code; the Tab after it is the table, not another territory.
+    tab_to(page, "#carte-svg a.map-area")
+    assert active_code(page) == "01"
+    stops = page.eval_on_selector_all(
+        "#carte-svg a.map-area", "els => els.filter(e => e.tabIndex >= 0).length"
+    )
+    assert stops == 1
+    # The arrows: from Guadeloupe (the first inset, on the left) right into metropolitan France, then
+    # about; every step a new territory, named with its figure, and the tab stop follows.
+    codes = ["01"]
+    for key in ("ArrowRight", "ArrowDown", "ArrowRight", "ArrowUp"):
+        page.keyboard.press(key)
+        assert_focus_visible(page)
+        code = active_code(page)
+        assert code and code != codes[-1], key
+        codes.append(code)
+        label = page.evaluate("document.activeElement.getAttribute('aria-label')")
+        assert f"({code}) : " in label and ("%" in label or "aucune commune" in label), label
+        assert page.locator("#carte-territoire").inner_text() == label
+    assert page.locator('#carte-svg a.map-area[tabindex="0"]').get_attribute("data-code") == codes[-1]
+    region = codes[-1]
+    save_screenshot(page, "keyboard-map.png")
+
+    # Enter opens the région's page; the breadcrumb, with Enter, comes back to the map as it was.
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/entite/REG:" + region)
+    assert focused(page, "main#contenu")
+    tab_to(page, "#vue-entite .breadcrumb a")
+    page.keyboard.press("Enter")
+    page.locator("#vue-accueil").wait_for()
+    assert page.locator("#carte-niveau").input_value() == "region"
+    assert page.locator("#carte-reseau").input_value() == "x"
+    assert "c_niveau=region" in page.url
+    assert page.locator('#carte-svg a.map-area[tabindex="0"]').get_attribute("data-code") == region
 
 
 def test_main_path_with_the_keyboard_only(dashboard: Dashboard, page: Page, console: Recorded) -> None:

@@ -1,16 +1,26 @@
 """The dashboard's map (services/api/static/map.js): every département (overseas included) drawn, coloured
 by the figures of GET /v1/presence/territories, the table beside it showing the same figures, the
 platform, date, scale and measure filters changing it, and a click or Enter on a territory opening its
-entity page."""
+entity page. The map is one tab stop, the arrows move between territories (roving tabindex); its filters
+are kept in the address; a coverage line under it agrees with GET /v1/coverage; axe finds nothing in
+any of its states."""
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from services.common.clickhouse import make_client
+from services.common.names import AccountOrigin
+from services.common.reference.parsers import AccountRecord
+from services.common.registry import user_version, write_accounts
+from tests.browser.axe import assert_accessible
 from tests.browser.conftest import ARTIFACTS, Dashboard, Recorded
+from tests.browser.seed import accounts
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -127,6 +137,7 @@ def test_map_renders_follows_the_figures_and_filters(
     assert page.get_by_role("combobox", name="Réseau (carte)").input_value() == "facebook"
     ARTIFACTS.mkdir(exist_ok=True)
     page.locator("#carte").screenshot(path=str(ARTIFACTS / "map.png"), animations="disabled")
+    assert_accessible(page)
 
     # Another platform: X. Paris has no X account.
     page.select_option("#carte-reseau", "x")
@@ -156,6 +167,7 @@ def test_map_renders_follows_the_figures_and_filters(
         page.locator('#carte-svg a.map-area:not(.map-area--zoom)[data-code="84"] path').count() == 12
     )  # ARA's départements
     page.locator("#carte").screenshot(path=str(ARTIFACTS / "map-regions.png"), animations="disabled")
+    assert_accessible(page, include="#carte")
 
     # The collectivité itself: the seeded régions 84, 53 and 11 have a Facebook account.
     page.select_option("#carte-mesure", "collectivite")
@@ -164,6 +176,7 @@ def test_map_renders_follows_the_figures_and_filters(
     assert {c for c, k in classes.items() if k == "present"} == {"84", "53", "11"}
     assert {c for c, i in regions.items() if i["entity_present"]} == {"84", "53", "11"}
     assert table_rows(page)["84"][4] == "Oui" and table_rows(page)["93"][4] == "Non"
+    assert_accessible(page, include="#carte")
     console.assert_clean()
 
 
@@ -189,4 +202,177 @@ def test_a_territory_opens_by_click_and_by_keyboard(
     wait_for(page, "Présence sur Facebook par département")
     page.locator('#carte-table tbody tr[data-code="13"] a').click()
     page.wait_for_url("**/entite/DEP:13")
+    console.assert_clean()
+
+
+def map_params(page: Page) -> dict[str, list[str]]:
+    return {k: v for k, v in parse_qs(urlsplit(page.url).query).items() if k.startswith("c_")}
+
+
+def test_one_tab_stop_arrows_between_territories(dashboard: Dashboard, page: Page, console: Recorded) -> None:
+    page.goto(dashboard.url + "/")
+    wait_for(page, "Présence sur Facebook par département")
+    areas = "#carte-svg a.map-area:not(.map-area--zoom)"
+    # One tab stop for 101 territories (the zoomed Paris is never one): the first, by code.
+    assert page.locator(areas).count() == 101
+    assert (
+        page.eval_on_selector_all("#carte-svg a.map-area", "els => els.filter(e => e.tabIndex >= 0).length")
+        == 1
+    )
+    assert page.locator('#carte-svg a.map-area[tabindex="0"]').get_attribute("data-code") == "01"
+
+    # Tab from the last filter (through the date's day, month and year) reaches it; the next Tab leaves
+    # the map.
+    page.locator("#carte-date").focus()
+    for _ in range(4):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.id") != "carte-date":
+            break
+    assert page.evaluate("document.activeElement.dataset.code") == "01"
+    page.keyboard.press("Tab")  # out of the map: the map's credits, then its table
+    assert page.evaluate("!document.activeElement.closest('#carte-svg')")
+    assert page.evaluate("document.activeElement.closest('.map-figure') !== null")
+    page.keyboard.press("Shift+Tab")
+    assert page.evaluate("document.activeElement.dataset.code") == "01"
+
+    # Arrows: to the nearest territory in that direction. From Isère (38), east is Savoie (73).
+    page.locator(areas + '[data-code="38"]').focus()
+    page.keyboard.press("ArrowRight")
+    assert page.evaluate("document.activeElement.dataset.code") == "73"
+    centre = "() => { const b = document.activeElement.getBoundingClientRect(); return [b.x + b.width / 2, b.y + b.height / 2]; }"
+    seen = ["73"]
+    for key, axis, sign in (
+        ("ArrowLeft", 0, -1),
+        ("ArrowUp", 1, -1),
+        ("ArrowDown", 1, 1),
+        ("ArrowRight", 0, 1),
+    ):
+        before = page.evaluate(centre)
+        page.keyboard.press(key)
+        code = page.evaluate("document.activeElement.dataset.code")
+        after = page.evaluate(centre)
+        assert code and code != seen[-1], key
+        assert (after[axis] - before[axis]) * sign > 0, (key, seen[-1], code)
+        seen.append(code)
+    # Roving: the focused territory holds the only tab stop, and says its name and figure (its link's
+    # name) and shows them under the map.
+    code = seen[-1]
+    assert (
+        page.eval_on_selector_all("#carte-svg a.map-area", "els => els.filter(e => e.tabIndex >= 0).length")
+        == 1
+    )
+    focused = page.locator(f'{areas}[tabindex="0"]')
+    assert focused.get_attribute("data-code") == code
+    label = focused.get_attribute("aria-label") or ""
+    item = territories(dashboard, platform="facebook")[code]
+    assert label.startswith(f"{item['name']} ({code}) : ") and "%" in label
+    assert page.locator("#carte-territoire").inner_text() == label
+    # The focused territory is ringed (white and dark, above its neighbours).
+    assert page.locator("#carte-svg .map-focus-mark path").count() >= 2
+    # Home and End: the first and the last (Mayotte, in its inset).
+    page.keyboard.press("End")
+    assert page.evaluate("document.activeElement.dataset.code") == "976"
+    page.keyboard.press("Home")
+    assert page.evaluate("document.activeElement.dataset.code") == "01"
+    # Régions: the same, one tab stop of 18.
+    page.keyboard.press("ArrowDown")
+    page.select_option("#carte-niveau", "region")
+    wait_for(page, "Présence sur Facebook par région")
+    assert (
+        page.eval_on_selector_all("#carte-svg a.map-area", "els => els.filter(e => e.tabIndex >= 0).length")
+        == 1
+    )
+    page.locator('#carte-svg a.map-area[tabindex="0"]').focus()
+    page.keyboard.press("ArrowLeft")
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/entite/REG:*")
+    console.assert_clean()
+
+
+def test_map_filters_kept_in_the_address(dashboard: Dashboard, page: Page, console: Recorded) -> None:
+    day = (datetime.now() - timedelta(days=700)).date().isoformat()
+    page.goto(
+        dashboard.url + f"/?p_categorie=epci&c_reseau=x&c_niveau=region&c_mesure=collectivite&c_date={day}"
+    )
+    wait_for(page, "Présence sur X par région au ")
+    assert page.locator("#carte-reseau").input_value() == "x"
+    assert page.locator("#carte-mesure").input_value() == "collectivite"
+    assert page.locator("#carte-date").input_value() == day
+    page.wait_for_selector('#carte-legende li[data-class="present"]')
+    assert page.locator("#presence-categorie").input_value() == "epci"
+
+    # Changing a map filter writes the address, the presence panel's filters kept; and the other way round.
+    page.select_option("#carte-niveau", "departement")
+    wait_for(page, "Présence sur X par département au ")
+    assert map_params(page) == {
+        "c_reseau": ["x"],
+        "c_niveau": ["departement"],
+        "c_mesure": ["collectivite"],
+        "c_date": [day],
+    }
+    assert parse_qs(urlsplit(page.url).query)["p_categorie"] == ["epci"]
+    page.fill("#carte-date", "")
+    wait_for(page, "Présence sur X par département aujourd'hui")
+    assert "c_date" not in map_params(page)
+    page.select_option("#presence-categorie", "departement")
+    page.wait_for_function("location.search.includes('p_categorie=departement')")
+    assert map_params(page)["c_niveau"] == ["departement"]
+
+    # Reloaded: as left.
+    page.reload()
+    wait_for(page, "Présence sur X par département aujourd'hui")
+    assert page.locator("#carte-mesure").input_value() == "collectivite"
+    assert page.locator("#carte-date").input_value() == ""
+
+    # Through an entity page and back: still there.
+    page.locator('#carte-table tbody tr[data-code="38"] a').click()
+    page.wait_for_url("**/entite/DEP:38")
+    page.locator("#vue-entite .breadcrumb a").click()
+    wait_for(page, "Présence sur X par département aujourd'hui")
+    assert map_params(page)["c_reseau"] == ["x"]
+
+    # Nonsense in the address is ignored, not obeyed.
+    page.goto(dashboard.url + "/?c_reseau=myspace&c_niveau=canton&c_date=hier")
+    wait_for(page, "Présence sur Facebook par département aujourd'hui")
+    console.assert_clean()
+
+
+def test_coverage_line_under_the_map(dashboard: Dashboard, page: Page, console: Recorded) -> None:
+    page.goto(dashboard.url + "/")
+    wait_for(page, "Présence sur Facebook par département")
+    line = page.locator("#carte-couverture")
+    line.wait_for()
+    row = dashboard.api("/v1/coverage", platform="facebook", category="commune").json()["items"][0]
+    text = line.inner_text()
+    assert text.startswith("Couverture sur Facebook (communes, aujourd'hui) : ")
+    assert f"{fr_int(row['observed'])} observées sur {fr_int(row['entities'])}" in text
+    assert "Toutes les observées viennent de comptes réels." in text
+    assert not page.locator("#donnees-simulees").is_visible()
+    # The collectivité itself: the coverage of the départements.
+    page.select_option("#carte-mesure", "collectivite")
+    line.filter(has_text="(départements, aujourd'hui)").wait_for()
+
+    # The seeded accounts registered by the simulator: the line says which share is simulated, the
+    # banner shows.
+    client = make_client(dashboard.settings)
+    try:
+        records = [AccountRecord(a.entity_id, a.platform, a.account_id, a.handle, None) for a in accounts()]
+        write_accounts(
+            client,
+            dashboard.settings.clickhouse_database,
+            records,
+            user_version(),
+            origin=AccountOrigin.SIMULATOR,
+        )
+    finally:
+        client.close()
+    time.sleep(1.1)  # past the api's one-second answer cache
+    page.reload()
+    wait_for(page, "Présence sur Facebook par département")
+    line.filter(has_text="Données simulées en partie.").wait_for()
+    assert "100 % viennent de comptes simulés" in line.inner_text().replace("\u202f", " ").replace(
+        "\xa0", " "
+    )
+    page.get_by_role("status").filter(has_text="Données simulées").wait_for()
+    assert_accessible(page, include="#carte")
     console.assert_clean()

@@ -17,6 +17,7 @@ from kafka import KafkaProducer
 from services.common.clickhouse import make_client
 from services.common.names import Topic
 from services.common.tokens import Scope, create_token
+from tests.browser.axe import assert_accessible
 from tests.browser.conftest import Dashboard, Recorded, save_screenshot
 from tests.browser.seed import GRENOBLE
 from tests.browser.test_dashboard import fr_int, publish_alert, wait_for_live_feed
@@ -94,6 +95,7 @@ def test_overlap_of_platforms(dashboard: Dashboard, page: Page, console: Recorde
     assert diagonal == f"{fr_int(alone['present_all'])} / {fr_int(alone['total'])}"
     section.scroll_into_view_if_needed()
     save_screenshot(page, "overlap.png")
+    assert_accessible(page, include="#recoupement")  # the block and its matrix, drawn
     console.assert_clean()
 
 
@@ -196,13 +198,18 @@ def test_incidents_in_the_feed_group_their_alerts(
     item.locator("summary").click()
     assert group.locator(f'li[data-alert-id="{inhibited["alert_id"]}"]').is_visible()
     save_screenshot(page, "incidents.png")
+    assert_accessible(page, include="#alertes")  # the feed with an incident, opened
 
     # Silencing the incident mutes its platform and type (the matchers that mute an incident).
     item.locator(":scope > .alert__actions").get_by_role("button", name="Mettre en sourdine…").click()
+    page.get_by_role("dialog", name="Mettre en sourdine").wait_for()
+    assert_accessible(page)  # the silence dialog of an incident, open over the page
     page.get_by_role("dialog", name="Mettre en sourdine").get_by_role(
         "button", name="Mettre en sourdine"
     ).click()
     dialog = page.get_by_role("dialog", name="Jeton d'accès")
+    dialog.wait_for()
+    assert_accessible(page)  # the token dialog, open
     dialog.get_by_label("Jeton").fill(BOOTSTRAP)
     dialog.get_by_role("button", name="Valider").click()
     item.locator(":scope > .alert__message").filter(has_text="En sourdine jusqu'au").wait_for()
@@ -254,6 +261,7 @@ def test_acknowledge_and_silence_from_an_alert(dashboard: Dashboard, page: Page,
     dialog.get_by_role("button", name="Valider").click()
     dialog.get_by_role("alert").filter(has_text="401").wait_for()
     assert "unknown or revoked token" in dialog.get_by_role("alert").inner_text()
+    assert_accessible(page)  # the token dialog saying why the token was refused
     token_field.fill(ingest_only)
     dialog.get_by_role("button", name="Valider").click()
     dialog.get_by_role("alert").filter(has_text="403").wait_for()
@@ -290,6 +298,7 @@ def test_acknowledge_and_silence_from_an_alert(dashboard: Dashboard, page: Page,
     assert silence.get_by_role("radio", name="ce compte (x:com-69123)").is_checked()
     silence.get_by_label("Durée").select_option("6h")
     silence.get_by_label("Motif").fill("Concours en cours")
+    assert_accessible(page)  # the silence dialog of an alert, filled in
     before = datetime.now(UTC)
     silence.get_by_role("button", name="Mettre en sourdine").click()
     other.locator(".alert__message").filter(has_text="En sourdine jusqu'au").wait_for()
@@ -308,6 +317,7 @@ def test_acknowledge_and_silence_from_an_alert(dashboard: Dashboard, page: Page,
     ends = datetime.fromisoformat(created["ends_at"].replace("Z", "+00:00"))
     assert timedelta(hours=5, minutes=55) < ends - before < timedelta(hours=6, minutes=5)
     save_screenshot(page, "alerts-actions.png")
+    assert_accessible(page, include="#alertes")  # acknowledged and silenced alerts, their messages
 
     # Forget the token: gone from the session, asked again next time.
     page.get_by_role("button", name="Oublier le jeton").click()
@@ -372,6 +382,7 @@ def test_report_and_export_links(dashboard: Dashboard, page: Page, console: Reco
         section.locator('a[data-download="report:csv"]').get_attribute("href") or ""
     )
     check('a[data-download="report:csv"]', "text/csv")
+    assert_accessible(page, include="#donnees")  # the Données section, its links following the filters
 
     # An entity page: each account's history as a file.
     page.goto(dashboard.url + "/entite/" + GRENOBLE)

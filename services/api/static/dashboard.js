@@ -187,11 +187,13 @@
   }
 
   // ---------------------------------------------------------------- URL state of the filters
-  const FILTER_FORMS = ["#presence-filtres", "#classement-filtres"];
+  // #carte-filtres: the map's (map.js builds it and restores its own fields; saved here with the others).
+  const FILTER_FORMS = ["#presence-filtres", "#classement-filtres", "#carte-filtres"];
 
   function restoreFilters() {
     const params = new URLSearchParams(window.location.search);
     for (const selector of FILTER_FORMS) {
+      if (!$(selector)) continue;
       for (const el of $(selector).elements) {
         if (!el.name || !params.has(el.name)) continue;
         if (el.type === "checkbox") {
@@ -209,6 +211,7 @@
     if (currentView() !== "home") return;
     const params = new URLSearchParams();
     for (const selector of FILTER_FORMS) {
+      if (!$(selector)) continue;
       for (const el of $(selector).elements) {
         if (!el.name) continue;
         if (el.type === "checkbox") {
@@ -461,7 +464,7 @@
   function setSimulated(figure, simulated) {
     simulatedIn[figure] = Boolean(simulated);
     const banner = $("#donnees-simulees");
-    const shown = simulatedIn.presence || simulatedIn.ranking;
+    const shown = Object.values(simulatedIn).some(Boolean); // presence, ranking, map (map.js)…
     // A live region is announced when its content changes: fill it, or empty it (hidden by CSS when empty).
     if (shown && !banner.childElementCount) {
       banner.replaceChildren(
@@ -1256,7 +1259,12 @@
     on, h, $, getJSON, ApiError, isAbort, apiRoutes, isoDate, monthsBefore, addAlert, alertItem, entityLink,
     entityHref, navigate, territories, fmtInt, fmtRate, fmtMetric, fmtRelative, DATETIME, DAY, PLATFORMS,
     PLATFORM_LABEL, PLATFORM_COLOR, DEFAULT_PRESENCE_PLATFORMS, METRIC_LABEL, CATEGORY_LABEL, CATEGORY_PLURAL,
-    ALERT_TYPE_LABEL, SEVERITY_LABEL,
+    ALERT_TYPE_LABEL, SEVERITY_LABEL, setSimulated,
+    // map.js: its filters saved in the address with the others.
+    keepFilters: () => {
+      saveFilters();
+      homeSearch = window.location.search;
+    },
   });
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);

@@ -23,14 +23,16 @@
   const KIND = { departement: "DEP", region: "REG" };
 
   // Classes of the share of communes present (fixed bounds: colours compare across platforms and dates).
-  // Sequential blues; the text of the legend says the bounds.
+  // Sequential blues; the text of the legend says the bounds. Every class with communes present reaches
+  // 3:1 against the white panel, the light ones ("Aucune", no data) are told apart by their border
+  // (tests/unit/api/test_dashboard_colours.py reads these lines).
   const RATE_CLASSES = [
     { max: 0, color: "#f1f5f9", label: "Aucune" },
-    { max: 0.2, color: "#c6dbef", label: "Jusqu'à 20 %" },
-    { max: 0.4, color: "#9ecae1", label: "20 à 40 %" },
-    { max: 0.6, color: "#6baed6", label: "40 à 60 %" },
-    { max: 0.8, color: "#2171b5", label: "60 à 80 %" },
-    { max: 1, color: "#08306b", label: "80 à 100 %" },
+    { max: 0.2, color: "#4e8fca", label: "Jusqu'à 20 %" },
+    { max: 0.4, color: "#2f6cae", label: "20 à 40 %" },
+    { max: 0.6, color: "#1f5191", label: "40 à 60 %" },
+    { max: 0.8, color: "#133a70", label: "60 à 80 %" },
+    { max: 1, color: "#08234a", label: "80 à 100 %" },
   ];
   const NO_DATA = { color: "#ffffff", label: "Pas de commune dans le périmètre" };
   const ENTITY_CLASSES = {
@@ -46,7 +48,11 @@
     items: [],
     query: null,
     sort: { key: "code", dir: 1 }, // by INSEE code until a column is chosen
+    current: null, // the code of the territory that takes the map's one tab stop (roving tabindex)
   };
+  // The map's filters in the address (c_reseau, c_niveau, c_mesure, c_date), as the other panels' are:
+  // read here, written by dashboard.js's saveFilters (window.barometre.keepFilters), which knows #carte-filtres.
+  const URL_FIELDS = ["platform", "level", "measure", "date"];
 
   // ---------------------------------------------------------------- page structure
   const els = {};
@@ -76,13 +82,26 @@
         h("span", { class: "visually-hidden" }, " (carte)")), els.date,
         h("span", { id: "carte-date-aide", class: "field__help" }, "Vide : aujourd'hui")));
     form.addEventListener("submit", (event) => event.preventDefault());
-    form.addEventListener("change", load);
+    form.addEventListener("change", () => {
+      if (B.keepFilters) B.keepFilters();
+      load();
+    });
+    restoreFilters();
 
     els.map = h("div", { id: "carte-svg", class: "map" });
     els.map.addEventListener("click", onActivate);
-    els.map.addEventListener("keydown", (event) => {
-      if (event.key === "Enter") onActivate(event);
+    els.map.addEventListener("keydown", onKey);
+    els.map.addEventListener("focusin", onFocus);
+    els.map.addEventListener("focusout", (event) => {
+      if (!els.map.contains(event.relatedTarget)) clearFocusMark();
     });
+    els.help = h("p", { id: "carte-aide", class: "map-help" },
+      "Au clavier : Tab atteint la carte, les flèches passent d'un territoire à son voisin, Entrée l'ouvre. " +
+      "Le tableau donne les mêmes chiffres.");
+    // The territory the focus is on, written out for those who see the map (a screen reader says the
+    // link's own name and figure).
+    els.focusLine = h("p", { id: "carte-territoire", class: "map-focus-line", "aria-hidden": "true" });
+    els.coverage = h("p", { id: "carte-couverture", class: "coverage map-coverage", hidden: true });
     els.legend = h("ul", { id: "carte-legende", class: "map-legend", "aria-label": "Légende de la carte" });
     els.status = h("p", { id: "carte-etat", class: "status", role: "status" }, "Chargement…");
     els.caption = h("caption", { id: "carte-table-titre" }, "Présence par territoire");
@@ -92,14 +111,28 @@
     section.append(
       form,
       h("div", { class: "map-layout" },
-        h("figure", { class: "map-figure" }, els.map, els.legend,
-          h("figcaption", {}, els.status,
+        h("figure", { class: "map-figure" }, els.help, els.map, els.focusLine, els.legend,
+          h("figcaption", {}, els.status, els.coverage,
             h("p", { class: "map-credit" }, "Fond de carte : ",
               h("a", { href: "https://github.com/VictorCazanave/svg-maps" }, "svg-maps"),
               " d'après MapSVG, licence ", h("a", { href: "https://creativecommons.org/licenses/by/4.0/deed.fr" }, "CC BY 4.0"),
               " (outre-mer : carte du monde de la même source, formes simplifiées)."))),
         h("div", { class: "table-wrap map-table-wrap", tabindex: "0", role: "region",
           "aria-labelledby": "carte-table-titre" }, els.table)));
+  }
+
+  function restoreFilters() {
+    const params = new URLSearchParams(window.location.search);
+    for (const key of URL_FIELDS) {
+      const el = els[key];
+      const wanted = params.get(el.name);
+      if (wanted === null) continue;
+      if (el.tagName === "SELECT") {
+        if (Array.from(el.options).some((o) => o.value === wanted)) el.value = wanted;
+      } else if (/^\d{4}-\d{2}-\d{2}$/.test(wanted) && wanted >= el.min && wanted <= el.max) {
+        el.value = wanted;
+      }
+    }
   }
 
   function isoDay(date) {
@@ -172,7 +205,7 @@
     const name = item ? item.name : code;
     const label = name + " (" + code + ") : " + p.text;
     const link = svg("a", {
-      href: B.entityHref(entityId), class: "map-area", "data-code": code, "data-class": p.key,
+      href: B.entityHref(entityId), class: "map-area", "data-code": code, "data-class": p.key, tabindex: "-1",
       "aria-label": label, fill: p.color, style: "color:" + p.color, // color: the stroke of a région's inner borders
     }, svg("title", {}, document.createTextNode(label)));
     for (const d of paths) link.append(svg("path", { d, "vector-effect": "non-scaling-stroke" }));
@@ -248,6 +281,92 @@
         zoom));
     }
     els.map.replaceChildren(root);
+    // One tab stop for the whole map (the table beside it has a link per territory): the territory last
+    // focused keeps it across redraws, else the first one.
+    const areas = mainAreas();
+    const current = areas.find((a) => a.dataset.code === state.current) || areas[0];
+    if (current) {
+      state.current = current.dataset.code;
+      current.setAttribute("tabindex", "0");
+    }
+  }
+
+  // ---------------------------------------------------------------- keyboard (roving tabindex)
+  /** The territories of the map, once each (the enlarged Paris repeats four of them). */
+  function mainAreas() {
+    return Array.from(els.map.querySelectorAll("a.map-area:not(.map-area--zoom)"));
+  }
+
+  function centre(el) {
+    const box = el.getBoundingClientRect();
+    return { x: box.left + box.width / 2, y: box.top + box.height / 2 };
+  }
+
+  /** The nearest territory in the direction of the arrow (dx, dy): the one whose centre is closest,
+   * counting a sideways offset twice, among those that lie within 60° either side of the direction. */
+  function neighbour(from, dx, dy) {
+    const a = centre(from);
+    let best = null;
+    let bestScore = Infinity;
+    for (const other of mainAreas()) {
+      if (other === from) continue;
+      const b = centre(other);
+      const along = (b.x - a.x) * dx + (b.y - a.y) * dy;
+      const across = Math.abs((b.x - a.x) * dy - (b.y - a.y) * dx);
+      if (along <= 0 || across > along * 1.8) continue;
+      const score = along + 2 * across;
+      if (score < bestScore) { best = other; bestScore = score; }
+    }
+    return best;
+  }
+
+  const ARROWS = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1] };
+
+  function onKey(event) {
+    if (event.key === "Enter") {
+      onActivate(event);
+      return;
+    }
+    const from = event.target.closest && event.target.closest("a.map-area");
+    if (!from || event.altKey || event.ctrlKey || event.metaKey) return;
+    const areas = mainAreas();
+    let to = null;
+    if (ARROWS[event.key]) to = neighbour(from, ...ARROWS[event.key]);
+    else if (event.key === "Home") to = areas[0];
+    else if (event.key === "End") to = areas[areas.length - 1];
+    else return;
+    event.preventDefault(); // no scrolling: the arrows move within the map
+    if (to) to.focus();
+  }
+
+  function onFocus(event) {
+    const link = event.target.closest && event.target.closest("a.map-area");
+    if (!link) return;
+    if (!link.classList.contains("map-area--zoom")) {
+      for (const a of els.map.querySelectorAll('a.map-area[tabindex="0"]')) a.setAttribute("tabindex", "-1");
+      link.setAttribute("tabindex", "0");
+      state.current = link.dataset.code;
+    }
+    els.focusLine.textContent = link.getAttribute("aria-label");
+    markFocus(link);
+  }
+
+  /** A ring around the focused territory, drawn above its neighbours: white outside, dark inside, so
+   * that it shows on every colour of the map. */
+  function markFocus(link) {
+    for (const mark of els.map.querySelectorAll(".map-focus-mark")) mark.remove();
+    const mark = svg("g", { class: "map-focus-mark", "aria-hidden": "true" });
+    for (const path of link.querySelectorAll("path")) {
+      const d = path.getAttribute("d");
+      mark.append(svg("path", { d, class: "map-focus-mark__halo", "vector-effect": "non-scaling-stroke" }));
+      mark.append(svg("path", { d, class: "map-focus-mark__ring", "vector-effect": "non-scaling-stroke" }));
+    }
+    link.parentNode.append(mark);
+  }
+
+  function clearFocusMark() {
+    for (const mark of els.map.querySelectorAll(".map-focus-mark")) mark.remove();
+    if (els.focusLine) els.focusLine.textContent = "";
   }
 
   /** The bounding box [x, y, width, height] of a path of relative moves and lines (m, l, z), as the
@@ -367,6 +486,7 @@
       drawLegend(query.measure);
       drawTable(query.level, query);
       els.status.textContent = summary(query, state.items);
+      loadCoverage(query, at, controller.signal);
     } catch (err) {
       if (isAbort(err)) return;
       state.geometry = null; // fetched again at the next try
@@ -374,6 +494,48 @@
       els.status.textContent = "La carte n'a pas pu être chargée : " + err.message;
     } finally {
       if (state.controller === controller) section.removeAttribute("aria-busy");
+    }
+  }
+
+  // ---------------------------------------------------------------- coverage (GET /v1/coverage)
+  /** How many of the communes (or of the départements or régions themselves) the figures see on the
+   * platform at the date, and how many of those seen are seen through the simulator's accounts; the
+   * "Données simulées" banner shows while any are. */
+  async function loadCoverage(query, at, signal) {
+    const line = els.coverage;
+    const category = query.measure === "collectivite" ? query.level : "commune";
+    try {
+      const routes = B.apiRoutes ? await B.apiRoutes() : new Set(["/v1/coverage"]);
+      if (!routes.has("/v1/coverage")) return;
+      const body = await getJSON("/v1/coverage", { platform: query.platform, category, at }, signal);
+      if (signal.aborted) return;
+      const row = ((body && body.items) || []).find((r) => r.platform === query.platform && r.category === category);
+      if (!row) {
+        line.hidden = true;
+        return;
+      }
+      const plural = B.CATEGORY_PLURAL ? B.CATEGORY_PLURAL[category] : category;
+      const origins = new Map((row.by_origin || []).map((o) => [o.origin, o]));
+      const simulated = origins.has("simulator") ? origins.get("simulator").observed : 0;
+      const real = row.observed - Math.min(simulated, row.observed);
+      const parts = [
+        "Couverture sur " + B.PLATFORM_LABEL[query.platform] + " (" + plural + ", " + whenText(query) + ") : " +
+          fmtInt(row.observed) + " observées sur " + fmtInt(row.entities) + ", " + fmtInt(row.stale) +
+          " anciennes, " + fmtInt(row.without_account + row.never_observed) + " sans compte connu ou jamais relevées.",
+      ];
+      if (row.observed) {
+        parts.push(simulated
+          ? "Des observées, " + fmtRate(simulated / row.observed) + " viennent de comptes simulés et " +
+            fmtRate(real / row.observed) + " de comptes réels."
+          : "Toutes les observées viennent de comptes réels.");
+      }
+      line.replaceChildren(...(simulated ? [h("strong", {}, "Données simulées en partie. ")] : []), parts.join(" "));
+      line.dataset.simulated = simulated ? "true" : "false";
+      line.hidden = false;
+      if (B.setSimulated) B.setSimulated("map", Boolean(body.simulated));
+    } catch (err) {
+      if (isAbort(err)) return;
+      line.hidden = true;
     }
   }
 

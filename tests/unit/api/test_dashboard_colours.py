@@ -77,3 +77,81 @@ def test_the_no_data_band_text_reaches_4_5_to_1() -> None:
     text = re.search(r'ctx\.fillStyle = "(#[0-9a-f]{6})";\s*ctx\.font', DASHBOARD_JS)
     assert band and text, "drawNoData's colours not found in dashboard.js"
     assert contrast(text.group(1), band.group(1)) >= 4.5
+
+
+# ---------------------------------------------------------------- the map (map.js)
+# The map is drawn on a white panel (--card). Its classes with communes present (or a collectivité
+# present) are data a reader compares with the legend: each reaches 3:1 against the panel. The light
+# classes ("Aucune", absent, out of scope) are light on purpose; each territory is told from the panel
+# and from its neighbours by its border, which reaches 3:1 against the panel and every light class. The
+# ring of the focused territory (a white halo and a dark line) shows on every class: one of its two
+# colours reaches 3:1 against each. (WCAG 1.4.11; the table beside the map gives every figure in text.)
+MAP_JS = (STATIC / "map.js").read_text(encoding="utf-8")
+LIGHT_KEYS = {"c0", "none", "absent"}
+
+
+def map_classes() -> dict[str, str]:
+    rates = re.search(r"const RATE_CLASSES = \[(.*?)\];", MAP_JS, re.S)
+    entity = re.search(r"const ENTITY_CLASSES = \{(.*?)\};", MAP_JS, re.S)
+    no_data = re.search(r'const NO_DATA = \{ color: "(#[0-9a-fA-F]{6})"', MAP_JS)
+    assert rates and entity and no_data, "the map's classes not found in map.js"
+    colours = {
+        f"c{k}": c.lower() for k, c in enumerate(re.findall(r'color: "(#[0-9a-fA-F]{6})"', rates.group(1)))
+    }
+    colours.update(
+        {key: c.lower() for key, c in re.findall(r'(\w+): \{ color: "(#[0-9a-fA-F]{6})"', entity.group(1))}
+    )
+    colours["none"] = no_data.group(1).lower()
+    return colours
+
+
+def css_rule(selector: str, prop: str) -> str:
+    found = re.search(
+        rf"{re.escape(selector)} \{{[^}}]*?{prop}:\s*(#[0-9a-fA-F]{{6}}|var\(--[\w-]+\))", DASHBOARD_CSS
+    )
+    assert found, f"{selector} {{ {prop} }} not found in dashboard.css"
+    value = found.group(1)
+    return css_variable(value[6:-1]) if value.startswith("var(") else value.lower()
+
+
+def test_the_map_has_its_classes() -> None:
+    colours = map_classes()
+    assert set(colours) == {"c0", "c1", "c2", "c3", "c4", "c5", "present", "absent", "none"}
+    # Sequential: each class of the share darker than the one before, so that darker reads "more".
+    shares = [luminance(colours[f"c{k}"]) for k in range(6)]
+    assert shares == sorted(shares, reverse=True) and len(set(shares)) == 6
+
+
+def test_map_classes_with_presence_reach_3_to_1_on_the_panel() -> None:
+    too_low = {
+        key: round(contrast(colour, BACKGROUNDS["card"]), 2)
+        for key, colour in map_classes().items()
+        if key not in LIGHT_KEYS and contrast(colour, BACKGROUNDS["card"]) < 3.0
+    }
+    assert not too_low, f"map classes under 3:1 against the panel: {too_low}"
+
+
+def test_map_borders_tell_light_territories_apart() -> None:
+    border = css_rule(".map-area path", "stroke")
+    swatch_border = re.search(
+        r"\.map-legend__swatch \{[^}]*border: 1px solid (#[0-9a-fA-F]{6})", DASHBOARD_CSS
+    )
+    assert swatch_border, ".map-legend__swatch's border not found"
+    light = {key: c for key, c in map_classes().items() if key in LIGHT_KEYS} | {"panel": BACKGROUNDS["card"]}
+    for name, colour in (
+        ("territory border", border),
+        ("legend swatch border", swatch_border.group(1).lower()),
+    ):
+        too_low = {k: round(contrast(colour, c), 2) for k, c in light.items() if contrast(colour, c) < 3.0}
+        assert not too_low, f"the map's {name} {colour} under 3:1 against {too_low}"
+
+
+def test_the_focus_ring_of_the_map_shows_on_every_class() -> None:
+    halo = css_rule(".map-focus-mark__halo", "stroke")
+    ring = css_rule(".map-focus-mark__ring", "stroke")
+    too_low = {
+        key: colour
+        for key, colour in map_classes().items()
+        if max(contrast(halo, colour), contrast(ring, colour)) < 3.0
+    }
+    assert not too_low, f"the focus ring ({halo}, {ring}) does not show on {too_low}"
