@@ -215,7 +215,7 @@
   function drawMap(geometry, regionOf, level, measure, items) {
     const byCode = new Map(items.map((i) => [i.code, i]));
     const root = svg("svg", {
-      viewBox: VIEWBOX, class: "map__svg map__svg--" + level, role: "group",
+      viewBox: VIEWBOX, class: "map__svg map__svg--" + level, role: "group", "aria-describedby": "carte-aide",
       "aria-label": "Carte de France par " + LEVEL_LABEL[level] + " (outre-mer en médaillons à gauche)",
     });
     if (level === "region") {
