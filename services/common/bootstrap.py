@@ -28,7 +28,7 @@ def prepare_database(settings: Settings) -> Prepared:
     db = settings.clickhouse_database
     client = make_client(settings, database=None)
     try:
-        applied = migrations.migrate(client, db)
+        applied = migrations.migrate(client, db, cluster=settings.clickhouse_cluster)
         rows = registry.load_reference(client, db)
     finally:
         client.close()

@@ -31,6 +31,9 @@ def parse_url(url: str) -> tuple[str, int, bool]:
     return parts.hostname, parts.port or (8443 if secure else 8123), secure
 
 
+CLUSTER_SETTINGS = {"distributed_foreground_insert": 1, "distributed_product_mode": "global"}
+
+
 def make_client(settings: Settings, *, database: str | None = "", **kwargs: Any) -> Client:
     """A clickhouse-connect HTTP client for the configured server.
 
@@ -39,6 +42,12 @@ def make_client(settings: Settings, *, database: str | None = "", **kwargs: Any)
     """
     host, port, secure = parse_url(settings.clickhouse_url)
     db = settings.clickhouse_database if database == "" else database
+    if settings.clickhouse_cluster:
+        # On a cluster (docs/OPERATIONS.md, "A ClickHouse cluster"): an INSERT into a Distributed table
+        # returns once every shard has its rows (not when they are queued on this node), so a batch that
+        # is acknowledged is written; a subquery over a Distributed table inside a distributed query is
+        # run once on the initiator and sent to the shards (GLOBAL), which is right whatever the sharding.
+        kwargs["settings"] = {**CLUSTER_SETTINGS, **(kwargs.get("settings") or {})}
     return clickhouse_connect.get_client(
         host=host,
         port=port,

@@ -62,6 +62,11 @@ class Settings(BaseSettings):
     clickhouse_database: str = Field(default="barometre", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
     clickhouse_user: str = "default"
     clickhouse_password: SecretStr = SecretStr("")
+    # A cluster of the servers' <remote_servers> (empty: one server). Set, `barometre migrate` creates
+    # every table ON CLUSTER: the large per-account ones as Replicated `<name>_local` tables sharded by
+    # entity behind a Distributed table, the small ones replicated on every node (docs/OPERATIONS.md,
+    # "A ClickHouse cluster"); clients then write to Distributed tables synchronously.
+    clickhouse_cluster: str = Field(default="", pattern=r"^[A-Za-z0-9_.-]{0,100}$")
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from clickhouse_connect.driver.client import Client
 
+from services.common.migrations.cluster import check_cluster, cluster_script
 from services.common.names import Table
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent
@@ -112,31 +114,55 @@ def _check_database(database: str) -> None:
         raise MigrationError(f"invalid database name {database!r}")
 
 
-def _ensure_log(client: Client, database: str) -> None:
-    client.command(f"CREATE DATABASE IF NOT EXISTS `{database}`")
-    # One row per applied migration; ReplacingMergeTree keyed by id so a re-recorded row replaces the old.
-    client.command(
-        f"""CREATE TABLE IF NOT EXISTS `{database}`.{Table.SCHEMA_MIGRATIONS} (
+# One row per applied migration; ReplacingMergeTree keyed by id so a re-recorded row replaces the old.
+_LOG_TABLE = f"""CREATE TABLE IF NOT EXISTS {{db}}.{Table.SCHEMA_MIGRATIONS} (
             id String,
             checksum String,
             applied_at DateTime64(3, 'UTC') DEFAULT now64(3)
         ) ENGINE = ReplacingMergeTree(applied_at) ORDER BY id"""
-    )
 
 
-def applied(client: Client, database: str) -> dict[str, str]:
+def _ensure_log(client: Client, database: str, cluster: str = "") -> None:
+    if cluster:
+        client.command(f"CREATE DATABASE IF NOT EXISTS `{database}` ON CLUSTER '{check_cluster(cluster)}'")
+        for statement in cluster_script([_LOG_TABLE], cluster):
+            client.command(statement.replace("{db}", f"`{database}`"))
+        return
+    client.command(f"CREATE DATABASE IF NOT EXISTS `{database}`")
+    client.command(_LOG_TABLE.replace("{db}", f"`{database}`"))
+
+
+def _rewrite(client: Client, database: str, cluster: str) -> Callable[[str], list[str]]:
+    """How each statement of a migration is run: as written on one server; made Replicated in a
+    Replicated database; ``ON CLUSTER`` local tables plus Distributed ones on a cluster (cluster.py)."""
+    replicated_db = _is_replicated(client, database)
+    if cluster:
+        if replicated_db:
+            raise MigrationError(
+                f"{database} is a Replicated database: it replicates DDL itself, and ON CLUSTER statements "
+                "are refused there; use either BAROMETRE_CLICKHOUSE_CLUSTER or a Replicated database"
+            )
+        return lambda sql: cluster_script([sql], cluster)
+    if replicated_db:
+        return lambda sql: [replicated(sql)]
+    return lambda sql: [sql]
+
+
+def applied(client: Client, database: str, cluster: str = "") -> dict[str, str]:
     """The migrations recorded as applied in ``database``: id → checksum."""
     _check_database(database)
-    _ensure_log(client, database)
+    _ensure_log(client, database, cluster)
     query = f"SELECT id, checksum FROM `{database}`.{Table.SCHEMA_MIGRATIONS} FINAL"
     rows = client.query(query).result_rows
     return {str(r[0]): str(r[1]) for r in rows}
 
 
-def migrate(client: Client, database: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
-    """Apply every pending migration in order; return the ids applied now."""
+def migrate(client: Client, database: str, directory: Path = MIGRATIONS_DIR, cluster: str = "") -> list[str]:
+    """Apply every pending migration in order; return the ids applied now. With ``cluster`` (a name of
+    the servers' ``remote_servers``), every statement runs ON CLUSTER, sharded tables as local
+    Replicated tables plus Distributed ones (services/common/migrations/cluster.py)."""
     _check_database(database)
-    done = applied(client, database)
+    done = applied(client, database, cluster)
     known = {mig.id: mig for mig in discover(directory)}
     for mig_id, checksum in done.items():
         if mig_id not in known:
@@ -146,15 +172,16 @@ def migrate(client: Client, database: str, directory: Path = MIGRATIONS_DIR) -> 
                 f"{mig_id} was edited after it was applied; migrations are append-only, add a new one"
             )
     now: list[str] = []
-    # On a cluster the database is created beforehand with the Replicated engine (docs/DEVELOPING.md):
-    # the same files then create replicated tables.
-    rewrite = replicated if _is_replicated(client, database) else (lambda sql: sql)
+    # A database created beforehand with the Replicated engine (docs/DEVELOPING.md) gets replicated
+    # tables from the same files; a cluster name gets ON CLUSTER local + Distributed tables.
+    rewrite = _rewrite(client, database, cluster)
     for mig in known.values():
         if mig.id in done:
             continue
         for statement in mig.up:
             try:
-                client.command(rewrite(statement.replace("{db}", f"`{database}`")))
+                for sql in rewrite(statement):
+                    client.command(sql.replace("{db}", f"`{database}`"))
             except Exception as exc:
                 raise MigrationError(f"{mig.id} failed: {exc}") from exc
         client.insert(
@@ -166,16 +193,19 @@ def migrate(client: Client, database: str, directory: Path = MIGRATIONS_DIR) -> 
     return now
 
 
-def rollback(client: Client, database: str, to: int, directory: Path = MIGRATIONS_DIR) -> list[str]:
+def rollback(
+    client: Client, database: str, to: int, directory: Path = MIGRATIONS_DIR, cluster: str = ""
+) -> list[str]:
     """Undo applied migrations numbered above ``to``, newest first; return the ids undone."""
     _check_database(database)
-    done = applied(client, database)
+    done = applied(client, database, cluster)
     undone: list[str] = []
     for mig in reversed(discover(directory)):
         if mig.number <= to or mig.id not in done:
             continue
         for statement in mig.down:
-            client.command(statement.replace("{db}", f"`{database}`"))
+            for sql in cluster_script([statement], cluster) if cluster else [statement]:
+                client.command(sql.replace("{db}", f"`{database}`"))
         client.command(
             f"DELETE FROM `{database}`.{Table.SCHEMA_MIGRATIONS} WHERE id = %(id)s",
             parameters={"id": mig.id},

@@ -1,0 +1,1 @@
+DROP TABLE IF EXISTS {db}.entities ON CLUSTER 'barometre' SYNC;
