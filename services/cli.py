@@ -621,9 +621,11 @@ def access_clickhouse(print_only: bool) -> None:
     settings = _settings()
     _logging(settings)
     passwords = _passwords("CLICKHOUSE", ROLES)
+    cluster = bool(settings.clickhouse_cluster)  # migrate's statements run ON CLUSTER: it needs CLUSTER
     if print_only:
         every = dict.fromkeys(ROLES, "x")
-        click.echo(";\n".join(statements(settings.clickhouse_database, every, mask=True)) + ";")
+        printed = statements(settings.clickhouse_database, every, mask=True, cluster=cluster)
+        click.echo(";\n".join(printed) + ";")
         return
     if not passwords:
         click.echo("barometre access clickhouse: no BAROMETRE_CLICKHOUSE_<SERVICE>_PASSWORD set", err=True)
@@ -632,7 +634,7 @@ def access_clickhouse(print_only: bool) -> None:
 
     client = make_client(settings)
     try:
-        for statement in statements(settings.clickhouse_database, passwords):
+        for statement in statements(settings.clickhouse_database, passwords, cluster=cluster):
             client.command(statement)
     except Exception as exc:
         click.echo(f"barometre access clickhouse: {type(exc).__name__}: {exc}", err=True)

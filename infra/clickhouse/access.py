@@ -66,12 +66,13 @@ def _string(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def grants(database: str) -> dict[str, str]:
-    """Role -> the privileges of its user (the part of a GRANT statement before ``TO``)."""
+def grants(database: str, *, cluster: bool = False) -> dict[str, str]:
+    """Role -> the privileges of its user (the part of a GRANT statement before ``TO``). On a cluster
+    (``BAROMETRE_CLICKHOUSE_CLUSTER``) migrate also needs ``CLUSTER``: its statements run ``ON CLUSTER``."""
     db = _identifier(database)
     api_inserts = ", ".join(f"INSERT ON {db}.{_identifier(t)}" for t in API_INSERT_TABLES)
     return {
-        "migrate": f"ALL ON {db}.*",
+        "migrate": f"ALL ON {db}.*" + (", CLUSTER ON *.*" if cluster else ""),
         "ingest": f"SELECT, INSERT ON {db}.*",
         "scoring": f"SELECT, INSERT ON {db}.*",
         "poller": f"SELECT, INSERT ON {db}.*",
@@ -79,11 +80,13 @@ def grants(database: str) -> dict[str, str]:
     }
 
 
-def statements(database: str, passwords: Mapping[str, str], *, mask: bool = False) -> list[str]:
+def statements(
+    database: str, passwords: Mapping[str, str], *, mask: bool = False, cluster: bool = False
+) -> list[str]:
     """The SQL that creates (or updates) the user of each role in ``passwords`` and sets its privileges.
 
     ``mask`` puts ``'***'`` in place of the passwords (for printing)."""
-    privileges = grants(database)
+    privileges = grants(database, cluster=cluster)
     out: list[str] = []
     for role, password in passwords.items():
         user = _identifier(user_name(role))

@@ -208,3 +208,18 @@ def test_clients_of_a_cluster_insert_synchronously_and_ship_subqueries(clickhous
     finally:
         single.close()
         clustered.close()
+
+
+@pytest.mark.clickhouse
+def test_on_a_cluster_migrate_may_run_on_cluster_statements(ch_client) -> None:  # type: ignore[no-untyped-def]
+    """ON CLUSTER needs the CLUSTER privilege: migrate's user gets it on a cluster, and only there."""
+    from infra.clickhouse.access import grants, statements
+
+    assert grants("barometre", cluster=True)["migrate"] == "ALL ON `barometre`.*, CLUSTER ON *.*"
+    assert "CLUSTER" not in grants("barometre")["migrate"]
+    assert {r: g for r, g in grants("barometre", cluster=True).items() if r != "migrate"} == {
+        r: g for r, g in grants("barometre").items() if r != "migrate"
+    }
+    [grant] = [s for s in statements("barometre", {"migrate": "pw"}, cluster=True) if s.startswith("GRANT")]
+    formatted = str(ch_client.command("SELECT formatQuery({q:String})", parameters={"q": grant}))
+    assert "CLUSTER ON *.*" in formatted
