@@ -22,8 +22,10 @@ system-deps:
 run: install
 	$(BIN)/barometre run
 
-# The tests start and stop their own Kafka and ClickHouse endpoint on test ports.
+# The tests start and stop their own Kafka and ClickHouse endpoint on test ports. infra/tools.sh builds
+# helm (the chart's tests) once into .cache/tools/bin.
 test: install
+	@infra/tools.sh
 	$(BIN)/pytest
 
 # The fault-injection suite (tests/faults/): real processes SIGKILLed, a broker or ClickHouse down under
