@@ -192,6 +192,13 @@ def run_rebuild(
     :class:`RebuildError` when it refuses to run or cannot finish; the live tables are then untouched
     and the fresh ones dropped.
     """
+    if settings.clickhouse_cluster:
+        # Its fresh tables are made with CREATE TABLE x__rebuild AS x, which on a cluster would copy the
+        # Distributed table on one node (docs/OPERATIONS.md, "A ClickHouse cluster").
+        raise RebuildError(
+            f"not on a ClickHouse cluster (BAROMETRE_CLICKHOUSE_CLUSTER={settings.clickhouse_cluster}): "
+            "rebuild into a new database instead (docs/OPERATIONS.md, 'A ClickHouse cluster')"
+        )
     bootstrap = _bootstrap(settings)
     group = settings.scoring_group()
     admin = KafkaAdminClient(
