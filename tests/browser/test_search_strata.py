@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.browser import conftest
+from tests.browser.axe import assert_accessible
 from tests.browser.conftest import Dashboard, Recorded, save_screenshot
 from tests.browser.seed import GRENOBLE
 
@@ -83,6 +84,7 @@ def test_search_strata_and_peers(dashboard: Dashboard, page: Page, console: Reco
     options = listbox.get_by_role("option")
     assert options.first.locator(".search__name").inner_text() == "Grenoble"
     assert "Grenoble-Alpes-Métropole" in options.nth(1).inner_text()
+    assert_accessible(page)  # the list open, with the strata filters chosen above
     field.press("ArrowDown")
     first_id = options.first.get_attribute("id")
     assert field.get_attribute("aria-activedescendant") == first_id
@@ -116,6 +118,7 @@ def test_search_strata_and_peers(dashboard: Dashboard, page: Page, console: Reco
     page.wait_for_function(
         "(rank) => document.querySelector('#pairs-chiffres .fact dd').textContent.endsWith(rank)", arg=rank
     )
+    assert_accessible(page)  # the entity page with its peers
 
     # --- A postal code finds its commune; Escape closes the list; a click opens another entity.
     field.fill("")
