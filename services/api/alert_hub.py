@@ -42,6 +42,10 @@ from services.common.settings import Settings
 log = logging.getLogger(__name__)
 
 SSE_CLIENTS = Gauge("barometre_api_sse_clients", "Clients connected to GET /v1/alerts/stream.")
+SSE_CLIENTS_MAX = Gauge(
+    "barometre_api_sse_clients_max",
+    "Streams GET /v1/alerts/stream serves at most in this process (BAROMETRE_API_MAX_SSE_CLIENTS; 0: no cap).",
+)
 EVENTS_STREAMED = Counter(
     "barometre_api_alerts_streamed_total",
     "Events sent to SSE clients (one per client), by event: alert or incident.",
@@ -195,6 +199,7 @@ class AlertHub:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
+        SSE_CLIENTS_MAX.set(settings.api_max_sse_clients)
         self._topics = {"alert": settings.topic(Topic.ALERTS), "incident": settings.topic(Topic.INCIDENTS)}
         self._kinds = {name: kind for kind, name in self._topics.items()}
         self._clients: set[_Client] = set()

@@ -18,6 +18,7 @@ up (cancelled by a rebalance or a shutdown, or stopped while ClickHouse fails) i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -417,5 +418,19 @@ class ScoringRuntime:
 
     async def report_lag(self) -> None:
         """Set the lag gauge of each assigned partition of the snapshots topic."""
+        held = set()
         for topic, partition, lag in await self.place.lags(self.topics.snapshots):
             LAG.labels(topic, str(partition)).set(lag)
+            held.add((topic, str(partition)))
+        forget_lost_partitions(LAG, held)
+
+
+def forget_lost_partitions(gauge: Gauge, mine: set[tuple[str, str]]) -> None:
+    """Drop ``gauge``'s (topic, partition) series this worker no longer holds: after a rebalance the
+    lag of a revoked partition is reported by its new owner, and a stale copy here would count twice."""
+    for metric in gauge.collect():
+        for sample in metric.samples:
+            key = (sample.labels.get("topic", ""), sample.labels.get("partition", ""))
+            if key not in mine:
+                with contextlib.suppress(KeyError):  # gone since collect() listed it
+                    gauge.remove(*key)
