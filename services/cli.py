@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from datetime import datetime
@@ -33,15 +32,11 @@ def _settings(**overrides: object) -> Settings:
         sys.exit(2)
 
 
-def _logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # kafka-python narrates every connection at INFO; its warnings and errors are what matter here.
-    # So does httpx for every request (the pollers log their own failures).
-    for noisy in ("kafka", "httpx", "httpcore"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+def _logging(settings: Settings, service: str = "barometre") -> None:
+    # BAROMETRE_LOG_FORMAT (json | text); kafka-python and httpx kept to their warnings.
+    from services.common.logs import configure
+
+    configure(settings.log_level, settings.log_format, service)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -646,12 +641,20 @@ def access_clickhouse(print_only: bool) -> None:
     )
 
 
-def _serve(app_path: str, host: str, port: int, settings: Settings) -> None:
+def _serve(app_path: str, host: str, port: int, settings: Settings, service: str) -> None:
     import uvicorn
 
-    _logging(settings)
+    _logging(settings, service)
+    # In JSON, uvicorn's own lines go through the root logger's formatter (log_config=None).
+    extra: dict[str, object] = {"log_config": None} if settings.log_format == "json" else {}
     uvicorn.run(
-        app_path, host=host, port=port, factory=True, log_level=settings.log_level.lower(), access_log=False
+        app_path,
+        host=host,
+        port=port,
+        factory=True,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        **extra,  # type: ignore[arg-type]  # uvicorn.run's keywords are typed one by one
     )
 
 
@@ -659,7 +662,7 @@ def _serve(app_path: str, host: str, port: int, settings: Settings) -> None:
 def api() -> None:
     """Run the api service (HTTP API and dashboard)."""
     s = _settings()
-    _serve("services.api.__main__:app_factory", s.api_host, s.api_port, s)
+    _serve("services.api.__main__:app_factory", s.api_host, s.api_port, s, "api")
 
 
 @main.command()
@@ -668,7 +671,7 @@ def scoring() -> None:
     from services.scoring.__main__ import run_worker
 
     settings = _settings()
-    _logging(settings)
+    _logging(settings, "scoring")
     run_worker(settings)
 
 
@@ -676,14 +679,14 @@ def scoring() -> None:
 def ingest() -> None:
     """Run the ingest service (HTTP push of snapshots)."""
     s = _settings()
-    _serve("services.ingest.__main__:app_factory", s.ingest_host, s.ingest_port, s)
+    _serve("services.ingest.__main__:app_factory", s.ingest_host, s.ingest_port, s, "ingest")
 
 
 @main.command()
 def poller() -> None:
     """Run the poller service: every registered account read on its cadence, within rate budgets."""
     s = _settings()
-    _serve("services.ingest.polling.service:app_factory", s.poller_host, s.poller_port, s)
+    _serve("services.ingest.polling.service:app_factory", s.poller_host, s.poller_port, s, "poller")
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 SSE_CLIENTS = Gauge("barometre_api_sse_clients", "Clients connected to GET /v1/alerts/stream.")
 SSE_CLIENTS_MAX = Gauge(
     "barometre_api_sse_clients_max",
-    "Streams GET /v1/alerts/stream serves at most in this process (BAROMETRE_API_MAX_SSE_CLIENTS; 0: no cap).",
+    "Most GET /v1/alerts/stream clients this process serves (BAROMETRE_API_MAX_SSE_CLIENTS; 0: no cap).",
 )
 EVENTS_STREAMED = Counter(
     "barometre_api_alerts_streamed_total",

@@ -177,6 +177,9 @@ class Settings(BaseSettings):
         return value
 
     log_level: str = "INFO"
+    # json: one JSON object a line (ts, level, logger, message, service, request_id, event ids): the
+    # container images' default; text: a human line, for `barometre run` and a terminal.
+    log_format: Literal["json", "text"] = "text"
 
     # --- Platform pollers (services.ingest.sources.pollers). Base URLs are settings so that tests, proxies
     # and mirrors can stand in for the platforms.

@@ -22,8 +22,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from services.common.limits import LimitConfig, RequestLimits
+from services.common.logs import RequestIdMiddleware
 
 log = logging.getLogger(__name__)
+access_log = logging.getLogger("barometre.access")  # one DEBUG line a request (BAROMETRE_LOG_LEVEL=DEBUG)
 
 ReadinessCheck = Callable[[], Awaitable[None]]
 
@@ -147,8 +149,17 @@ def install(
             return response
         finally:
             route = _route_template(request)
+            elapsed = time.perf_counter() - start
             HTTP_REQUESTS.labels(service, route, str(status)).inc()
-            HTTP_DURATION.labels(service, route).observe(time.perf_counter() - start)
+            HTTP_DURATION.labels(service, route).observe(elapsed)
+            if access_log.isEnabledFor(logging.DEBUG):
+                access_log.debug(
+                    "%s %s %d %.1f ms", request.method, request.url.path, status, elapsed * 1000,
+                    extra={"method": request.method, "route": route, "status": status},
+                )  # fmt: skip
+
+    # Outermost of these middlewares: the id is set before anything else of the request logs.
+    app.add_middleware(RequestIdMiddleware)
 
     @app.get("/healthz", tags=["operations"], summary="The process is up")
     async def healthz() -> dict[str, str]:

@@ -103,7 +103,15 @@ def run_worker(settings: Settings) -> None:
     except DurabilityError as exc:
         raise SystemExit(f"barometre scoring: refusing to start: {exc}") from None
     tune_gc()
-    worker = Worker(app, loop=loop, loglevel=settings.log_level.lower(), quiet=True, redirect_stdouts=False)
+    worker = Worker(
+        app,
+        loop=loop,
+        loglevel=settings.log_level.lower(),
+        quiet=True,
+        redirect_stdouts=False,
+        # In JSON, keep the root handler `barometre scoring` installed (Faust would put colorlog's).
+        override_logging=settings.log_format != "json",
+    )
     # Faust configures logging itself; keep aiokafka's and Faust's chatter to warnings.
     for noisy in ("aiokafka", "faust", "mode", "kafka"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))

@@ -137,6 +137,19 @@ class Classify:
             batch.received[verdict.event_id] = int(record.timestamp * 1000)
 
 
+def event_ids(account_id: str, batch: Batch) -> dict[str, object]:
+    """The fields a log line about ``account_id``'s events carries (``extra=``; JSON logs show them):
+    the account (also the records' key) and where its records are, ``"topic/partition:offset"``."""
+    records = batch.records_of.get(account_id, [])
+    return {
+        "account_id": account_id,
+        "event_key": account_id,
+        "records": [f"{r.topic}/{r.partition}:{r.offset}" for r in records],
+        "partition": records[0].partition if records else None,
+        "offset": records[0].offset if records else None,
+    }
+
+
 Score = Callable[
     [Sequence[AccountSnapshot], Mapping[str, int]], Awaitable[tuple[BatchOutput | None, dict[str, Exception]]]
 ]
@@ -155,7 +168,7 @@ class Process:
         batch.out, failed = await self.score(batch.good, batch.received)
         for account_id, error in failed.items():
             log.error("Scoring account %s failed; its events go to the dead-letter topic", account_id,
-                      exc_info=error)  # fmt: skip
+                      exc_info=error, extra=event_ids(account_id, batch))  # fmt: skip
             rejection = Rejection(
                 DeadLetterCode.PROCESSING_ERROR, describe_processing_error(account_id, error)
             )
@@ -202,7 +215,7 @@ class Write:
             return
         for account_id, error in rejected.items():
             log.error("ClickHouse rejects the rows of account %s; its events go to the dead-letter topic: %s",
-                      account_id, error)  # fmt: skip
+                      account_id, error, extra=event_ids(account_id, batch))  # fmt: skip
             batch.reject(
                 account_id, Rejection(DeadLetterCode.WRITE_REJECTED, describe_rejection(account_id, error))
             )

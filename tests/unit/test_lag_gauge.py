@@ -8,9 +8,7 @@ from services.scoring.runtime import forget_lost_partitions
 
 
 def _series(gauge: Gauge) -> dict[tuple[str, str], float]:
-    return {
-        (s.labels["topic"], s.labels["partition"]): s.value for m in gauge.collect() for s in m.samples
-    }
+    return {(s.labels["topic"], s.labels["partition"]): s.value for m in gauge.collect() for s in m.samples}
 
 
 def test_revoked_partitions_lose_their_series() -> None:
