@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from datetime import datetime
@@ -687,6 +688,24 @@ def poller() -> None:
     """Run the poller service: every registered account read on its cadence, within rate budgets."""
     s = _settings()
     _serve("services.ingest.polling.service:app_factory", s.poller_host, s.poller_port, s, "poller")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object instead of the text summary.")
+def status(as_json: bool) -> None:
+    """Summarize a running stack: services, scoring lag and rate, last snapshot, open alerts, coverage.
+
+    Exits 1 when a service is unreachable or not ready, or Kafka or ClickHouse does not answer."""
+    import json
+
+    from services.status import gather, render
+
+    settings = _settings()
+    for quiet in ("kafka", "clickhouse_connect"):  # what is unreachable is reported, not logged
+        logging.getLogger(quiet).setLevel(logging.CRITICAL)
+    report = gather(settings)
+    click.echo(json.dumps(report.as_json(), indent=2) if as_json else render(report))
+    sys.exit(0 if report.ok else 1)
 
 
 if __name__ == "__main__":

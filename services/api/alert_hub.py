@@ -36,6 +36,7 @@ from pydantic import ValidationError
 from services.api.alert_store import AlertFilter
 from services.common.events import Alert
 from services.common.kafka import client_security, ensure_topics
+from services.common.logs import outside_requests
 from services.common.names import Topic
 from services.common.settings import Settings
 
@@ -248,7 +249,8 @@ class AlertHub:
                 self._failure = (asyncio.get_running_loop().time(), message)
                 raise HubUnavailable(message) from exc
             self._failure = None
-            self._task = asyncio.create_task(self._run(), name="alert-hub")
+            # Started by the first stream's request, but not part of it (no request_id in its logs).
+            self._task = asyncio.create_task(self._run(), name="alert-hub", context=outside_requests())
 
     async def _connect(self) -> None:
         await asyncio.to_thread(

@@ -72,6 +72,8 @@ DELIVERIES = Counter(
     "Webhook deliveries finished, by outcome: delivered or failed (refused, or given up after retries).",
     ["outcome"],
 )
+for _outcome in ("delivered", "failed"):  # exported at 0 from the start: rates (and rules) see both
+    DELIVERIES.labels(_outcome)
 ATTEMPTS = Counter(
     "barometre_webhook_delivery_attempts_total",
     "Webhook delivery attempts, by result: success, http_<status class> (2xx, 4xx, 429, 5xx…), "

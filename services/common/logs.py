@@ -14,7 +14,7 @@ import json
 import logging
 import re
 import uuid
-from contextvars import ContextVar
+from contextvars import Context, ContextVar, copy_context
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -28,7 +28,13 @@ _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/+=-]{0,127}")
 request_id: ContextVar[str | None] = ContextVar("barometre_request_id", default=None)
 
 # The attributes every LogRecord has: anything else on a record came from ``extra=`` and is logged.
-_RECORD_FIELDS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
+# uvicorn's color_message duplicates message with terminal colours.
+_RECORD_FIELDS = frozenset(logging.makeLogRecord({}).__dict__) | {
+    "message",
+    "asctime",
+    "taskName",
+    "color_message",
+}
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -51,6 +57,14 @@ def _install_record_factory() -> None:
 
 
 _install_record_factory()
+
+
+def outside_requests() -> Context:
+    """The current context without a request id: for a long-lived task a request happens to start (its
+    lines are not that request's). ``asyncio.create_task(coro, context=outside_requests())``."""
+    context = copy_context()
+    context.run(request_id.set, None)
+    return context
 
 
 def valid_request_id(value: str | None) -> str | None:

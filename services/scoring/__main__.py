@@ -112,6 +112,8 @@ def run_worker(settings: Settings) -> None:
         # In JSON, keep the root handler `barometre scoring` installed (Faust would put colorlog's).
         override_logging=settings.log_format != "json",
     )
+    if settings.log_format == "json":
+        worker.spinner = None  # Faust's start-up spinner writes terminal control codes between the lines
     # Faust configures logging itself; keep aiokafka's and Faust's chatter to warnings.
     for noisy in ("aiokafka", "faust", "mode", "kafka"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))

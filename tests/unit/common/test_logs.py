@@ -128,3 +128,26 @@ def test_an_invalid_or_missing_request_id_is_replaced_by_a_new_one() -> None:
         none = client.get("/hello")
     ids = {bad.headers["X-Request-ID"], none.headers["X-Request-ID"]}
     assert len(ids) == 2 and all(len(i) == 32 and valid_request_id(i) for i in ids)
+
+
+def test_uvicorn_colour_copies_are_left_out() -> None:
+    body = json.loads(JsonFormatter("api").format(record("started", color_message="\x1b[36mstarted")))
+    assert "color_message" not in body
+
+
+def test_a_task_started_outside_requests_has_no_request_id() -> None:
+    import asyncio
+
+    from services.common.logs import outside_requests
+
+    async def main() -> tuple[str | None, str | None]:
+        request_id.set("req-1")
+
+        async def read() -> str | None:
+            return request_id.get()
+
+        inherited = await asyncio.create_task(read())
+        detached = await asyncio.create_task(read(), context=outside_requests())
+        return inherited, detached
+
+    assert asyncio.run(main()) == ("req-1", None)
