@@ -8,7 +8,8 @@ shows as "unreachable" without hiding the others:
 * scoring: the consumer group's lag on the snapshots topic, read from Kafka (services/common/lag.py, as
   ``GET /v1/status``), and its rate: the api's (over its last minute) when the api answers, else two
   readings one second apart;
-* ClickHouse: the latest snapshot observed (``account_latest``), the open alerts (not acknowledged, not
+* ClickHouse (``unreachable`` when it does not answer, ``error`` when it refuses: no database yet, a
+  missing grant): the latest snapshot observed (``account_latest``), the open alerts (not acknowledged, not
   inhibited by an incident: ``GET /v1/alerts?status=open``), and the coverage of every platform (what
   ``GET /v1/coverage`` counts: entities with an account observed, stale, never observed).
 
@@ -17,6 +18,7 @@ The exit code is 0 when every part answers and every service is ready, 1 otherwi
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -131,6 +133,16 @@ def api_rate(settings: Settings) -> float | None:
     return None
 
 
+def _clickhouse_failure(exc: Exception) -> dict[str, Any]:
+    from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
+
+    if isinstance(exc, OperationalError) or not isinstance(exc, DatabaseError):
+        return _unreachable(exc)  # lost on the way: the server does not answer
+    # The server answers but refuses (no database: `barometre migrate` not run; a missing grant).
+    found = re.search(r"DB::Exception: (.*?)(?: \(version |$)", str(exc))
+    return {"state": "error", "detail": (found.group(1) if found else str(exc))[:200]}
+
+
 def check_clickhouse(settings: Settings, now: datetime) -> dict[str, Any]:
     """Last snapshot, open alerts and coverage, read from ClickHouse; ``unreachable`` when it fails."""
     from services.api import coverage
@@ -144,7 +156,7 @@ def check_clickhouse(settings: Settings, now: datetime) -> dict[str, Any]:
             settings, connect_timeout=CLICKHOUSE_TIMEOUT_S, send_receive_timeout=CLICKHOUSE_TIMEOUT_S
         )
     except Exception as exc:  # clickhouse-connect raises its own and OS errors when it cannot connect
-        return _unreachable(exc)
+        return _clickhouse_failure(exc)
     try:
         last, accounts = client.query(
             f"SELECT max(observed_at), count() FROM {db}.{Table.ACCOUNT_LATEST}"
@@ -158,7 +170,7 @@ def check_clickhouse(settings: Settings, now: datetime) -> dict[str, Any]:
             client, db, None, None, None, None, now, timedelta(days=settings.staleness_days)
         )
     except Exception as exc:  # a failed query is reported as such, not raised
-        return _unreachable(exc)
+        return _clickhouse_failure(exc)
     finally:
         client.close()
     platforms: dict[str, dict[str, int]] = {}
@@ -258,6 +270,8 @@ def render(report: Report) -> str:
     sc = report.scoring
     if sc["state"] != "ok":
         out.append(f"scoring    UNREACHABLE (Kafka: {sc['detail']})")
+    elif sc["partitions"] == 0:
+        out.append("scoring    no snapshots topic yet (nothing received)")
     else:
         rate = "rate unknown" if sc["rate_per_s"] is None else f"{_n(sc['rate_per_s'])} events/s"
         eta = sc["seconds_to_catch_up"]
@@ -269,7 +283,7 @@ def render(report: Report) -> str:
         )
     ch = report.clickhouse
     if ch["state"] != "ok":
-        out.append(f"clickhouse UNREACHABLE ({ch['detail']})")
+        out.append(f"clickhouse {ch['state'].upper()} ({ch['detail']})")
         return "\n".join(out)
     if ch["last_snapshot_at"] is None:
         out.append("last snapshot  none yet")
