@@ -55,6 +55,8 @@ app.kubernetes.io/component: {{ index . 1 }}
   value: /var/lib/barometre/cache
 - name: BAROMETRE_LOG_LEVEL
   value: {{ .Values.logLevel | quote }}
+- name: BAROMETRE_LOG_FORMAT
+  value: {{ .Values.logFormat | quote }}
 - name: BAROMETRE_BOOTSTRAP_TOKEN
   valueFrom:
     secretKeyRef: {name: {{ .Values.secretName | quote }}, key: bootstrap-token}
