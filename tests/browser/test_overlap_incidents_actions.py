@@ -5,8 +5,10 @@ the monthly report and to the CSV/Parquet exports."""
 
 from __future__ import annotations
 
+import io
 import json
 import time
+import zipfile
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -357,6 +359,9 @@ def test_report_and_export_links(dashboard: Dashboard, page: Page, console: Reco
     assert "<html" in report.text
     assert check('a[data-download="report:csv"]', "text/csv").text.startswith("section,")
     check('a[data-download="report:json"]', "application/json")
+    package = check('a[data-download="opendata:zip"]', "application/zip").content
+    with zipfile.ZipFile(io.BytesIO(package)) as archive:
+        assert "datapackage.json" in archive.namelist()
     ranking_csv = check('a[data-download="rankings:csv"]', "text/csv")
     assert ranking_csv.text.splitlines()[0].startswith("rank,")
     assert (

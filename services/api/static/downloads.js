@@ -55,7 +55,10 @@
         "CSV", h("span", { class: "visually-hidden" }, " — rapport de " + name)),
       " · ",
       h("a", { href: url("/v1/reports/barometer", { month, format: "json" }), "data-download": "report:json" },
-        "JSON", h("span", { class: "visually-hidden" }, " — rapport de " + name)));
+        "JSON", h("span", { class: "visually-hidden" }, " — rapport de " + name)),
+      " · ",
+      h("a", { href: url("/v1/exports/opendata", { month }), download: "", "data-download": "opendata:zip" },
+        "Données ouvertes (Data Package, zip)", h("span", { class: "visually-hidden" }, " — " + name)));
   }
 
   /** The ranking and the presence series as the filters above show them. */
