@@ -117,6 +117,14 @@ def run_worker(settings: Settings) -> None:
     # Faust configures logging itself; keep aiokafka's and Faust's chatter to warnings.
     for noisy in ("aiokafka", "faust", "mode", "kafka"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    log.info(
+        "Scoring worker starting: group %s, %d partitions for new topics, store %s, web on %s:%d",
+        settings.scoring_group(),
+        settings.kafka_partitions,
+        settings.scoring_store,
+        settings.scoring_host,
+        settings.scoring_port,
+    )
     worker.execute_from_commandline()
 
 
