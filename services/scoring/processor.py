@@ -196,7 +196,7 @@ def silent_accounts(
     (during an import of 2013 figures, ``now`` is in 2013).
     """
     latest: list[tuple[str, str | None, DailyPoint]] = []
-    for key, value in states:
+    for key, value in states:  # may be read lazily: only the latest points are kept
         state = AccountState.from_bytes(value, horizon_days)
         point = state.series.latest
         if point is not None:
