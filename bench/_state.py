@@ -110,13 +110,19 @@ def year_states(
 
 
 def filler_states(n: int, at_ms: int, staleness_ms: int) -> Iterator[tuple[bytes, bytes]]:
-    """``n`` one-point states of made-up accounts (``x:recovery<i>``) observed at ``at_ms``."""
+    """``n`` one-point states of made-up accounts (``x:recovery<i>``) observed at ``at_ms`` (one state
+    built, the account id spliced into it; checked: the first reads back as that account's)."""
+    point = DailyPoint.with_derived_id("t:t", at_ms, 1_000, AccountStatus.ACTIVE, 1, 2, 3, 0)
+    series = AccountSeries.from_points("t:t", [point])
+    tail = series.to_bytes()[_SERIES_HEADER.size + len(b"t:t") :]
+    template = _Template(at_ms, tail, intervals_from_points(series.points, staleness_ms))
     for i in range(n):
         account_id = f"x:recovery{i:08d}"
-        point = DailyPoint.with_derived_id(account_id, at_ms, i, AccountStatus.ACTIVE, 1, 2, 3, 0)
-        series = AccountSeries.from_points(account_id, [point])
-        state = AccountState("E", None, at_ms, series, intervals_from_points(series.points, staleness_ms))
-        yield account_id.encode(), state.to_bytes()
+        value = _state_bytes(account_id, "E", None, template)
+        if i == 0:
+            back = AccountState.from_bytes(value)
+            assert back.series.account_id == account_id and len(back.series) == 1, "bad state bytes"
+        yield account_id.encode(), value
 
 
 def create_changelog(bootstrap: str, topic: str, partitions: int, replication: int) -> None:
