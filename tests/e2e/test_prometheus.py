@@ -5,7 +5,8 @@ target is up, the series the rules and the Grafana dashboard read are there, and
 without error. The services log in JSON (BAROMETRE_LOG_FORMAT=json): every line they write parses.
 Last, ``barometre status`` reports the running stack as ready.
 
-Ports: Prometheus 42000, services 42010-42013, an address where no platform answers 42097."""
+Ports: Prometheus 42000-42004, services 42010-42029 (the first free of a block each), an address
+where no platform answers 42097."""
 
 from __future__ import annotations
 
@@ -24,13 +25,22 @@ import yaml
 
 from services.common.settings import Settings
 from tests.e2e.processes import Service, service_env
+from tests.faults.harness import free_port
 
 pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS = Path("/usr/bin/prometheus")
-PROMETHEUS_PORT = 42000
-PORTS = {"api": 42010, "ingest": 42011, "scoring": 42012, "poller": 42013}
+# Each takes the first free port of its block (tests.faults.harness.free_port: these lie in Linux's
+# ephemeral range, where a client socket of the run may hold one).
+PORT_BLOCKS = {"prometheus": 42000, "api": 42010, "ingest": 42015, "scoring": 42020, "poller": 42025}
+PORTS = dict.fromkeys(["api", "ingest", "scoring", "poller"], 0)  # the services, by name
+
+
+def free_ports() -> dict[str, int]:
+    return {name: free_port(range(first, first + 5)) for name, first in PORT_BLOCKS.items()}
+
+
 NOWHERE = "http://127.0.0.1:42097"  # no platform answers here: the poller's requests fail, locally
 TOKEN = "test-bootstrap-token-0123456789abcdef"  # app_settings' bootstrap token
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -79,14 +89,14 @@ def eventually(probe: Callable[[], Any], what: str, timeout: float = 60.0) -> An
     raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
 
 
-def prometheus_config(tmp_path: Path) -> Path:
+def prometheus_config(tmp_path: Path, ports: dict[str, int]) -> Path:
     """infra/prometheus/prometheus.yml with the local addresses, a short interval and absolute rules."""
     shipped = yaml.safe_load((ROOT / "infra/prometheus/prometheus.yml").read_text())
     jobs = {job["job_name"]: job for job in shipped["scrape_configs"]}
     assert set(jobs) == {*PORTS, "prometheus"}, "a job was added: scrape it here too"
     scrape_configs = []
     for name, job in jobs.items():
-        port = PROMETHEUS_PORT if name == "prometheus" else PORTS[name]
+        port = ports[name]
         scrape_configs.append(
             {
                 "job_name": name,
@@ -108,8 +118,10 @@ def prometheus_config(tmp_path: Path) -> Path:
 def stack(app_settings: Settings, tmp_path: Path) -> Iterator[tuple[dict[str, Service], str]]:
     if not PROMETHEUS.exists():
         pytest.skip("Debian's prometheus is not installed (/usr/bin/prometheus)")
+    ports = free_ports()
+    services = {name: ports[name] for name in PORTS}
     env = {
-        **service_env(app_settings, tmp_path, PORTS),
+        **service_env(app_settings, tmp_path, services),
         "BAROMETRE_LOG_FORMAT": "json",
         "BAROMETRE_LOG_LEVEL": "INFO",
         "BAROMETRE_BLUESKY_API_URL": NOWHERE,
@@ -127,7 +139,7 @@ def stack(app_settings: Settings, tmp_path: Path) -> Iterator[tuple[dict[str, Se
     )  # fmt: skip
     assert imported.returncode == 0, imported.stdout + imported.stderr
 
-    running = {name: Service(name, port, env, tmp_path) for name, port in PORTS.items()}
+    running = {name: Service(name, port, env, tmp_path) for name, port in services.items()}
     prometheus: subprocess.Popen[bytes] | None = None
     try:
         for service in running.values():
@@ -136,9 +148,9 @@ def stack(app_settings: Settings, tmp_path: Path) -> Iterator[tuple[dict[str, Se
             prometheus = subprocess.Popen(
                 [
                     str(PROMETHEUS),
-                    f"--config.file={prometheus_config(tmp_path)}",
+                    f"--config.file={prometheus_config(tmp_path, ports)}",
                     f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                    f"--web.listen-address=127.0.0.1:{PROMETHEUS_PORT}",
+                    f"--web.listen-address=127.0.0.1:{ports['prometheus']}",
                     "--log.level=warn",
                 ],
                 stdout=log,
@@ -146,7 +158,7 @@ def stack(app_settings: Settings, tmp_path: Path) -> Iterator[tuple[dict[str, Se
             )
         for service in running.values():
             service.wait_ready()
-        yield running, f"http://127.0.0.1:{PROMETHEUS_PORT}"
+        yield running, f"http://127.0.0.1:{ports['prometheus']}"
     finally:
         if prometheus is not None:
             prometheus.terminate()

@@ -13,7 +13,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -149,6 +149,21 @@ def eventually(probe: Callable[[], bool], what: str, timeout: float = 60.0, ever
             raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
         time.sleep(every)
     return time.monotonic() - started
+
+
+def free_port(ports: Iterable[int]) -> int:
+    """The first of ``ports`` a server can listen on now (bound as uvicorn binds: SO_REUSEADDR). The
+    suite's ports lie in Linux's ephemeral range (32768-60999): any client socket of the run, a Kafka or
+    ClickHouse connection of the test process, may hold one of them for a while."""
+    for port in ports:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port among {list(ports)}")
 
 
 @contextmanager

@@ -32,20 +32,20 @@ from services.api.webhook_signature import verify_signature
 from services.common.names import Topic
 from services.common.settings import Settings
 from tests.e2e.test_alert_delivery import dispatcher_in_group
-from tests.faults.harness import Proc, eventually, record, serve, service
+from tests.faults.harness import Proc, eventually, free_port, record, serve, service
 from tests.integration.api.alerting import SseReader, alert, publish, store_alerts
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.kafka, pytest.mark.clickhouse]
 
-API_PORT = 42050
-RECEIVER_PORT = 42055
+API_PORTS = range(42050, 42055)  # the first free one (harness.free_port)
+RECEIVER_PORTS = range(42055, 42060)
 SECRET = "fault-receiver-secret-0123456789"
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
 
 
 def api_process(settings: Settings, tmp_path: Path, tag: str) -> Proc:
     return service(
-        "api", settings, API_PORT, tmp_path / tag,
+        "api", settings, free_port(API_PORTS), tmp_path / tag,
         BAROMETRE_WEBHOOK_ALLOW_NETWORKS="127.0.0.0/8",  # the receiver is local; refused by default
         BAROMETRE_WEBHOOK_RELOAD_S="0.5",
     )  # fmt: skip
@@ -97,7 +97,7 @@ def test_the_dispatcher_killed_mid_delivery_delivers_after_restart(
 ) -> None:
     receiver = HangingReceiver()
     api = api_process(app_settings, tmp_path, "api")
-    with serve(receiver.app(), RECEIVER_PORT) as receiver_url:
+    with serve(receiver.app(), free_port(RECEIVER_PORTS)) as receiver_url:
         try:
             api.start().wait_ready()
             token = app_settings.bootstrap_token
