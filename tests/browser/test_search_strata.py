@@ -61,6 +61,10 @@ def test_search_strata_and_peers(dashboard: Dashboard, page: Page, console: Reco
     assert "COM:73065" not in expected
     wait_for_ranking(page, expected)
     assert "strate=commune_100000_plus" in page.url
+    # The caption names the stratum the ranking is limited to.
+    page.wait_for_function(
+        "document.querySelector('#classement-legende').textContent.includes('strate : 100 000 hab. et plus')"
+    )
     # A category without strata: the stratum is reset and disabled.
     page.locator("#classement-categorie").select_option("departement")
     page.wait_for_function("document.querySelector('#classement-strate').disabled")

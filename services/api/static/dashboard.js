@@ -669,6 +669,10 @@
       const items = (body && body.items) || [];
       renderRanking(query, items);
       renderRankingCoverage(query, body && body.coverage);
+      const stratum = $("#classement-strate");
+      if (stratum && stratum.value && stratum.selectedOptions[0]) {
+        $("#classement-legende").textContent += " — strate : " + stratum.selectedOptions[0].textContent;
+      }
       $("#classement-legende").textContent += minBaseText(body && body.min_base);
       // Screen readers hear about the rankings a user asked for, not about every automatic refresh.
       if (userChange) $("#classement-annonce").textContent = $("#classement-legende").textContent + " : " +
