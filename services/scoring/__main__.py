@@ -74,7 +74,6 @@ def run_worker(settings: Settings) -> None:
     from services.common.names import Topic
     from services.common.retry import Retry
     from services.scoring.app import create_app, ensure_changelog_topics
-    from services.scoring.sink import without_pandas
 
     loop = use_uvloop()  # before the app: it takes the current loop
     # Faust subscribes to the topics that exist when it starts and ignores missing ones for good, and its
@@ -104,7 +103,6 @@ def run_worker(settings: Settings) -> None:
     except DurabilityError as exc:
         raise SystemExit(f"barometre scoring: refusing to start: {exc}") from None
     tune_gc()
-    without_pandas()  # services.scoring.sink: 67 MiB the worker never uses
     worker = Worker(
         app,
         loop=loop,

@@ -52,7 +52,6 @@ from services.scoring import (
     faust_patches,  # noqa: F401  # fixes faust's offset commits, on import
     pages,
 )
-from services.scoring.changelog import ROCKSDB_OPTIONS
 from services.scoring.runtime import FLUSH_S, EventClock, ScoringRuntime, Topics, hold_back
 
 __all__ = [  # EventClock and hold_back live in services.scoring.runtime; named here as before
@@ -99,7 +98,7 @@ def create_app(settings: Settings) -> faust.App:
         partitions=settings.kafka_partitions,
     )
 
-    def bytes_table(name: str, store: str | None = None, **topic_configs: str) -> Any:
+    def bytes_table(name: str, **topic_configs: str) -> Any:
         # Our own bytes, keyed by raw bytes; placed by the producer's partitioner (module docstring).
         return app.Table(
             name,
@@ -109,8 +108,6 @@ def create_app(settings: Settings) -> faust.App:
             partitions=settings.kafka_partitions,
             use_partitioner=True,
             extra_topic_configs=topic_configs,
-            options=dict(ROCKSDB_OPTIONS),  # a copy: the RocksDB store pops entries of it
-            store=store,
         )
 
     states = bytes_table("account-state")
@@ -129,9 +126,7 @@ def create_app(settings: Settings) -> faust.App:
     # the agent and from timers, hence the producer's partitioner (the candidates' key is the platform).
     # A platform's noise-control state holds its incidents' members: 300,000 accounts in one incident
     # are 2.1 MB compressed, over Kafka's default 1 MB record limit (hence the changelog's own limit).
-    # In memory whatever BAROMETRE_SCORING_STORE says: a few keys, set from timers, where Faust's RocksDB
-    # store finds no current event to take the partition from.
-    noise_states = bytes_table("alert-noise", "memory://", **{"max.message.bytes": str(MAX_STATE_BYTES)})
+    noise_states = bytes_table("alert-noise", **{"max.message.bytes": str(MAX_STATE_BYTES)})
     place = FaustPlace(app, settings.kafka_partitions)
     topics = Topics(snapshots, dead_letters, candidates, alerts, incidents)
     group = settings.scoring_group()  # the app's id, named in dead letters

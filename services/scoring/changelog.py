@@ -13,15 +13,6 @@ with the snapshots topic, and a key's records always come from one partition): t
 reads when that source partition is assigned. :func:`store_states` returns once Kafka acknowledged
 every record (acks=all), retrying what failed with back-off, so a batch's offsets are never committed
 before its states are safe; the persisted offsets of a RocksDB store move as Faust's would.
-
-The table's store is ``BAROMETRE_SCORING_STORE``: ``memory://`` (a dict; recovered from the changelog at
-every start) or ``rocksdb://`` (Faust's RocksDB store through the ``rocksdict`` driver: one database a
-partition under the worker's data directory; only what is read lives in memory, and a restart recovers
-only what the changelog holds past the offsets the databases persisted). Faust writes a key into the
-RocksDB database of the partition of the event being processed; a batch holds many partitions, so
-:func:`store_states` puts each state into the database of its own partition. :data:`ROCKSDB_OPTIONS` bound
-the memory each of those databases takes (Faust's defaults allow a 2 GiB block cache and three 64 MiB
-write buffers for every partition).
 """
 
 from __future__ import annotations
@@ -45,30 +36,6 @@ class StateTooLarge(ValueError):
 
 Changes = Mapping[int, Sequence[tuple[bytes, bytes]]]  # partition -> (key, value) in order
 
-# faust.stores.rocksdb.RocksDBOptions of the worker's tables (ignored by the memory store): per partition,
-# at most two 4 MiB write buffers and an 8 MiB block cache (bench/scoring.py, "peak RSS").
-ROCKSDB_OPTIONS: Mapping[str, int] = {
-    "write_buffer_size": 4 * 2**20,
-    "max_write_buffer_number": 2,
-    "block_cache_size": 8 * 2**20,
-}
-
-
-def put_local(store: Any, changes: Changes) -> None:
-    """Put ``changes`` into ``store`` (a table's ``data``): a RocksDB store gets each state in the
-    database of its partition (module docstring), any other store through its mapping."""
-    db_for_partition = getattr(store, "_db_for_partition", None)
-    if db_for_partition is None:
-        for items in changes.values():
-            for key, value in items:
-                store[key] = value
-        return
-    for partition, items in changes.items():
-        if items:
-            db = db_for_partition(partition)
-            for key, value in items:
-                db.put(key, value)
-
 
 async def store_states(
     table: Any,
@@ -80,7 +47,9 @@ async def store_states(
     acknowledged them all, retrying what failed (``health`` hears of it: :attr:`Retrying.CHANGELOG`).
     :class:`StateTooLarge` is raised, not retried."""
     store = table.data
-    put_local(store, changes)
+    for items in changes.values():
+        for key, value in items:
+            store[key] = value
     topic = table.changelog_topic.get_topic_name()
     pending = {partition: items for partition, items in changes.items() if items}
 

@@ -195,23 +195,15 @@ def silent_accounts(
     silence that began more than ``max_alert_age_ms`` before the wall clock is history all the same
     (during an import of 2013 figures, ``now`` is in 2013).
     """
-    # Only the latest points already stale at the wall clock are kept (``now`` is never later, so no
-    # other can be silent): states may be read lazily, and with 300,000 accounts nearly all are fresh.
-    stale_before = wall - params.staleness_ms
     latest: list[tuple[str, str | None, DailyPoint]] = []
-    newest: int | None = None
     for key, value in states:
         state = AccountState.from_bytes(value, horizon_days)
         point = state.series.latest
-        if point is None:
-            continue
-        if newest is None or point.observed_at > newest:
-            newest = point.observed_at
-        if point.observed_at <= stale_before:
+        if point is not None:
             latest.append((key.decode(), state.entity_id or None, point))
-    if not latest or newest is None:
+    if not latest:
         return []
-    now = min(wall, newest)
+    now = min(wall, max(point.observed_at for _, _, point in latest))
     age = params.max_alert_age_ms
     out: list[Candidate] = []
     for account_id, entity_id, point in latest:

@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -158,7 +158,7 @@ class BatchGuard:
             raise
 
 
-Held = Iterable[tuple[bytes, bytes]]
+Held = list[tuple[bytes, bytes]]
 
 
 class SilenceWatch:
@@ -217,8 +217,7 @@ class SilenceWatch:
                 # import its history arrives in several batches, and a part of it can end 45 days ago.
                 recent = set(self.fed)
                 self.fed.clear()
-                # Read lazily, in the thread: only each account's latest point is kept, not its whole state.
-                held = ((key, value) for key in keys if key not in recent and (value := self.get(key)))
+                held = [(key, value) for key in keys if key not in recent and (value := self.get(key))]
                 found = await asyncio.to_thread(self.find, held, self.clock.now())
                 if found:
                     await self.send(found)

@@ -67,21 +67,6 @@ REJECTION_CODES = frozenset(
 )
 
 
-def without_pandas() -> None:
-    """Tell clickhouse-connect, for this process, that pandas is not installed.
-
-    Its first insert imports pandas (``clickhouse_connect.driver.options.pd``, resolved lazily) only to
-    ask whether the rows are a DataFrame: 67 MiB of the scoring worker's resident memory for a module it
-    never uses (its rows are lists; bench/scoring.py, "peak RSS"). Only for a process that never asks
-    clickhouse-connect for DataFrames (the worker calls it at start); the option is a module attribute
-    clickhouse-connect itself sets to ``None`` when pandas cannot be imported."""
-    from clickhouse_connect.driver import options
-
-    if "pd" not in vars(options):
-        options.pd = None
-        options.pd_time_test = None
-
-
 def rejected(exc: BaseException) -> bool:
     """Whether ``exc``, raised by an insert, says that ClickHouse refuses the rows themselves: a server
     error of :data:`REJECTION_CODES`, or a value clickhouse-connect cannot encode in its column's type

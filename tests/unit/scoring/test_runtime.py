@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import Any
 
@@ -207,8 +207,8 @@ def watch(
     states = {b"bluesky:a": b"state a", b"bluesky:b": b"state b"}
     seen: dict[str, Any] = {"held": None, "sent": [], "ready": True}
 
-    def find(held: Iterable[tuple[bytes, bytes]], now: int) -> list[Candidate]:
-        seen["held"], seen["now"] = list(held), now  # read lazily, in the thread: as silent_accounts does
+    def find(held: list[tuple[bytes, bytes]], now: int) -> list[Candidate]:
+        seen["held"], seen["now"] = held, now
         return found or []
 
     async def send(candidates: Sequence[Candidate]) -> None:
