@@ -20,7 +20,7 @@ from typing import Annotated, Any, TypeVar
 import anyio
 from anyio import CapacityLimiter
 from clickhouse_connect.driver.client import Client
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BeforeValidator
 from pydantic_core import PydanticCustomError
@@ -35,10 +35,12 @@ from services.api.strata import STRATA_DOC, Stratum
 from services.common.clickhouse import make_client, query_limits
 from services.common.events import (
     DEPARTEMENT_CODE_PATTERN,
+    ENTITY_ID_PATTERN,
     EVENT_ID_PATTERN,
     FOREIGN_CODE_PATTERN,
     REGION_CODE_PATTERN,
     TIMESTAMP_PATTERN,
+    check_entity_id,
     parse_timestamp,
 )
 from services.common.names import Category, Platform, Window, normalise_platform
@@ -194,6 +196,24 @@ def path_id(value: str, form: re.Pattern[str], what: str) -> str:
     if not form.fullmatch(value):
         raise ApiError(404, "not_found", f"unknown {what} {value[:140]!r}")
     return value
+
+
+# An entity named in a path (GET /v1/entities/{entity_id}, …/peers): either case.
+EntityIdPath = Annotated[
+    str,
+    Path(
+        description="KIND:code (either case)",
+        json_schema_extra={"pattern": case_insensitive(ENTITY_ID_PATTERN)},
+    ),
+]
+
+
+def entity_id_of(value: str) -> str:
+    """``value`` as the registry spells entity ids (upper case); a 404 when it cannot name one."""
+    try:
+        return check_entity_id(value.strip().upper())
+    except ValueError as exc:
+        raise ApiError(404, "not_found", f"unknown entity: {exc}") from None
 
 
 def now() -> datetime:

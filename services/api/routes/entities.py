@@ -4,13 +4,12 @@ and score."""
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter
 from fastapi.responses import Response
 
 from services.api import queries
-from services.api.deps import ApiDep, now
+from services.api.deps import ApiDep, EntityIdPath, entity_id_of, now
 from services.api.models import (
     ERROR_RESPONSES,
     NOT_FOUND,
@@ -18,9 +17,7 @@ from services.api.models import (
     EntityAccount,
     EntityOut,
     EntityPlatform,
-    case_insensitive,
 )
-from services.common.events import ENTITY_ID_PATTERN, check_entity_id
 from services.common.names import SCORE_FORMULA, Platform
 from services.common.web import ApiError
 
@@ -59,18 +56,9 @@ def _account(a: queries.AccountFigures) -> EntityAccount:
 )
 async def get_entity(
     api: ApiDep,
-    entity_id: Annotated[
-        str,
-        Path(
-            description="KIND:code (either case)",
-            json_schema_extra={"pattern": case_insensitive(ENTITY_ID_PATTERN)},
-        ),
-    ],
+    entity_id: EntityIdPath,
 ) -> Response:
-    try:
-        entity_id = check_entity_id(entity_id.strip().upper())
-    except ValueError as exc:
-        raise ApiError(404, "not_found", f"unknown entity: {exc}") from None
+    entity_id = entity_id_of(entity_id)
 
     def compute() -> Answer[EntityOut]:
         client = api.client()

@@ -4,18 +4,25 @@
 from __future__ import annotations
 
 import statistics
-from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter
 from fastapi.responses import Response
 
 from services.api import coverage, queries
-from services.api.deps import ApiDep, AtQuery, MetricQuery, PlatformQuery, WindowQuery, now
-from services.api.models import ERROR_RESPONSES, NOT_FOUND, Answer, FigureCoverage, case_insensitive
+from services.api.deps import (
+    ApiDep,
+    AtQuery,
+    EntityIdPath,
+    MetricQuery,
+    PlatformQuery,
+    WindowQuery,
+    entity_id_of,
+    now,
+)
+from services.api.models import ERROR_RESPONSES, NOT_FOUND, Answer, FigureCoverage
 from services.api.queries import Metric, Scope
 from services.api.search_models import PeerBest, PeerGroup, PeersOut
 from services.api.strata import stratum_of
-from services.common.events import ENTITY_ID_PATTERN, check_entity_id
 from services.common.names import Category, Window
 from services.common.web import ApiError
 
@@ -45,22 +52,13 @@ def peer_scope(category: Category, region: str | None, entity_id: str, populatio
 )
 async def get_peers(
     api: ApiDep,
-    entity_id: Annotated[
-        str,
-        Path(
-            description="KIND:code (either case)",
-            json_schema_extra={"pattern": case_insensitive(ENTITY_ID_PATTERN)},
-        ),
-    ],
+    entity_id: EntityIdPath,
     platform: PlatformQuery,
     metric: MetricQuery = Metric.FOLLOWERS,
     window: WindowQuery = Window.D30,
     at: AtQuery = None,
 ) -> Response:
-    try:
-        entity_id = check_entity_id(entity_id.strip().upper())
-    except ValueError as exc:
-        raise ApiError(404, "not_found", f"unknown entity: {exc}") from None
+    entity_id = entity_id_of(entity_id)
 
     def compute() -> Answer[PeersOut]:
         client = api.client()
